@@ -1,0 +1,157 @@
+"""Text sources, splits and windows (tinylm/data)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+from tinylm.data import IGNORE, TokenWindows, eval_batches, load_corpus, split_text
+from tinylm.data import sources
+from tinylm.errors import TinyLMError
+
+
+def test_builtin_shakespeare_resolves_from_data_dir_and_matches_checksum(data_dir, monkeypatch):
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(data_dir))
+    corpus = load_corpus("shakespeare")
+    assert len(corpus.train) == 1_115_394
+    assert corpus.val is None
+    digest = hashlib.sha256(corpus.train.encode("utf-8")).hexdigest()
+    assert digest == sources.BUILTIN_CORPORA["shakespeare"]["train"].sha256
+
+
+def test_shakespeare_split_follows_the_reference_convention(shakespeare_text):
+    train, val = split_text(shakespeare_text, 0.1)
+    assert (len(train), len(val)) == (1_003_854, 111_540)
+    assert train + val == shakespeare_text
+
+
+def test_wikitext_split_by_name(data_dir, monkeypatch):
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(data_dir))
+    corpus = load_corpus("wikitext2:valid")
+    assert corpus.train.startswith(" \n = Homarus gammarus")
+    # train.txt is not in the shared folder: the error says what to do instead
+    with pytest.raises(TinyLMError, match="wikitext2:valid --val-data wikitext2:test"):
+        load_corpus("wikitext2")
+
+
+def test_builtin_missing_offline_says_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path))
+    with pytest.raises(TinyLMError) as err:
+        load_corpus("shakespeare")
+    message = str(err.value)
+    assert "tinyshakespeare/input.txt" in message and str(tmp_path) in message
+
+
+def test_download_is_verified_and_cached(tmp_path, monkeypatch, shakespeare_text):
+    """A download goes through urllib (served here from a local file), is checked, then cached."""
+    monkeypatch.delenv("TINYLM_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path / "nothing"))
+    good = tmp_path / "good.txt"
+    good.write_text(shakespeare_text, encoding="utf-8")
+    spec = sources.BUILTIN_CORPORA["shakespeare"]["train"]
+    monkeypatch.setitem(sources.BUILTIN_CORPORA, "shakespeare",
+                        {"train": sources.CorpusFile(spec.relpath, good.as_uri(), spec.sha256)})
+    assert load_corpus("shakespeare").train == shakespeare_text
+    cached = sources.cache_dir() / "data" / spec.relpath
+    assert cached.is_file()
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("not shakespeare", encoding="utf-8")
+    cached.unlink()
+    monkeypatch.setitem(sources.BUILTIN_CORPORA, "shakespeare",
+                        {"train": sources.CorpusFile(spec.relpath, bad.as_uri(), spec.sha256)})
+    with pytest.raises(TinyLMError, match="failed verification"):
+        load_corpus("shakespeare")
+    assert not cached.exists()
+
+
+def test_file_folder_and_unknown_sources(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "b.txt").write_text("second\n", encoding="utf-8")
+    (tmp_path / "docs" / "a.txt").write_text("first\n", encoding="utf-8")
+    (tmp_path / "docs" / "skip.md").write_text("not text\n", encoding="utf-8")
+    assert load_corpus(str(tmp_path / "docs")).train == "first\n\nsecond\n"
+    assert load_corpus(str(tmp_path / "docs" / "a.txt")).train == "first\n"
+    with pytest.raises(TinyLMError, match="neither a file"):
+        load_corpus("no-such-corpus")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TinyLMError, match="no .txt files"):
+        load_corpus(str(tmp_path / "empty"))
+
+
+def test_non_utf8_file_gets_a_clear_error_or_an_encoding(tmp_path):
+    path = tmp_path / "latin.txt"
+    path.write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1"))
+    with pytest.raises(TinyLMError, match="--encoding"):
+        load_corpus(str(path))
+    assert load_corpus(str(path), encoding="latin-1").train == "café crème\n"
+
+
+def test_hugging_face_dataset_saved_locally(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"title": ["one title", "two titles"], "n": [1, 2]}),
+        "test": datasets.Dataset.from_dict({"title": ["held out"], "n": [3]}),
+    })
+    ds.save_to_disk(str(tmp_path / "saved"))
+    assert load_corpus(f"hf:{tmp_path / 'saved'}", text_column="title").train == "one title\ntwo titles\n"
+    assert load_corpus(f"hf:{tmp_path / 'saved'}", text_column="title", hf_split="test").train == "held out\n"
+    with pytest.raises(TinyLMError, match="no column 'text'"):
+        load_corpus(f"hf:{tmp_path / 'saved'}")
+    # a dataset folder of data files goes through datasets.load_dataset
+    (tmp_path / "jsonl").mkdir()
+    (tmp_path / "jsonl" / "train.jsonl").write_text('{"text": "a line"}\n{"text": "another"}\n', encoding="utf-8")
+    assert load_corpus(f"hf:{tmp_path / 'jsonl'}").train == "a line\nanother\n"
+
+
+def test_hugging_face_dataset_unavailable_offline(monkeypatch):
+    pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(TinyLMError, match="could not load Hugging Face dataset"):
+        load_corpus("hf:tinylm-tests/no-such-dataset-anywhere")
+
+
+def test_every_target_windows():
+    ids = torch.arange(20)
+    windows = TokenWindows(ids, block_size=4, stride=4)
+    assert len(windows) == 4  # starts 0, 4, 8, 12 (each needs block + 1 tokens)
+    x, y = windows.gather(torch.tensor([4]))
+    assert x.tolist() == [[4, 5, 6, 7]] and y.tolist() == [[5, 6, 7, 8]]
+
+
+def test_last_target_windows_are_many_to_one():
+    ids = torch.arange(100)
+    windows = TokenWindows(ids, block_size=40, stride=3, target="last")
+    x, y = windows.gather(torch.tensor([3]))
+    assert x[0, 0] == 3 and x[0, -1] == 42
+    assert (y[0, :-1] == IGNORE).all() and y[0, -1] == 43
+
+
+def test_epoch_order_depends_only_on_seed_and_skip_resumes_it():
+    windows = TokenWindows(torch.arange(500), block_size=8, stride=8)
+    full = [x for x, _ in windows.epoch(4, seed=7)]
+    again = [x for x, _ in windows.epoch(4, seed=7)]
+    assert all(torch.equal(a, b) for a, b in zip(full, again))
+    assert not torch.equal(full[0], next(iter(windows.epoch(4, seed=8)))[0])
+    tail = [x for x, _ in windows.epoch(4, seed=7, skip=3)]
+    assert all(torch.equal(a, b) for a, b in zip(full[3:], tail)) and len(tail) == len(full) - 3
+    covered = torch.cat([x[:, 0] for x in full]).sort().values
+    assert torch.equal(covered, windows.starts)
+
+
+@pytest.mark.parametrize("n", [2, 9, 33, 64, 65])
+def test_eval_batches_score_every_token_once(n):
+    ids = torch.arange(1000, 1000 + n)
+    targets = torch.cat([y[y != IGNORE] for _, y in eval_batches(ids, block_size=8, target="every", batch_size=3)])
+    assert targets.tolist() == ids[1:].tolist()
+    last = [y[y != IGNORE] for _, y in eval_batches(torch.arange(50), 8, "last", 7)]
+    assert torch.cat(last).tolist() == list(range(8, 50))
+
+
+def test_too_short_text_is_refused():
+    with pytest.raises(TinyLMError, match="fewer than one window"):
+        TokenWindows(torch.arange(10), block_size=16, stride=16)

@@ -1,0 +1,169 @@
+"""End-to-end training (tinylm/training): tiny models for seconds, on real text."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from safetensors.torch import load_file
+
+import tinylm
+from tinylm.errors import TinyLMError
+from tinylm.training import lr_at
+
+from conftest import tiny_config
+
+QUIET = {"progress": False, "echo": lambda s: None}
+RUN_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors", "metrics.jsonl",
+             "loss.png", "samples.jsonl", "checkpoint/state.json", "checkpoint/optimizer.safetensors"]
+
+
+def weights_equal(a, b) -> bool:
+    wa, wb = load_file(str(a)), load_file(str(b))
+    return wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
+
+
+def losses(run_dir):
+    return [(r["epoch"], r["train_loss"], r["val_loss"]) for r in tinylm.load(run_dir).metrics]
+
+
+@pytest.mark.parametrize("model", ["rnn", "gru", "lstm"])
+def test_training_lowers_validation_loss_and_writes_a_complete_run(small_corpus, tmp_path, model):
+    run = tinylm.train(tiny_config(small_corpus, model=model, epochs=3), out=tmp_path / "run", **QUIET)
+    for name in RUN_FILES:
+        assert (tmp_path / "run" / name).is_file(), name
+    metrics = run.metrics
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert metrics[-1]["val_loss"] < metrics[0]["val_loss"] < math.log(run.tokenizer.vocab_size)
+    assert all(m["train_loss"] > 0 and m["tokens_per_s"] > 0 for m in metrics)
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert [s["epoch"] for s in samples] == [1, 2, 3]
+    # the run directory reloads in one call and gives the same model
+    again = tinylm.load(tmp_path / "run")
+    assert again.generate("A", max_new_tokens=20, seed=1) == run.generate("A", max_new_tokens=20, seed=1)
+    assert math.isclose(again.evaluate().loss, min(m["val_loss"] for m in metrics), rel_tol=1e-4)
+
+
+def test_exercise_preset_trains_a_many_to_one_model(small_corpus, tmp_path):
+    config = tiny_config(small_corpus, epochs=2)
+    config.data = tinylm.DataConfig(source=str(small_corpus), target="last", block_size=40)
+    config.model = tinylm.model_config("lstm", embed=16, hidden=32, layers=1, head="mlp", dropout=0.2)
+    assert config.data.stride == 3
+    run = tinylm.train(config, out=tmp_path / "run", **QUIET)
+    metrics = run.metrics
+    assert metrics[-1]["val_loss"] < metrics[0]["val_loss"]
+    # validation scores every character after the first window, as in training
+    assert run.evaluate().tokens == run.tokenizer.encode_tensor(
+        small_corpus.read_text()[int(40_000 * 0.9):]).numel() - 40
+
+
+def test_resume_extends_a_run_exactly(small_corpus, tmp_path):
+    """Stopped after epoch 1 and resumed to 3 epochs == 3 epochs straight (constant LR after warm-up)."""
+    tinylm.train(tiny_config(small_corpus, epochs=3, seed=5), out=tmp_path / "straight", **QUIET)
+    tinylm.train(tiny_config(small_corpus, epochs=1, seed=5), out=tmp_path / "resumed", **QUIET)
+    tinylm.resume(tmp_path / "resumed", epochs=3, **QUIET)
+    assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
+    assert weights_equal(tmp_path / "straight" / "model.safetensors", tmp_path / "resumed" / "model.safetensors")
+    assert weights_equal(tmp_path / "straight/checkpoint/model.safetensors",
+                         tmp_path / "resumed/checkpoint/model.safetensors")
+
+
+def test_resume_from_a_mid_epoch_checkpoint_is_exact(small_corpus, tmp_path, monkeypatch):
+    """A run interrupted inside an epoch (cosine schedule, dropout) resumes to the uninterrupted result."""
+    def config():
+        c = tiny_config(small_corpus, epochs=2, lr_schedule="cosine", checkpoint_every=7)
+        c.model.dropout = 0.2
+        return c
+
+    tinylm.train(config(), out=tmp_path / "straight", **QUIET)
+
+    from tinylm.training import loop
+
+    calls = {"n": 0}
+    real_save = loop.save_checkpoint
+
+    def crash_after_second(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # stands in for a kill right after the step-14 checkpoint
+
+    monkeypatch.setattr(loop, "save_checkpoint", crash_after_second)
+    with pytest.raises(KeyboardInterrupt):
+        tinylm.train(config(), out=tmp_path / "resumed", **QUIET)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    state = json.loads((tmp_path / "resumed/checkpoint/state.json").read_text())
+    assert state["step"] == 14 and state["epoch"] == 0
+    tinylm.resume(tmp_path / "resumed", **QUIET)
+    assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
+    assert weights_equal(tmp_path / "straight/checkpoint/model.safetensors",
+                         tmp_path / "resumed/checkpoint/model.safetensors")
+
+
+def test_early_stopping_keeps_the_best_checkpoint(small_corpus, tmp_path):
+    # a learning rate far too high makes validation loss stop improving quickly
+    config = tiny_config(small_corpus, epochs=30, patience=2, lr=0.3, warmup_steps=0, grad_clip=0.0)
+    run = tinylm.train(config, out=tmp_path / "run", **QUIET)
+    metrics = run.metrics
+    best = min(metrics, key=lambda m: m["val_loss"])
+    assert len(metrics) < 30
+    assert len(metrics) == best["epoch"] + 2  # stopped `patience` epochs after the best
+    assert math.isclose(run.evaluate().loss, best["val_loss"], rel_tol=1e-4)
+    with pytest.raises(TinyLMError, match="stopped early"):
+        tinylm.resume(tmp_path / "run", epochs=40, **QUIET)
+
+
+def test_step_budget_stops_training(small_corpus, tmp_path):
+    run = tinylm.train(tiny_config(small_corpus, epochs=50, max_steps=12), out=tmp_path / "run", **QUIET)
+    assert run.metrics[-1]["step"] == 12 and len(run.metrics) == 1
+
+
+def test_existing_run_is_not_overwritten_without_permission(small_corpus, tmp_path):
+    tinylm.train(tiny_config(small_corpus, epochs=1), out=tmp_path / "run", **QUIET)
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    with pytest.raises(TinyLMError, match="--overwrite"):
+        tinylm.train(tiny_config(small_corpus, epochs=1, seed=2), out=tmp_path / "run", **QUIET)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+    tinylm.train(tiny_config(small_corpus, epochs=1, seed=2), out=tmp_path / "run", overwrite=True, **QUIET)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() != before
+    with pytest.raises(TinyLMError, match="already has 1 epochs"):
+        tinylm.resume(tmp_path / "run", epochs=1, **QUIET)
+
+
+def test_diverging_loss_stops_with_a_message_and_keeps_the_last_checkpoint(small_corpus, tmp_path, monkeypatch):
+    tinylm.train(tiny_config(small_corpus, epochs=1), out=tmp_path / "run", **QUIET)
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    from tinylm.models.rnn import RecurrentLM
+
+    real_forward = RecurrentLM.forward
+
+    def poisoned(self, ids, state=None):
+        logits, state = real_forward(self, ids, state)
+        return logits * float("nan") if self.training else logits, state
+
+    monkeypatch.setattr(RecurrentLM, "forward", poisoned)
+    with pytest.raises(TinyLMError, match="became nan"):
+        tinylm.resume(tmp_path / "run", epochs=2, **QUIET)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+    assert json.loads((tmp_path / "run/checkpoint/state.json").read_text())["epoch"] == 1
+
+
+def test_learning_rate_schedule():
+    cfg = tinylm.TrainConfig(lr=1.0, warmup_steps=10, lr_schedule="cosine", min_lr_ratio=0.1)
+    assert lr_at(0, cfg, 110) == pytest.approx(0.1)
+    assert lr_at(9, cfg, 110) == pytest.approx(1.0)
+    assert lr_at(60, cfg, 110) == pytest.approx(0.55)
+    assert lr_at(110, cfg, 110) == pytest.approx(0.1)
+    cfg.lr_schedule = "constant"
+    assert lr_at(500, cfg, 110) == 1.0
+
+
+def test_validation_split_too_small(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("abcdefghij" * 30, encoding="utf-8")
+    config = tiny_config(path, epochs=1)
+    config.data.val_fraction = 0.0
+    with pytest.raises(TinyLMError, match="validation split"):
+        tinylm.train(config, out=tmp_path / "run", **QUIET)
+    assert not (tmp_path / "run").exists()

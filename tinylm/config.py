@@ -1,0 +1,176 @@
+"""Run configuration: small typed dataclasses, saved as config.json in every run directory.
+
+A RunConfig holds everything needed to rebuild a run: where the text came from and how it was cut
+(DataConfig), the tokenizer (TokenizerConfig), the model (its family's config) and the optimisation
+(TrainConfig). It round-trips through JSON exactly, so `tinylm.load(run_dir)` and `--resume` need
+nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .errors import TinyLMError
+from .io import write_json
+from .models import config_from_dict, config_to_dict, model_config
+from .tokenizers import TokenizerConfig
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class DataConfig:
+    """Where the text comes from and how it is cut into training examples."""
+
+    source: str = "shakespeare"
+    """A file, a folder of .txt files, a built-in corpus (shakespeare, wikitext2, NAME:SPLIT) or hf:NAME."""
+    val_source: str | None = None
+    """Validation text from another source instead of the tail of `source`."""
+    val_fraction: float = 0.1
+    """Share of the text (its end) used for validation when the source has no validation split."""
+    encoding: str = "utf-8"
+    """Encoding of text files."""
+    text_column: str = "text"
+    """Column of a Hugging Face dataset that holds the text."""
+    hf_split: str = "train"
+    """Split of a Hugging Face dataset."""
+    hf_config: str | None = None
+    """Configuration name of a Hugging Face dataset."""
+    target: str = "every"
+    """every: predict the next token at every position; last: many-to-one (only the token after the window)."""
+    block_size: int = 128
+    """Tokens per training window (the exercise's maxlen for target=last)."""
+    stride: int | None = None
+    """Tokens between window starts (the exercise's step); default: block_size for every, 3 for last."""
+
+    def __post_init__(self) -> None:
+        if self.target not in ("every", "last"):
+            raise TinyLMError(f"--target must be every or last, got {self.target!r}")
+        if self.stride is None:
+            self.stride = self.block_size if self.target == "every" else 3
+        if self.block_size < 1 or self.stride < 1:
+            raise TinyLMError("--block-size and --stride must be at least 1")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise TinyLMError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, evaluation and checkpointing."""
+
+    epochs: int = 5
+    """Passes over the training windows (the total, counting epochs done before a resume)."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps in total (an epoch cut short still ends with a full evaluation)."""
+    batch_size: int = 64
+    lr: float = 3e-3
+    """Peak learning rate."""
+    optimizer: str = "adamw"
+    """adam or adamw."""
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    lr_schedule: str = "constant"
+    """constant (after warm-up), or cosine (to min_lr_ratio * lr at the last planned step)."""
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    """Clip the gradient norm to this value (0 disables)."""
+    patience: int = 5
+    """Stop after this many epochs without a better validation loss (0 disables early stopping)."""
+    seed: int = 1337
+    device: str = "auto"
+    """auto, cpu, cuda, cuda:N or mps."""
+    precision: str = "auto"
+    """Autocast for training: bf16, fp32, or auto (bf16 on CPUs and on GPUs that support it). Evaluation runs in fp32."""
+    eval_batch_size: int = 128
+    checkpoint_every: int = 0
+    """Also checkpoint every N optimizer steps inside an epoch (0: only at the end of each epoch)."""
+    sample_prompt: str | None = None
+    """Prompt of the sample printed after every epoch (default: the start of the training text)."""
+    sample_tokens: int = 200
+    sample_temperature: float = 0.8
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        if self.epochs < 1:
+            raise TinyLMError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise TinyLMError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if self.batch_size < 1:
+            raise TinyLMError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise TinyLMError(f"--lr must be positive, got {self.lr}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise TinyLMError(f"--optimizer must be adam or adamw, got {self.optimizer!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise TinyLMError(f"--lr-schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise TinyLMError(f"--precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.patience < 0 or self.warmup_steps < 0 or self.checkpoint_every < 0:
+            raise TinyLMError("--patience, --warmup-steps and --checkpoint-every must not be negative")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run. Saved as config.json; `model` is the family's own config."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: Any = field(default_factory=lambda: model_config("lstm"))
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "tinylm_version": __version__,
+            "data": dataclasses.asdict(self.data),
+            "tokenizer": dataclasses.asdict(self.tokenizer),
+            "model": config_to_dict(self.model),
+            "train": dataclasses.asdict(self.train),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        version = data.get("format_version", 1)
+        if version > FORMAT_VERSION:
+            raise TinyLMError(
+                f"this run was written by a newer tinylm (format {version}); upgrade tinylm to load it"
+            )
+        try:
+            return cls(
+                data=DataConfig(**data["data"]),
+                tokenizer=TokenizerConfig(**data["tokenizer"]),
+                model=config_from_dict(data["model"]),
+                train=TrainConfig(**data["train"]),
+            )
+        except (KeyError, TypeError) as e:
+            raise TinyLMError(f"config.json is not a valid tinylm config ({e})") from None
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise TinyLMError(f"{path} not found: is {path.parent} a tinylm run directory?")
+        try:
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as e:
+            raise TinyLMError(f"{path} is not valid JSON ({e})") from None
+
+
+# Named recipes: partial settings applied before the user's own flags.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # The classic char-RNN exercise: maxlen-40 / step-3 windows, many-to-one LSTM, early stopping.
+    "exercise": {
+        "model": {"name": "lstm", "embed": 64, "hidden": 128, "layers": 1, "dropout": 0.2, "head": "mlp"},
+        "data": {"target": "last", "block_size": 40, "stride": 3},
+        "train": {"lr": 5e-3, "patience": 5, "optimizer": "adam", "batch_size": 128},
+    },
+}

@@ -1,0 +1,28 @@
+"""Train / validation text for a DataConfig."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import TinyLMError
+from .sources import load_corpus
+from .windows import split_text
+
+
+def load_split(data: Any) -> tuple[str, str]:
+    """(train text, validation text): the source's own validation split, --val-data, or the text's tail."""
+    corpus = load_corpus(data.source, data.encoding, data.text_column, data.hf_split, data.hf_config)
+    if data.val_source:
+        val = load_corpus(data.val_source, data.encoding, data.text_column, data.hf_split, data.hf_config).train
+        train = corpus.train
+    elif corpus.val is not None:
+        train, val = corpus.train, corpus.val
+    else:
+        train, val = split_text(corpus.train, data.val_fraction)
+    if not train.strip():
+        raise TinyLMError(f"the training text of {data.source!r} is empty (or only whitespace)")
+    if not val.strip():
+        raise TinyLMError(
+            f"the validation split of {data.source!r} is empty: raise --val-fraction or pass --val-data FILE"
+        )
+    return train, val

@@ -1,0 +1,113 @@
+"""Stage 5: text out. Greedy decoding, multinomial sampling with temperature, top-k and top-p,
+stopping at <eos>, and streaming.
+
+Generation only uses the model contract `logits, state = model(ids, state)`: the prompt runs once,
+then every new token costs one step with the carried state (hidden state, KV cache, n-gram context).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from .errors import TinyLMError
+
+MAX_NEW_TOKENS_LIMIT = 100_000
+
+
+def tempered_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(logits / T): T < 1 sharpens the distribution, T > 1 flattens it, T -> 0 is argmax."""
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise TinyLMError(f"temperature must be a finite number > 0, got {temperature}")
+    return F.softmax(logits.float() / temperature, dim=-1)
+
+
+@dataclass
+class SamplingConfig:
+    """How the next token is chosen."""
+
+    max_new_tokens: int = 200
+    temperature: float = 1.0
+    top_k: int | None = None
+    """Keep only the k most likely tokens."""
+    top_p: float | None = None
+    """Keep the smallest set of tokens whose probability reaches p (nucleus sampling)."""
+    greedy: bool = False
+    """Always take the most likely token (same as temperature -> 0)."""
+    seed: int | None = None
+    stop_at_eos: bool = True
+
+    def validate(self, vocab_size: int) -> None:
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
+            raise TinyLMError(f"--max-new-tokens must be a whole number >= 0, got {self.max_new_tokens}")
+        if self.max_new_tokens > MAX_NEW_TOKENS_LIMIT:
+            raise TinyLMError(f"--max-new-tokens {self.max_new_tokens} is over the limit of {MAX_NEW_TOKENS_LIMIT}")
+        t = self.temperature
+        if not self.greedy and not (math.isfinite(t) and t > 0):
+            raise TinyLMError(f"--temperature must be a finite number > 0 (or use --greedy), got {t}")
+        if self.top_k is not None and not 1 <= self.top_k <= vocab_size:
+            raise TinyLMError(f"--top-k must be between 1 and the vocabulary size {vocab_size}, got {self.top_k}")
+        if self.top_p is not None and not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
+            raise TinyLMError(f"--top-p must be in (0, 1], got {self.top_p}")
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Set the logits of tokens outside top-k / top-p to -inf. Always keeps the most likely token."""
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = F.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        # drop a token when the tokens before it already reach top_p (the first token always stays)
+        drop_sorted = (cumulative - F.softmax(sorted_logits, dim=-1)) >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def choose_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """Next token ids (B,) from last-position logits (B, V)."""
+    if config.greedy:
+        return logits.argmax(dim=-1)
+    logits = filter_logits(logits.float() / config.temperature, config.top_k, config.top_p)
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate_ids(
+    model: torch.nn.Module,
+    prompt_ids: list[int],
+    config: SamplingConfig,
+    eos_id: int | None = None,
+    banned_ids: tuple[int, ...] = (),
+    device: torch.device | str = "cpu",
+) -> Iterator[int]:
+    """Yield new token ids one at a time (stops at eos when config.stop_at_eos; eos is not yielded)."""
+    if not prompt_ids:
+        raise TinyLMError("generation needs at least one prompt token")
+    generator = None
+    if config.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(config.seed)
+    was_training = model.training
+    model.eval()
+    try:
+        ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+        logits, state = model(ids, None)
+        for _ in range(config.max_new_tokens):
+            last = logits[:, -1, :].float()
+            if banned_ids:
+                last[:, list(banned_ids)] = float("-inf")
+            next_id = choose_next(last, config, generator)
+            token = int(next_id.item())
+            if config.stop_at_eos and eos_id is not None and token == eos_id:
+                return
+            yield token
+            logits, state = model(next_id.view(1, 1), state)
+    finally:
+        model.train(was_training)

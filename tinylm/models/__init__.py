@@ -1,0 +1,68 @@
+"""Stage 3: model families behind one interface (see base.py), found by name.
+
+A family registers its config dataclass and module class in FAMILIES; `--model` names map to a family
+plus fixed config values (e.g. `gru` is the rnn family with cell="gru").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..errors import TinyLMError
+from .base import LanguageModel
+from .rnn import RecurrentLM, RNNConfig
+
+FAMILIES: dict[str, tuple[type, type[LanguageModel]]] = {
+    "rnn": (RNNConfig, RecurrentLM),
+}
+
+# --model NAME -> (family, fixed config fields)
+MODEL_NAMES: dict[str, tuple[str, dict[str, Any]]] = {
+    "rnn": ("rnn", {"cell": "rnn"}),
+    "gru": ("rnn", {"cell": "gru"}),
+    "lstm": ("rnn", {"cell": "lstm"}),
+}
+
+
+def family_of(config: Any) -> str:
+    for family, (config_class, _) in FAMILIES.items():
+        if type(config) is config_class:
+            return family
+    raise TypeError(f"{type(config).__name__} is not a registered model config")
+
+
+def model_config(name: str, **overrides: Any) -> Any:
+    """The config for a --model NAME with the given fields set (None values keep the defaults)."""
+    if name not in MODEL_NAMES:
+        raise TinyLMError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    family, fixed = MODEL_NAMES[name]
+    config_class = FAMILIES[family][0]
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    values = {k: v for k, v in overrides.items() if v is not None and k in fields}
+    return config_class(**{**values, **fixed})
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return {"family": family_of(config), **dataclasses.asdict(config)}
+
+
+def config_from_dict(data: dict[str, Any]) -> Any:
+    data = dict(data)
+    family = data.pop("family", None)
+    if family not in FAMILIES:
+        raise TinyLMError(f"config names an unknown model family {family!r}")
+    config_class = FAMILIES[family][0]
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = set(data) - known
+    if unknown:
+        raise TinyLMError(f"model config has unknown fields: {', '.join(sorted(unknown))}")
+    return config_class(**data)
+
+
+def build_model(config: Any) -> LanguageModel:
+    return FAMILIES[family_of(config)][1](config)
+
+
+__all__ = ["FAMILIES", "MODEL_NAMES", "LanguageModel", "RNNConfig", "RecurrentLM", "build_model",
+           "config_from_dict", "config_to_dict", "model_config"]

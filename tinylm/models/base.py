@@ -1,0 +1,39 @@
+"""The contract every model family implements, so training, sampling, evaluation and export never
+branch on the model type.
+
+    logits, state = model(ids, state)     # ids (B, T) int64 -> logits (B, T, V) float
+
+`state` is whatever the family needs to continue a sequence: the recurrent hidden state, a KV cache,
+or the last n-1 tokens of an n-gram model. `None` starts a new sequence. Generation feeds the prompt
+once, then one token per step with the returned state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+class LanguageModel(nn.Module):
+    """Base class: holds the family's config and counts parameters."""
+
+    family: ClassVar[str]
+
+    def __init__(self, config: Any):
+        super().__init__()
+        self.config = config
+
+    def forward(self, ids: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def num_parameters(self) -> int:
+        """Trainable parameters, each shared (tied) tensor counted once."""
+        seen: set[int] = set()
+        total = 0
+        for p in self.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel()
+        return total

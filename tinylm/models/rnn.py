@@ -1,0 +1,78 @@
+"""Recurrent language models: vanilla RNN, GRU and LSTM in one family.
+
+    ids (B, T) -> embedding (B, T, E) -> `layers` stacked cells, dropout between (B, T, H) -> head -> (B, T, V)
+
+Two heads:
+- "linear": dropout -> Linear(H, V), the usual char-rnn model;
+- "mlp": the many-to-one head of the classic exercise: dropout -> Linear(H, H) + ReLU -> dropout -> Linear(H, V).
+The head runs at every position, so the same model serves the "every" and the "last" training targets
+and generation carries the hidden state from one token to the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import TinyLMError
+from .base import LanguageModel
+
+CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+@dataclass
+class RNNConfig:
+    """Hyper-parameters of a recurrent language model."""
+
+    vocab_size: int = 0
+    """Number of token ids (set from the tokenizer)."""
+    cell: str = "lstm"
+    """rnn (tanh), gru or lstm."""
+    embed: int = 64
+    """Width of the token embedding."""
+    hidden: int = 256
+    """Width of each recurrent layer's hidden state."""
+    layers: int = 2
+    """Number of stacked recurrent layers."""
+    dropout: float = 0.1
+    """Dropout between layers and before the head."""
+    head: str = "linear"
+    """linear, or mlp (the exercise's dense + ReLU head)."""
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise TinyLMError(f"unknown recurrent cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if self.head not in ("linear", "mlp"):
+            raise TinyLMError(f"unknown head {self.head!r}; choose linear or mlp")
+        for name in ("embed", "hidden", "layers"):
+            if getattr(self, name) < 1:
+                raise TinyLMError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise TinyLMError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+class RecurrentLM(LanguageModel):
+    family = "rnn"
+
+    def __init__(self, config: RNNConfig):
+        super().__init__(config)
+        c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embed)
+        self.rnn = CELLS[c.cell](
+            c.embed, c.hidden, num_layers=c.layers, batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0
+        )
+        self.dropout = nn.Dropout(c.dropout)
+        if c.head == "mlp":
+            self.head = nn.Sequential(
+                nn.Linear(c.hidden, c.hidden), nn.ReLU(), nn.Dropout(c.dropout), nn.Linear(c.hidden, c.vocab_size)
+            )
+        else:
+            self.head = nn.Linear(c.hidden, c.vocab_size)
+
+    def forward(self, ids: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        x = self.embedding(ids)  # (B, T, E)
+        out, state = self.rnn(x, state)  # (B, T, H); state: h (L, B, H), or (h, c) for LSTM
+        return self.head(self.dropout(out)), state  # (B, T, V)

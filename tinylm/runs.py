@@ -1,0 +1,136 @@
+"""A run directory, loaded: model + tokenizer + config, ready to generate and evaluate.
+
+    run = tinylm.load("runs/shakespeare-lstm")
+    print(run.generate("ROMEO:", max_new_tokens=200, temperature=0.8))
+    for piece in run.stream("ROMEO:"): print(piece, end="")
+    run.evaluate()            # on the run's own validation split
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .config import RunConfig
+from .data import load_split
+from .errors import TinyLMError
+from .evaluation import EvalResult, summarize, token_losses
+from .generation import SamplingConfig, generate_ids
+from .io import read_jsonl
+from .models import LanguageModel, build_model
+from .tokenizers import Tokenizer
+from .weights import load_weights
+
+WEIGHTS = "model.safetensors"
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TinyLMError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TinyLMError("--device cuda was asked for, but no CUDA GPU is available (use --device cpu)")
+    return device
+
+
+class LoadedModel:
+    """A trained model with its tokenizer and config: what `tinylm.load` and `tinylm.train` return."""
+
+    def __init__(self, module: LanguageModel, tokenizer: Tokenizer, config: RunConfig,
+                 run_dir: Path | None = None, device: torch.device | str = "cpu"):
+        self.module = module
+        self.tokenizer = tokenizer
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.device = torch.device(device)
+
+    def __repr__(self) -> str:
+        return (f"LoadedModel({self.config.model.__class__.__name__}, {self.num_parameters():,} parameters, "
+                f"tokenizer={self.tokenizer.kind}, run_dir={str(self.run_dir)!r})")
+
+    def num_parameters(self) -> int:
+        return self.module.num_parameters()
+
+    @property
+    def metrics(self) -> list[dict]:
+        """The per-epoch records of metrics.jsonl."""
+        return read_jsonl(self.run_dir / "metrics.jsonl") if self.run_dir else []
+
+    # -- generation --------------------------------------------------------------------------------
+    def prompt_ids(self, prompt: str, warn: bool = True) -> list[int]:
+        """Token ids of `prompt`; an empty prompt starts from <eos> (the start of a new text)."""
+        if prompt:
+            unknown = self.tokenizer.unknown_symbols(prompt)
+            if unknown and warn:
+                shown = ", ".join(repr(u) for u in unknown[:10])
+                print(f"warning: the prompt has symbols not in the vocabulary, read as <unk>: {shown}",
+                      file=sys.stderr)
+            return self.tokenizer.encode(prompt)
+        if self.tokenizer.eos_id is None:
+            raise TinyLMError("this tokenizer has no <eos> token: give a non-empty prompt")
+        return [self.tokenizer.eos_id]
+
+    def stream(self, prompt: str = "", **sampling) -> Iterator[str]:
+        """Yield the generated text piece by piece as tokens are sampled (the prompt is not repeated)."""
+        config = sampling.pop("config", None) or SamplingConfig(**sampling)
+        config.validate(self.tokenizer.vocab_size)
+        ids = self.prompt_ids(prompt)
+        banned = tuple(i for i in (self.tokenizer.pad_id,) if i is not None)
+        new: list[int] = []
+        emitted = ""
+        for token in generate_ids(self.module, ids, config, self.tokenizer.eos_id, banned, self.device):
+            new.append(token)
+            # Decode the whole continuation: multi-token characters (byte-level BPE) come out whole.
+            text = self.tokenizer.decode(new)
+            if text.endswith("\ufffd"):
+                continue
+            yield text[len(emitted):]
+            emitted = text
+        text = self.tokenizer.decode(new)
+        if len(text) > len(emitted):
+            yield text[len(emitted):]
+
+    def generate(self, prompt: str = "", **sampling) -> str:
+        """The prompt followed by its continuation (see SamplingConfig for the options)."""
+        return prompt + "".join(self.stream(prompt, **sampling))
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def evaluate(self, text: str | None = None, batch_size: int | None = None) -> EvalResult:
+        """Loss, perplexity and bits per char on `text`, or on the run's validation split."""
+        if text is None:
+            _, text = load_split(self.config.data)
+        if not text:
+            raise TinyLMError("the evaluation text is empty")
+        ids = self.tokenizer.encode_tensor(text)
+        data = self.config.data
+        total, count = token_losses(self.module, ids, data.block_size, data.target,
+                                    batch_size or self.config.train.eval_batch_size, self.device)
+        return summarize(total, count, len(text), ids.numel())
+
+
+def load(run_dir: str | Path, device: str = "cpu") -> LoadedModel:
+    """Load a run directory (config.json, tokenizer.json, model.safetensors) in one call."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TinyLMError(f"run directory {run_dir} does not exist")
+    config = RunConfig.load(run_dir / "config.json")
+    tokenizer = Tokenizer.load(run_dir)
+    if tokenizer.vocab_size != config.model.vocab_size:
+        raise TinyLMError(
+            f"tokenizer.json has {tokenizer.vocab_size} tokens but the model expects {config.model.vocab_size}"
+        )
+    target = resolve_device(device)
+    module = build_model(config.model)
+    load_weights(module, run_dir / WEIGHTS, target)
+    module.to(target).eval()
+    return LoadedModel(module, tokenizer, config, run_dir, target)

@@ -1,0 +1,373 @@
+"""Stage 4: the training loop. One loop for every model family, readable top to bottom.
+
+    for each epoch:                         one pass over the shuffled training windows
+        for each batch: forward, cross-entropy, backward, clip, step
+        evaluate on the WHOLE validation split; keep the best weights in model.safetensors
+        print a sample from a fixed prompt; append to metrics.jsonl; redraw loss.png
+        checkpoint (weights, optimizer, RNG, counters); stop early after `patience` epochs without progress
+
+Exact resume: the batch order of an epoch depends only on (seed, epoch), and the checkpoint holds the
+optimizer and RNG states, so a run stopped anywhere and resumed ends with the same weights and metrics
+as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..config import RunConfig
+from ..data import IGNORE, TokenWindows, load_split
+from ..errors import TinyLMError
+from ..evaluation import summarize, token_losses
+from ..generation import SamplingConfig
+from ..io import append_jsonl, read_jsonl, write_jsonl
+from ..models import build_model, family_of
+from ..plots import plot_loss
+from ..runs import WEIGHTS, LoadedModel, load, resolve_device
+from ..tokenizers import Tokenizer, build_tokenizer
+from .checkpoint import load_checkpoint, read_state, save_checkpoint, save_weights
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class TrainingState:
+    """Counters saved with every checkpoint (state.json)."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # optimizer steps taken
+    batch_in_epoch: int = 0  # batches of the current epoch already trained on
+    epoch_loss_sum: float = 0.0
+    epoch_loss_count: int = 0
+    epoch_tokens: int = 0
+    epoch_seconds: float = 0.0
+    curve: list = field(default_factory=list)  # [step, running train loss] points of the current epoch
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0  # epochs since the best validation loss
+    elapsed_seconds: float = 0.0
+    finished: bool = False
+    stop_reason: str | None = None
+    data_sha256: str = ""
+
+
+def lr_at(step: int, cfg, total_steps: int) -> float:
+    """Linear warm-up, then constant or cosine decay to min_lr_ratio * lr."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _fingerprint(train_text: str, val_text: str) -> str:
+    h = hashlib.sha256(train_text.encode("utf-8"))
+    h.update(b"\0")
+    h.update(val_text.encode("utf-8"))
+    return h.hexdigest()
+
+
+def _default_run_dir(config: RunConfig) -> Path:
+    source = Path(config.data.source.replace("hf:", "")).stem or "data"
+    model = getattr(config.model, "cell", None) or family_of(config.model)
+    return Path("runs") / f"{source}-{model}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise TinyLMError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / "config.json").exists():
+            raise TinyLMError(f"--out {out} exists, is not empty and is not a tinylm run; choose another folder")
+        if not overwrite:
+            raise TinyLMError(f"--out {out} already holds a run; pass --overwrite to replace it, or --resume {out}")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+
+class _StopRequest:
+    """First Ctrl-C asks the loop to checkpoint and stop at the next batch boundary; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: saving a checkpoint at the end of this batch (Ctrl-C again to abort)", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class Interrupted(TinyLMError):
+    """Training stopped by Ctrl-C after saving a checkpoint."""
+
+
+def train(config: RunConfig | None = None, out: str | Path | None = None, *, overwrite: bool = False,
+          progress: bool = True, echo: Echo = print) -> LoadedModel:
+    """Train a new run from `config` into `out` (default runs/<data>-<model>-<time>); return the best model."""
+    config = config or RunConfig()
+    run_dir = Path(out) if out is not None else _default_run_dir(config)
+    train_text, val_text = load_split(config.data)  # fail on bad data before touching the disk
+    tokenizer = build_tokenizer(config.tokenizer, train_text)
+    config.model.vocab_size = tokenizer.vocab_size
+    if config.train.sample_prompt is None:
+        config.train.sample_prompt = train_text.lstrip()[:32].split("\n")[0] or train_text[:8]
+    _prepare_out(run_dir, overwrite)
+    config.save(run_dir / "config.json")
+    tokenizer.save(run_dir)
+    state = TrainingState(data_sha256=_fingerprint(train_text, val_text))
+    return _fit(run_dir, config, tokenizer, train_text, val_text, state, resumed=False, progress=progress, echo=echo)
+
+
+def resume(run_dir: str | Path, epochs: int | None = None, max_steps: int | None = None, *,
+           progress: bool = True, echo: Echo = print) -> LoadedModel:
+    """Continue `run_dir` from its checkpoint until it has `epochs` epochs (or `max_steps` steps) in total."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TinyLMError(f"--resume {run_dir}: no such run directory")
+    config = RunConfig.load(run_dir / "config.json")
+    raw = read_state(run_dir)
+    if raw is None:
+        raise TinyLMError(f"{run_dir} has no checkpoint to resume from")
+    state = TrainingState(**raw)
+    if epochs is not None:
+        config.train.epochs = epochs
+    if max_steps is not None:
+        config.train.max_steps = max_steps
+    config.train.__post_init__()
+    if state.stop_reason == "early_stopping":
+        raise TinyLMError(f"{run_dir} already stopped early at epoch {state.epoch} (patience "
+                          f"{config.train.patience}); its best weights are final — start a new run instead")
+    if state.epoch >= config.train.epochs:
+        raise TinyLMError(f"{run_dir} already has {state.epoch} epochs; pass --epochs N with N > {state.epoch}")
+    if config.train.max_steps is not None and state.step >= config.train.max_steps:
+        raise TinyLMError(f"{run_dir} already took {state.step} steps; pass a larger --max-steps")
+    train_text, val_text = load_split(config.data)
+    if _fingerprint(train_text, val_text) != state.data_sha256:
+        raise TinyLMError(f"the text of {config.data.source!r} changed since {run_dir} started; cannot resume exactly")
+    state.finished, state.stop_reason = False, None
+    config.save(run_dir / "config.json")
+    tokenizer = Tokenizer.load(run_dir)
+    return _fit(run_dir, config, tokenizer, train_text, val_text, state, resumed=True, progress=progress, echo=echo)
+
+
+def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str, val_text: str,
+         state: TrainingState, *, resumed: bool, progress: bool, echo: Echo) -> LoadedModel:
+    tc, dc = config.train, config.data
+    device = resolve_device(tc.device)
+    torch.manual_seed(tc.seed)
+    train_ids = tokenizer.encode_tensor(train_text)
+    val_ids = tokenizer.encode_tensor(val_text)
+    windows = TokenWindows(train_ids, dc.block_size, dc.stride, dc.target)
+    if val_ids.numel() < 2 or (dc.target == "last" and val_ids.numel() <= dc.block_size):
+        raise TinyLMError(
+            f"the validation split has {val_ids.numel()} tokens, too few to evaluate "
+            f"(need more than {dc.block_size if dc.target == 'last' else 1}); raise --val-fraction"
+        )
+    steps_per_epoch = windows.num_batches(tc.batch_size)
+    total_steps = tc.epochs * steps_per_epoch
+    if tc.max_steps is not None:
+        total_steps = min(total_steps, tc.max_steps)
+
+    model = build_model(config.model).to(device)
+    optimizer = _make_optimizer(model, tc)
+    if resumed:
+        load_checkpoint(run_dir, model, optimizer, device)
+        # Records past the checkpoint (written just before a crash) are redone.
+        kept = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["epoch"] <= state.epoch]
+        write_jsonl(run_dir / "metrics.jsonl", kept)
+        kept_samples = [r for r in read_jsonl(run_dir / "samples.jsonl") if r["epoch"] <= state.epoch]
+        write_jsonl(run_dir / "samples.jsonl", kept_samples)
+
+    use_bf16 = _use_bf16(tc.precision, device)
+    params = model.num_parameters()
+    head = f"tinylm train -> {run_dir}" + (f"  (resuming after epoch {state.epoch}, step {state.step})" if resumed else "")
+    echo(head)
+    echo(f"  data        {dc.source}: {train_ids.numel():,} training / {val_ids.numel():,} validation tokens, "
+         f"{tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}")
+    echo(f"  model       {_describe(config.model)}: {params:,} parameters")
+    echo(f"  tokens/param {train_ids.numel() / max(params, 1):.2f} per epoch")
+    until = f", at most {tc.max_steps:,} steps" if tc.max_steps else ""
+    echo(f"  training    {tc.epochs} epochs x {steps_per_epoch:,} steps (batch {tc.batch_size} x block "
+         f"{dc.block_size}, target {dc.target}){until}; {tc.optimizer} lr {tc.lr:g} {tc.lr_schedule}, "
+         f"warm-up {tc.warmup_steps}, clip {tc.grad_clip:g}, patience {tc.patience or 'off'}")
+    threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+    echo(f"  device      {device} ({'bf16 autocast' if use_bf16 else 'fp32'}{threads})")
+
+    from tqdm.auto import tqdm
+
+    log_every = max(1, steps_per_epoch // 25)
+    with _StopRequest() as stop:
+        while state.epoch < tc.epochs and not state.finished:
+            epoch_index = state.epoch
+            model.train()
+            bar = tqdm(total=steps_per_epoch, initial=state.batch_in_epoch, desc=f"epoch {epoch_index + 1}/{tc.epochs}",
+                       unit="step", disable=not progress, dynamic_ncols=True, leave=False,
+                       mininterval=0.5 if sys.stderr.isatty() else 15)
+            t0 = time.perf_counter()
+            running = None
+            budget_hit = False
+            for x, y in windows.epoch(tc.batch_size, seed=tc.seed * 1_000_003 + epoch_index, skip=state.batch_in_epoch):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                lr = lr_at(state.step, tc, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    logits, _ = model(x, None)
+                loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=IGNORE)
+                if not torch.isfinite(loss):
+                    bar.close()
+                    raise TinyLMError(
+                        f"the training loss became {loss.item()} at step {state.step + 1}; stopped. The last good "
+                        f"checkpoint (epoch {state.epoch}) is kept in {run_dir}; try a lower --lr"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if tc.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                optimizer.step()
+
+                value = loss.item()
+                running = value if running is None else 0.9 * running + 0.1 * value
+                state.step += 1
+                state.batch_in_epoch += 1
+                state.epoch_loss_sum += value * x.size(0)
+                state.epoch_loss_count += x.size(0)
+                state.epoch_tokens += x.numel()
+                if state.batch_in_epoch % log_every == 0:
+                    state.curve.append([epoch_index * steps_per_epoch + state.batch_in_epoch, round(running, 5)])
+                elapsed = state.epoch_seconds + time.perf_counter() - t0
+                bar.set_postfix(loss=f"{running:.4f}", tok_s=f"{state.epoch_tokens / max(elapsed, 1e-9):,.0f}", refresh=False)
+                bar.update(1)
+                if tc.max_steps is not None and state.step >= tc.max_steps:
+                    budget_hit = True
+                    break
+                mid_checkpoint = tc.checkpoint_every and state.step % tc.checkpoint_every == 0
+                if stop.requested or mid_checkpoint:
+                    state.epoch_seconds += time.perf_counter() - t0
+                    state.elapsed_seconds += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    save_checkpoint(run_dir, model, optimizer, asdict(state))
+                    if stop.requested:
+                        bar.close()
+                        raise Interrupted(
+                            f"interrupted at step {state.step} (epoch {epoch_index + 1}); checkpoint saved. "
+                            f"Continue with: tinylm train --resume {run_dir}"
+                        )
+            bar.close()
+            now = time.perf_counter()
+            state.epoch_seconds += now - t0
+            state.elapsed_seconds += now - t0
+            _end_epoch(run_dir, config, model, tokenizer, val_text, val_ids, state, steps_per_epoch,
+                       optimizer.param_groups[0]["lr"], budget_hit, echo, device)
+            if budget_hit:
+                state.finished, state.stop_reason = True, "max_steps"
+            elif tc.patience and state.bad_epochs >= tc.patience:
+                state.finished, state.stop_reason = True, "early_stopping"
+                echo(f"early stopping: no better validation loss for {tc.patience} epochs "
+                     f"(best {state.best_val_loss:.4f} at epoch {state.best_epoch})")
+            elif state.epoch >= tc.epochs:
+                state.finished, state.stop_reason = True, "epochs"
+            save_checkpoint(run_dir, model, optimizer, asdict(state))
+
+    echo(f"done: best validation loss {state.best_val_loss:.4f} at epoch {state.best_epoch}; "
+         f"{state.elapsed_seconds:.0f} s of training. Weights: {run_dir / WEIGHTS}")
+    return load(run_dir, device=str(device))
+
+
+def _use_bf16(precision: str, device: torch.device) -> bool:
+    if precision == "fp32":
+        return False
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu"  # bf16 autocast is 1.6-1.8x faster for small recurrent models on CPU
+
+
+def _describe(model_config: Any) -> str:
+    c = model_config
+    if family_of(c) == "rnn":
+        return f"{c.cell} {c.layers}x{c.hidden} (embed {c.embed}, dropout {c.dropout:g}, head {c.head})"
+    return family_of(c)
+
+
+def _end_epoch(run_dir: Path, config: RunConfig, model, tokenizer: Tokenizer, val_text: str, val_ids: torch.Tensor,
+               state: TrainingState, steps_per_epoch: int, lr: float, partial: bool, echo: Echo, device) -> None:
+    """Evaluate on the whole validation split, keep the best weights, sample, log and plot."""
+    tc, dc = config.train, config.data
+    epoch = state.epoch + 1
+    t0 = time.perf_counter()
+    total, count = token_losses(model, val_ids, dc.block_size, dc.target, tc.eval_batch_size, device)
+    result = summarize(total, count, len(val_text), val_ids.numel())
+    eval_seconds = time.perf_counter() - t0
+    improved = state.best_val_loss is None or result.loss < state.best_val_loss
+    if improved:
+        state.best_val_loss, state.best_epoch, state.bad_epochs = result.loss, epoch, 0
+        save_weights(model, run_dir / WEIGHTS)
+    else:
+        state.bad_epochs += 1
+    train_loss = state.epoch_loss_sum / max(state.epoch_loss_count, 1)
+    record = {
+        "epoch": epoch,
+        "step": state.step,
+        "train_loss": round(train_loss, 6),
+        "val_loss": round(result.loss, 6),
+        "val_perplexity": round(result.perplexity, 4),
+        "val_bits_per_char": round(result.bits_per_char, 5),
+        "lr": lr,
+        "tokens_per_s": round(state.epoch_tokens / max(state.epoch_seconds, 1e-9), 1),
+        "epoch_seconds": round(state.epoch_seconds, 2),
+        "eval_seconds": round(eval_seconds, 2),
+        "elapsed_seconds": round(state.elapsed_seconds, 2),
+        "best": improved,
+        "steps_per_epoch": steps_per_epoch,
+        "train_curve": state.curve,
+    }
+    if partial:
+        record["partial"] = True
+    append_jsonl(run_dir / "metrics.jsonl", record)
+    star = " *best*" if improved else ""
+    echo(f"epoch {epoch}/{tc.epochs}: train {train_loss:.4f}  val {result.loss:.4f}  ppl {result.perplexity:.2f}  "
+         f"bpc {result.bits_per_char:.3f}  ({record['tokens_per_s']:,.0f} tok/s, {state.epoch_seconds:.1f} s){star}")
+
+    loaded = LoadedModel(model, tokenizer, config, run_dir, device)
+    sample = loaded.generate(tc.sample_prompt or "", max_new_tokens=tc.sample_tokens,
+                             temperature=tc.sample_temperature, seed=tc.seed)
+    echo("  sample: " + sample.replace("\n", "\n          "))
+    append_jsonl(run_dir / "samples.jsonl", {"epoch": epoch, "prompt": tc.sample_prompt,
+                                               "temperature": tc.sample_temperature, "text": sample})
+    plot_loss(read_jsonl(run_dir / "metrics.jsonl"), run_dir / "loss.png",
+              title=f"{_describe(config.model)} on {dc.source}")
+    state.epoch = epoch if not partial else state.epoch
+    state.batch_in_epoch = 0 if not partial else state.batch_in_epoch
+    if not partial:
+        state.epoch_loss_sum, state.epoch_loss_count, state.epoch_tokens = 0.0, 0, 0
+        state.epoch_seconds, state.curve = 0.0, []
