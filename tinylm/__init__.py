@@ -10,11 +10,12 @@ The pipeline, one stage per module:  data -> tokenizers -> models -> training ->
 """
 
 from ._version import __version__
-from .config import PRESETS, DataConfig, RunConfig, TrainConfig
+from .config import DataConfig, RunConfig, TrainConfig
 from .errors import TinyLMError
 from .evaluation import EvalResult
 from .generation import SamplingConfig, tempered_softmax
 from .models import model_config
+from .presets import PRESETS
 from .runs import LoadedModel, load
 from .tokenizers import TokenizerConfig
 from .training import resume, train

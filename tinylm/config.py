@@ -41,6 +41,8 @@ class DataConfig:
     """Split of a Hugging Face dataset."""
     hf_config: str | None = None
     """Configuration name of a Hugging Face dataset."""
+    lines: bool = False
+    """One sample per line: each line ends with <eos>, batches are padded, lines are never cut."""
     target: str = "every"
     """every: predict the next token at every position; last: many-to-one (only the token after the window)."""
     block_size: int = 128
@@ -94,6 +96,13 @@ class TrainConfig:
     """Prompt of the sample printed after every epoch (default: the start of the training text)."""
     sample_tokens: int = 200
     sample_temperature: float = 0.8
+    time_budget: float | None = None
+    """Stop after this many seconds of training (then evaluate and keep the best checkpoint)."""
+    logger: str = "none"
+    """Experiment tracker: none, csv, tensorboard or wandb (metrics.jsonl is always written)."""
+    wandb_project: str | None = None
+    run_name: str | None = None
+    """Name of the run in the experiment tracker (default: the run directory's name)."""
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -163,14 +172,3 @@ class RunConfig:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except json.JSONDecodeError as e:
             raise TinyLMError(f"{path} is not valid JSON ({e})") from None
-
-
-# Named recipes: partial settings applied before the user's own flags.
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # The classic char-RNN exercise: maxlen-40 / step-3 windows, many-to-one LSTM, early stopping.
-    "exercise": {
-        "model": {"name": "lstm", "embed": 64, "hidden": 128, "layers": 1, "dropout": 0.2, "head": "mlp"},
-        "data": {"target": "last", "block_size": 40, "stride": 3},
-        "train": {"lr": 5e-3, "patience": 5, "optimizer": "adam", "batch_size": 128},
-    },
-}

@@ -118,11 +118,30 @@ class LoadedModel:
         return summarize(total, count, len(text), ids.numel())
 
 
+def _looks_like_hub_id(name: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name)) and not name.startswith((".", "/"))
+
+
+def resolve_run_dir(name: str | Path) -> Path:
+    """A local run directory, or a Hugging Face Hub repo id (USER/NAME) downloaded to the HF cache."""
+    path = Path(name)
+    if path.is_dir():
+        return path
+    if _looks_like_hub_id(str(name)):
+        try:
+            from .hub import download_run
+        except ImportError:
+            raise TinyLMError(f"run directory {name} does not exist (and Hub support is not available)") from None
+        return download_run(str(name))
+    raise TinyLMError(f"run directory {name} does not exist")
+
+
 def load(run_dir: str | Path, device: str = "cpu") -> LoadedModel:
-    """Load a run directory (config.json, tokenizer.json, model.safetensors) in one call."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise TinyLMError(f"run directory {run_dir} does not exist")
+    """Load a run in one call: a run directory (config.json, tokenizer.json, model.safetensors), a folder
+    written by `tinylm push --dry-run`, or a Hub repo id USER/NAME."""
+    run_dir = resolve_run_dir(run_dir)
     config = RunConfig.load(run_dir / "config.json")
     tokenizer = Tokenizer.load(run_dir)
     if tokenizer.vocab_size != config.model.vocab_size:

@@ -20,6 +20,7 @@ class LanguageModel(nn.Module):
     """Base class: holds the family's config and counts parameters."""
 
     family: ClassVar[str]
+    trainable: ClassVar[bool] = True  # False for CountingModel: fitted by counting, not by gradient steps
 
     def __init__(self, config: Any):
         super().__init__()
@@ -27,6 +28,10 @@ class LanguageModel(nn.Module):
 
     def forward(self, ids: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:  # pragma: no cover
         raise NotImplementedError
+
+    def describe(self) -> str:
+        """A short human description, e.g. 'lstm 2x256 (embed 64, ...)'; families override it."""
+        return self.family
 
     def num_parameters(self) -> int:
         """Trainable parameters, each shared (tied) tensor counted once."""
@@ -37,3 +42,13 @@ class LanguageModel(nn.Module):
                 seen.add(id(p))
                 total += p.numel()
         return total
+
+
+class CountingModel(LanguageModel):
+    """A model that learns by counting in one pass over the training ids (no gradients, no optimizer),
+    e.g. an n-gram model. The training loop calls `fit` once, then evaluates and saves it like any model."""
+
+    trainable: ClassVar[bool] = False
+
+    def fit(self, ids: torch.Tensor) -> None:  # pragma: no cover
+        raise NotImplementedError

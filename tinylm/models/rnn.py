@@ -72,6 +72,10 @@ class RecurrentLM(LanguageModel):
         else:
             self.head = nn.Linear(c.hidden, c.vocab_size)
 
+    def describe(self) -> str:
+        c = self.config
+        return f"{c.cell} {c.layers}x{c.hidden} (embed {c.embed}, dropout {c.dropout:g}, head {c.head})"
+
     def forward(self, ids: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         x = self.embedding(ids)  # (B, T, E)
         out, state = self.rnn(x, state)  # (B, T, H); state: h (L, B, H), or (h, c) for LSTM

@@ -64,7 +64,7 @@ def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
 
 
-def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     state: dict[str, Any]) -> None:
     """Write weights, optimizer, RNG and training state as one unit (see module docstring)."""
     final = run_dir / CHECKPOINT_DIR
@@ -73,7 +73,7 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_weights(model, tmp / "model.safetensors")
-    opt_tensors, opt_meta = _optimizer_to_files(optimizer)
+    opt_tensors, opt_meta = _optimizer_to_files(optimizer) if optimizer else ({}, {"param_groups": []})
     with atomic_path(tmp / "optimizer.safetensors") as p:
         save_file(opt_tensors, str(p))
     write_json(tmp / "optimizer.json", opt_meta)
@@ -105,7 +105,7 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
     return json.loads((folder / "state.json").read_text(encoding="utf-8"))
 
 
-def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     device: torch.device) -> dict[str, Any]:
     """Restore weights, optimizer and RNG; return the training state."""
     folder = checkpoint_path(run_dir)
@@ -115,7 +115,8 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     try:
         opt_tensors = load_file(str(folder / "optimizer.safetensors"), device=str(device))
         opt_meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))
-        optimizer.load_state_dict(_optimizer_from_files(opt_tensors, opt_meta))
+        if optimizer is not None:
+            optimizer.load_state_dict(_optimizer_from_files(opt_tensors, opt_meta))
         _restore_rng(load_file(str(folder / "rng.safetensors")))
     except (SafetensorError, OSError, ValueError, KeyError) as e:
         raise TinyLMError(f"the checkpoint in {folder} is damaged ({e})") from None

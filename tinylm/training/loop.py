@@ -33,11 +33,12 @@ from ..data import IGNORE, TokenWindows, load_split
 from ..errors import TinyLMError
 from ..evaluation import summarize, token_losses
 from ..generation import SamplingConfig
-from ..io import append_jsonl, read_jsonl, write_jsonl
+from ..io import append_jsonl, read_jsonl, write_json, write_jsonl
 from ..models import build_model, family_of
 from ..plots import plot_loss
 from ..runs import WEIGHTS, LoadedModel, load, resolve_device
 from ..tokenizers import Tokenizer, build_tokenizer
+from ..tracking import Logger, make_logger
 from .checkpoint import load_checkpoint, read_state, save_checkpoint, save_weights
 
 Echo = Callable[[str], None]
@@ -199,32 +200,88 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str
         total_steps = min(total_steps, tc.max_steps)
 
     model = build_model(config.model).to(device)
-    optimizer = _make_optimizer(model, tc)
+    optimizer = _make_optimizer(model, tc) if model.trainable else None
     if resumed:
         load_checkpoint(run_dir, model, optimizer, device)
         # Records past the checkpoint (written just before a crash) are redone.
-        kept = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["epoch"] <= state.epoch]
-        write_jsonl(run_dir / "metrics.jsonl", kept)
-        kept_samples = [r for r in read_jsonl(run_dir / "samples.jsonl") if r["epoch"] <= state.epoch]
-        write_jsonl(run_dir / "samples.jsonl", kept_samples)
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            write_jsonl(run_dir / name, [r for r in read_jsonl(run_dir / name) if r["epoch"] <= state.epoch])
 
     use_bf16 = _use_bf16(tc.precision, device)
     params = model.num_parameters()
-    head = f"tinylm train -> {run_dir}" + (f"  (resuming after epoch {state.epoch}, step {state.step})" if resumed else "")
-    echo(head)
+    echo(f"tinylm train -> {run_dir}" + (f"  (resuming after epoch {state.epoch}, step {state.step})" if resumed else ""))
     echo(f"  data        {dc.source}: {train_ids.numel():,} training / {val_ids.numel():,} validation tokens, "
          f"{tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}")
-    echo(f"  model       {_describe(config.model)}: {params:,} parameters")
+    echo(f"  model       {model.describe()}: {params:,} parameters")
     echo(f"  tokens/param {train_ids.numel() / max(params, 1):.2f} per epoch")
-    until = f", at most {tc.max_steps:,} steps" if tc.max_steps else ""
-    echo(f"  training    {tc.epochs} epochs x {steps_per_epoch:,} steps (batch {tc.batch_size} x block "
-         f"{dc.block_size}, target {dc.target}){until}; {tc.optimizer} lr {tc.lr:g} {tc.lr_schedule}, "
-         f"warm-up {tc.warmup_steps}, clip {tc.grad_clip:g}, patience {tc.patience or 'off'}")
+    if model.trainable:
+        until = f", at most {tc.max_steps:,} steps" if tc.max_steps else ""
+        until += f", at most {tc.time_budget:g} s" if tc.time_budget else ""
+        echo(f"  training    {tc.epochs} epochs x {steps_per_epoch:,} steps (batch {tc.batch_size} x block "
+             f"{dc.block_size}, target {dc.target}){until}; {tc.optimizer} lr {tc.lr:g} {tc.lr_schedule}, "
+             f"warm-up {tc.warmup_steps}, clip {tc.grad_clip:g}, patience {tc.patience or 'off'}")
+    else:
+        echo("  training    one counting pass over the training tokens")
     threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
     echo(f"  device      {device} ({'bf16 autocast' if use_bf16 else 'fp32'}{threads})")
 
+    logger = make_logger(tc.logger, run_dir, tc.wandb_project, tc.run_name)
+    info = {"parameters": params, "device": str(device), "hardware": hardware_description(device),
+            "train_tokens": train_ids.numel(), "val_tokens": val_ids.numel(), "steps_per_epoch": steps_per_epoch}
+    logger.start(config.to_dict(), info)
+    failed = True
+    try:
+        ctx = _EpochContext(run_dir, config, model, tokenizer, val_text, val_ids, steps_per_epoch, echo, device, logger)
+        if model.trainable:
+            _train_epochs(ctx, windows, optimizer, state, total_steps, use_bf16, progress)
+        else:
+            _fit_counts(ctx, train_ids, state)
+        failed = False
+    finally:
+        summary = {**info, "best_val_loss": state.best_val_loss, "best_epoch": state.best_epoch,
+                   "epochs": state.epoch, "steps": state.step, "train_seconds": round(state.elapsed_seconds, 2),
+                   "stop_reason": state.stop_reason, "finished": state.finished}
+        if not failed:
+            write_json(run_dir / "summary.json", summary)
+        logger.finish(summary, failed=failed)
+
+    echo(f"done: best validation loss {state.best_val_loss:.4f} at epoch {state.best_epoch}; "
+         f"{state.elapsed_seconds:.0f} s of training. Weights: {run_dir / WEIGHTS}")
+    return load(run_dir, device=str(device))
+
+
+@dataclass
+class _EpochContext:
+    """What the end-of-epoch work needs, bundled so the loops below stay short."""
+
+    run_dir: Path
+    config: RunConfig
+    model: torch.nn.Module
+    tokenizer: Tokenizer
+    val_text: str
+    val_ids: torch.Tensor
+    steps_per_epoch: int
+    echo: Echo
+    device: torch.device
+    logger: Logger
+
+
+def _fit_counts(ctx: _EpochContext, train_ids: torch.Tensor, state: TrainingState) -> None:
+    """Counting models (n-grams) learn in one pass: fit, then one evaluated 'epoch'."""
+    t0 = time.perf_counter()
+    ctx.model.fit(train_ids.to(ctx.device))
+    state.epoch_seconds = state.elapsed_seconds = time.perf_counter() - t0
+    state.epoch_tokens, state.step = train_ids.numel(), 1
+    _end_epoch(ctx, state, lr=0.0, partial=False)
+    state.finished, state.stop_reason = True, "counted"
+
+
+def _train_epochs(ctx: _EpochContext, windows: TokenWindows, optimizer: torch.optim.Optimizer,
+                  state: TrainingState, total_steps: int, use_bf16: bool, progress: bool) -> None:
     from tqdm.auto import tqdm
 
+    tc, model, device, run_dir = ctx.config.train, ctx.model, ctx.device, ctx.run_dir
+    steps_per_epoch = ctx.steps_per_epoch
     log_every = max(1, steps_per_epoch // 25)
     with _StopRequest() as stop:
         while state.epoch < tc.epochs and not state.finished:
@@ -235,7 +292,7 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str
                        mininterval=0.5 if sys.stderr.isatty() else 15)
             t0 = time.perf_counter()
             running = None
-            budget_hit = False
+            budget_hit = None
             for x, y in windows.epoch(tc.batch_size, seed=tc.seed * 1_000_003 + epoch_index, skip=state.batch_in_epoch):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 lr = lr_at(state.step, tc, total_steps)
@@ -263,13 +320,19 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str
                 state.epoch_loss_sum += value * x.size(0)
                 state.epoch_loss_count += x.size(0)
                 state.epoch_tokens += x.numel()
+                elapsed = state.epoch_seconds + time.perf_counter() - t0
+                tokens_per_s = state.epoch_tokens / max(elapsed, 1e-9)
                 if state.batch_in_epoch % log_every == 0:
                     state.curve.append([epoch_index * steps_per_epoch + state.batch_in_epoch, round(running, 5)])
-                elapsed = state.epoch_seconds + time.perf_counter() - t0
-                bar.set_postfix(loss=f"{running:.4f}", tok_s=f"{state.epoch_tokens / max(elapsed, 1e-9):,.0f}", refresh=False)
+                    ctx.logger.log_step(state.step, {"train/loss": running, "train/lr": lr,
+                                                     "train/tokens_per_s": tokens_per_s})
+                bar.set_postfix(loss=f"{running:.4f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
                 bar.update(1)
                 if tc.max_steps is not None and state.step >= tc.max_steps:
-                    budget_hit = True
+                    budget_hit = "max_steps"
+                elif tc.time_budget is not None and state.elapsed_seconds + time.perf_counter() - t0 >= tc.time_budget:
+                    budget_hit = "time_budget"
+                if budget_hit:
                     break
                 mid_checkpoint = tc.checkpoint_every and state.step % tc.checkpoint_every == 0
                 if stop.requested or mid_checkpoint:
@@ -287,21 +350,25 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str
             now = time.perf_counter()
             state.epoch_seconds += now - t0
             state.elapsed_seconds += now - t0
-            _end_epoch(run_dir, config, model, tokenizer, val_text, val_ids, state, steps_per_epoch,
-                       optimizer.param_groups[0]["lr"], budget_hit, echo, device)
+            _end_epoch(ctx, state, optimizer.param_groups[0]["lr"], partial=bool(budget_hit))
             if budget_hit:
-                state.finished, state.stop_reason = True, "max_steps"
+                state.finished, state.stop_reason = True, budget_hit
             elif tc.patience and state.bad_epochs >= tc.patience:
                 state.finished, state.stop_reason = True, "early_stopping"
-                echo(f"early stopping: no better validation loss for {tc.patience} epochs "
-                     f"(best {state.best_val_loss:.4f} at epoch {state.best_epoch})")
+                ctx.echo(f"early stopping: no better validation loss for {tc.patience} epochs "
+                         f"(best {state.best_val_loss:.4f} at epoch {state.best_epoch})")
             elif state.epoch >= tc.epochs:
                 state.finished, state.stop_reason = True, "epochs"
             save_checkpoint(run_dir, model, optimizer, asdict(state))
 
-    echo(f"done: best validation loss {state.best_val_loss:.4f} at epoch {state.best_epoch}; "
-         f"{state.elapsed_seconds:.0f} s of training. Weights: {run_dir / WEIGHTS}")
-    return load(run_dir, device=str(device))
+
+def hardware_description(device: torch.device) -> str:
+    import os
+    import platform
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 def _use_bf16(precision: str, device: torch.device) -> bool:
@@ -312,16 +379,10 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
     return device.type == "cpu"  # bf16 autocast is 1.6-1.8x faster for small recurrent models on CPU
 
 
-def _describe(model_config: Any) -> str:
-    c = model_config
-    if family_of(c) == "rnn":
-        return f"{c.cell} {c.layers}x{c.hidden} (embed {c.embed}, dropout {c.dropout:g}, head {c.head})"
-    return family_of(c)
-
-
-def _end_epoch(run_dir: Path, config: RunConfig, model, tokenizer: Tokenizer, val_text: str, val_ids: torch.Tensor,
-               state: TrainingState, steps_per_epoch: int, lr: float, partial: bool, echo: Echo, device) -> None:
+def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: bool) -> None:
     """Evaluate on the whole validation split, keep the best weights, sample, log and plot."""
+    run_dir, config, model, tokenizer, device = ctx.run_dir, ctx.config, ctx.model, ctx.tokenizer, ctx.device
+    val_text, val_ids, echo = ctx.val_text, ctx.val_ids, ctx.echo
     tc, dc = config.train, config.data
     epoch = state.epoch + 1
     t0 = time.perf_counter()
@@ -348,7 +409,7 @@ def _end_epoch(run_dir: Path, config: RunConfig, model, tokenizer: Tokenizer, va
         "eval_seconds": round(eval_seconds, 2),
         "elapsed_seconds": round(state.elapsed_seconds, 2),
         "best": improved,
-        "steps_per_epoch": steps_per_epoch,
+        "steps_per_epoch": ctx.steps_per_epoch,
         "train_curve": state.curve,
     }
     if partial:
@@ -362,10 +423,11 @@ def _end_epoch(run_dir: Path, config: RunConfig, model, tokenizer: Tokenizer, va
     sample = loaded.generate(tc.sample_prompt or "", max_new_tokens=tc.sample_tokens,
                              temperature=tc.sample_temperature, seed=tc.seed)
     echo("  sample: " + sample.replace("\n", "\n          "))
-    append_jsonl(run_dir / "samples.jsonl", {"epoch": epoch, "prompt": tc.sample_prompt,
-                                               "temperature": tc.sample_temperature, "text": sample})
+    sample_record = {"epoch": epoch, "prompt": tc.sample_prompt, "temperature": tc.sample_temperature, "text": sample}
+    append_jsonl(run_dir / "samples.jsonl", sample_record)
+    ctx.logger.log_epoch(epoch, state.step, record, sample_record)
     plot_loss(read_jsonl(run_dir / "metrics.jsonl"), run_dir / "loss.png",
-              title=f"{_describe(config.model)} on {dc.source}")
+              title=f"{model.describe()} on {dc.source}")
     state.epoch = epoch if not partial else state.epoch
     state.batch_in_epoch = 0 if not partial else state.batch_in_epoch
     if not partial:

@@ -1,19 +1,13 @@
-"""The `tinylm` command: argument parsing only. Every subcommand calls one function of the Python API.
-
-User mistakes (TinyLMError) print one line on stderr and exit with code 2.
-"""
+"""`tinylm train`: a new run from flags, or `--resume RUN`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-from .errors import TinyLMError
+from ..errors import TinyLMError
 
-
-def _add_train(sub) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model (default: char-level LSTM on Tiny Shakespeare)",
                        description="Train a new run, or continue one with --resume RUN --epochs N.")
     g = p.add_argument_group("data")
@@ -25,23 +19,27 @@ def _add_train(sub) -> None:
     g.add_argument("--text-column", help="column of a Hugging Face dataset (text)")
     g.add_argument("--hf-split", help="split of a Hugging Face dataset (train)")
     g.add_argument("--hf-config", help="configuration of a Hugging Face dataset")
+    g.add_argument("--lines", action="store_true", default=None,
+                   help="one sample per line: each ends with <eos>, lines are never cut or joined")
     g.add_argument("--target", choices=["every", "last"],
                    help="every: predict at every position; last: many-to-one, the token after each window")
     g.add_argument("--block-size", "--maxlen", dest="block_size", type=int, help="tokens per window (128)")
     g.add_argument("--stride", "--step", dest="stride", type=int,
                    help="tokens between windows (default: block size; 3 with --target last)")
     g = p.add_argument_group("tokenizer")
-    g.add_argument("--tokenizer", help="char (default)")
+    g.add_argument("--tokenizer", help="char (default), or another registered tokenizer")
     g.add_argument("--vocab-size", type=int, help="vocabulary size of learned tokenizers")
     g.add_argument("--min-freq", type=int, help="minimum count of a symbol to enter the vocabulary (1)")
     g = p.add_argument_group("model")
-    g.add_argument("--model", help="rnn, gru or lstm (default lstm)")
+    g.add_argument("--model", help="a registered model name: rnn, gru, lstm, ... (default lstm)")
     g.add_argument("--preset", help="a named recipe: exercise (the maxlen-40 many-to-one LSTM of the char-RNN exercise)")
     g.add_argument("--layers", type=int)
     g.add_argument("--hidden", type=int)
     g.add_argument("--embed", type=int)
     g.add_argument("--dropout", type=float)
     g.add_argument("--head", choices=["linear", "mlp"], help="output head of recurrent models")
+    g.add_argument("--heads", type=int, help="attention heads (Transformer models)")
+    g.add_argument("--order", type=int, help="n-gram order (Markov models)")
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, help="epochs in total (5)")
     g.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total")
@@ -57,6 +55,11 @@ def _add_train(sub) -> None:
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (auto)")
     g.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="training autocast (auto: bf16 where fast)")
     g.add_argument("--eval-batch-size", type=int)
+    g.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="stop training after this many seconds, then evaluate and keep the best checkpoint")
+    g.add_argument("--logger", help="experiment tracker: none (default), csv, tensorboard, wandb")
+    g.add_argument("--wandb-project", help="W&B project (default: tinylm)")
+    g.add_argument("--run-name", help="name of the run in the tracker (default: the run directory name)")
     g.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps within an epoch")
     g.add_argument("--sample-prompt", help="prompt of the sample printed after each epoch")
     g.add_argument("--sample-tokens", type=int, help="length of the sample printed after each epoch (200)")
@@ -69,19 +72,20 @@ def _add_train(sub) -> None:
 
 
 _DATA_FLAGS = ["source", "val_source", "val_fraction", "encoding", "text_column", "hf_split", "hf_config",
-               "target", "block_size", "stride"]
+               "lines", "target", "block_size", "stride"]
 _TOKENIZER_FLAGS = ["vocab_size", "min_freq"]
-_MODEL_FLAGS = ["layers", "hidden", "embed", "dropout", "head"]
+_MODEL_FLAGS = ["layers", "hidden", "embed", "dropout", "head", "heads", "order"]
 _TRAIN_FLAGS = ["epochs", "max_steps", "batch_size", "lr", "optimizer", "weight_decay", "lr_schedule",
                 "warmup_steps", "grad_clip", "patience", "seed", "device", "precision", "eval_batch_size", "checkpoint_every",
-                "sample_prompt", "sample_tokens"]
+                "sample_prompt", "sample_tokens", "time_budget", "logger", "wandb_project", "run_name"]
 
 
 def config_from_args(args: argparse.Namespace):
     """A RunConfig from defaults, then the preset, then the flags the user gave."""
-    from .config import PRESETS, DataConfig, RunConfig, TrainConfig
-    from .models import model_config
-    from .tokenizers import TokenizerConfig
+    from ..config import DataConfig, RunConfig, TrainConfig
+    from ..presets import PRESETS
+    from ..models import model_config
+    from ..tokenizers import TokenizerConfig
 
     args.source, args.val_source = args.data, args.val_data
     preset = {}
@@ -112,10 +116,10 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .training import resume, train
+    from ..training import resume, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -128,107 +132,3 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         train(config_from_args(args), out=args.out, overwrite=args.overwrite, progress=not args.quiet)
     return 0
-
-
-def _add_sampling(p) -> None:
-    p.add_argument("run", metavar="RUN", help="run directory")
-    p.add_argument("--prompt", default="", help="text to continue (default: start a new text)")
-    p.add_argument("--max-new-tokens", type=int, default=300)
-    p.add_argument("--temperature", type=float, default=1.0, help="< 1 safer, > 1 more surprising (1.0)")
-    p.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
-    p.add_argument("--top-p", type=float, help="sample among the most likely tokens holding probability p")
-    p.add_argument("--greedy", action="store_true", help="always take the most likely token")
-    p.add_argument("--seed", type=int, help="makes sampling repeatable")
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--device", default="cpu")
-
-
-def cmd_sample(args: argparse.Namespace) -> int:
-    from .generation import SamplingConfig
-    from .runs import load
-
-    run = load(args.run, device=args.device)
-    if args.num_samples < 1:
-        raise TinyLMError("--num-samples must be at least 1")
-    for i in range(args.num_samples):
-        config = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                top_k=args.top_k, top_p=args.top_p, greedy=args.greedy,
-                                seed=None if args.seed is None else args.seed + i)
-        if i:
-            print("\n" + "-" * 40)
-        sys.stdout.write(args.prompt)
-        sys.stdout.flush()
-        for piece in run.stream(args.prompt, config=config):
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-        sys.stdout.write("\n")
-    return 0
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from .data import load_corpus
-    from .runs import load
-
-    run = load(args.run, device=args.device)
-    text = None
-    if args.text:
-        if not Path(args.text).exists():
-            raise TinyLMError(f"--text {args.text}: no such file")
-        text = load_corpus(args.text, encoding=args.encoding).train
-        if not text.strip():
-            raise TinyLMError(f"--text {args.text} is empty")
-        unknown = run.tokenizer.unknown_symbols(text)
-        if unknown:
-            shown = ", ".join(repr(u) for u in unknown[:10])
-            print(f"note: {len(unknown)} symbols of the text are not in the vocabulary and count as <unk>: {shown}",
-                  file=sys.stderr)
-    result = run.evaluate(text)
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        source = args.text or "the validation split"
-        print(f"{source}: loss {result.loss:.4f} nats/token, perplexity {result.perplexity:.3f}, "
-              f"{result.bits_per_char:.4f} bits/char over {result.tokens:,} tokens ({result.chars:,} chars)")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from ._version import __version__
-
-    parser = argparse.ArgumentParser(prog="tinylm", description="Train, sample and evaluate small language models.")
-    parser.add_argument("--version", action="version", version=f"tinylm {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_train(sub)
-    p = sub.add_parser("sample", help="generate text from a run", description="Generate text, streamed to stdout.")
-    _add_sampling(p)
-    p = sub.add_parser("eval", help="loss, perplexity and bits per character of a run")
-    p.add_argument("run", metavar="RUN")
-    p.add_argument("--text", help="evaluate on this file instead of the run's validation split")
-    p.add_argument("--encoding", default="utf-8")
-    p.add_argument("--json", action="store_true", help='print {"loss", "perplexity", "bits_per_char", "tokens"}')
-    p.add_argument("--device", default="cpu")
-    return parser
-
-
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except TinyLMError as e:
-        from .training import Interrupted
-
-        print(f"{'' if isinstance(e, Interrupted) else 'error: '}{e}", file=sys.stderr)
-        return 130 if isinstance(e, Interrupted) else 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # e.g. `tinylm sample ... | head`
-        sys.stderr.close()
-        return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
