@@ -104,6 +104,23 @@ class LoadedModel:
         """The prompt followed by its continuation (see SamplingConfig for the options)."""
         return prompt + "".join(self.stream(prompt, **sampling))
 
+    @torch.no_grad()
+    def next_token_distribution(self, prompt: str = "", temperature: float = 1.0,
+                                top: int | None = None) -> list[tuple[str, float]]:
+        """The model's next-token probabilities after `prompt` at `temperature`, most likely first
+        (the `top` most likely when given). Tokens are shown as text (special tokens by name)."""
+        from .generation import tempered_softmax
+
+        ids = torch.tensor([self.prompt_ids(prompt, warn=False)], device=self.device)
+        self.module.eval()
+        logits, _ = self.module(ids, None)
+        probs = tempered_softmax(logits[0, -1].float(), temperature)
+        if self.tokenizer.pad_id is not None:
+            probs[self.tokenizer.pad_id] = 0.0
+            probs = probs / probs.sum()
+        order = torch.argsort(probs, descending=True)[: top or probs.numel()]
+        return [(self.tokenizer.token_text(int(i)), float(probs[i])) for i in order]
+
     # -- evaluation --------------------------------------------------------------------------------
     def evaluate(self, text: str | None = None, batch_size: int | None = None) -> EvalResult:
         """Loss, perplexity and bits per char on `text`, or on the run's validation split."""

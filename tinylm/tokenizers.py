@@ -62,6 +62,13 @@ class Tokenizer:
             ids = ids.tolist()
         return self.backend.decode([i for i in ids if i != self.pad_id], skip_special_tokens=False)
 
+    def token_text(self, token_id: int) -> str:
+        """How one token reads: its decoded text, or its name for special tokens."""
+        token = self.backend.id_to_token(token_id)
+        if token in (self.pad_token, self.unk_token, self.eos_token):
+            return token
+        return self.backend.decode([token_id], skip_special_tokens=False)
+
     def unknown_symbols(self, text: str) -> list[str]:
         """The distinct pieces of `text` that encode to <unk>, in order of first appearance."""
         if self.unk_id is None:

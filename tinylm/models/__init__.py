@@ -1,28 +1,40 @@
 """Stage 3: model families behind one interface (see base.py), found by name.
 
-A family registers its config dataclass and module class in FAMILIES; `--model` names map to a family
-plus fixed config values (e.g. `gru` is the rnn family with cell="gru").
+Each family is one module of this package that defines
+    FAMILY = ("name", ConfigDataclass, ModelClass)
+    MODEL_NAMES = {"--model name": {fixed config fields}, ...}
+and is registered here. `--model` names map to a family plus fixed config values (e.g. `gru` is the rnn
+family with cell="gru"). A family whose optional dependency is missing is simply not registered.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any
 
 from ..errors import TinyLMError
-from .base import LanguageModel
+from .base import CountingModel, LanguageModel
 from .rnn import RecurrentLM, RNNConfig
 
-FAMILIES: dict[str, tuple[type, type[LanguageModel]]] = {
-    "rnn": (RNNConfig, RecurrentLM),
-}
+FAMILY_MODULES = ["rnn", "gpt", "markov", "hf"]
+OPTIONAL_PACKAGES = {"transformers", "accelerate"}
 
+FAMILIES: dict[str, tuple[type, type[LanguageModel]]] = {}
 # --model NAME -> (family, fixed config fields)
-MODEL_NAMES: dict[str, tuple[str, dict[str, Any]]] = {
-    "rnn": ("rnn", {"cell": "rnn"}),
-    "gru": ("rnn", {"cell": "gru"}),
-    "lstm": ("rnn", {"cell": "lstm"}),
-}
+MODEL_NAMES: dict[str, tuple[str, dict[str, Any]]] = {}
+
+for _module_name in FAMILY_MODULES:
+    try:
+        _module = importlib.import_module(f"{__name__}.{_module_name}")
+    except ModuleNotFoundError as _e:  # a family not written yet, or its optional package missing
+        if _e.name != f"{__name__}.{_module_name}" and (_e.name or "").split(".")[0] not in OPTIONAL_PACKAGES:
+            raise
+        continue
+    _family, _config_class, _model_class = _module.FAMILY
+    FAMILIES[_family] = (_config_class, _model_class)
+    for _name, _fixed in _module.MODEL_NAMES.items():
+        MODEL_NAMES[_name] = (_family, _fixed)
 
 
 def family_of(config: Any) -> str:
@@ -64,5 +76,5 @@ def build_model(config: Any) -> LanguageModel:
     return FAMILIES[family_of(config)][1](config)
 
 
-__all__ = ["FAMILIES", "MODEL_NAMES", "LanguageModel", "RNNConfig", "RecurrentLM", "build_model",
+__all__ = ["FAMILIES", "MODEL_NAMES", "CountingModel", "LanguageModel", "RNNConfig", "RecurrentLM", "build_model",
            "config_from_dict", "config_to_dict", "model_config"]

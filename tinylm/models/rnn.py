@@ -55,6 +55,8 @@ class RNNConfig:
 
 
 class RecurrentLM(LanguageModel):
+    """Embedding -> stacked RNN/GRU/LSTM -> head; the state is the recurrent hidden state."""
+
     family = "rnn"
 
     def __init__(self, config: RNNConfig):
@@ -80,3 +82,7 @@ class RecurrentLM(LanguageModel):
         x = self.embedding(ids)  # (B, T, E)
         out, state = self.rnn(x, state)  # (B, T, H); state: h (L, B, H), or (h, c) for LSTM
         return self.head(self.dropout(out)), state  # (B, T, V)
+
+
+FAMILY = ("rnn", RNNConfig, RecurrentLM)
+MODEL_NAMES = {"rnn": {"cell": "rnn"}, "gru": {"cell": "gru"}, "lstm": {"cell": "lstm"}}
