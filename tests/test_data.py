@@ -155,3 +155,39 @@ def test_eval_batches_score_every_token_once(n):
 def test_too_short_text_is_refused():
     with pytest.raises(TinyLMError, match="fewer than one window"):
         TokenWindows(torch.arange(10), block_size=16, stride=16)
+
+
+def test_line_mode_split_keeps_lines_whole():
+    from tinylm.data import split_lines
+
+    text = "".join(f"title number {i}\n" for i in range(100))
+    train, val = split_lines(text, 0.1)
+    assert train + val == text
+    assert train.endswith("\n") and val.startswith("title number")
+    assert 8 <= len(val.splitlines()) <= 11
+
+
+def test_line_samples_pad_and_mask():
+    import tinylm
+    from tinylm.data import evaluation_examples, training_examples
+    from tinylm.tokenizers import TokenizerConfig, build_tokenizer
+
+    text = "ab\nabcd\n\nb\n"
+    tok = build_tokenizer(TokenizerConfig("char"), text)
+    data = tinylm.DataConfig(source="x", lines=True, block_size=4)
+    samples = training_examples(tok, text, data)
+    assert len(samples) == 3  # the empty line is not a sample
+    batches = list(samples.epoch(batch_size=3, seed=0))
+    assert len(batches) == 1
+    x, y = batches[0]
+    rows = {tuple(t for t in row.tolist() if t != IGNORE) for row in y}
+    eos = tok.eos_id
+    # each line is <eos> line <eos>; "abcd" (6 tokens with both <eos>) is cut to block_size + 1 = 5
+    assert rows == {(*tok.encode("ab"), eos), (*tok.encode("abcd"),), (*tok.encode("b"), eos)}
+    assert (x[:, 0] == eos).all()
+    assert x.shape == y.shape == (3, 4)
+    assert torch.equal(y == IGNORE, x == tok.pad_id)  # padding is exactly where targets are ignored
+    evaluation = evaluation_examples(tok, text, data)
+    scored = sum(int((yb != IGNORE).sum()) for _, yb in evaluation.batches(2))
+    assert scored == evaluation.tokens == 3 + 4 + 2
+    assert evaluation.truncated == 1 and evaluation.chars == len("ab\nabcd\nb\n")

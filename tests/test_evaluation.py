@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from tinylm.data import eval_batches
 from tinylm.evaluation import summarize, token_losses
 
 
@@ -20,7 +21,7 @@ class Uniform(torch.nn.Module):
 
 def test_uniform_model_scores_log_vocab_on_every_token():
     ids = torch.randint(0, 13, (1001,))
-    total, count = token_losses(Uniform(13), ids, block_size=64, target="every", batch_size=4)
+    total, count = token_losses(Uniform(13), eval_batches(ids, block_size=64, target="every", batch_size=4))
     assert count == 1000
     assert math.isclose(total / count, math.log(13), rel_tol=1e-6)
 

@@ -167,3 +167,36 @@ def test_validation_split_too_small(tmp_path):
     with pytest.raises(TinyLMError, match="validation split"):
         tinylm.train(config, out=tmp_path / "run", **QUIET)
     assert not (tmp_path / "run").exists()
+
+
+def _titles(n: int, seed: int = 0) -> str:
+    import random
+
+    rng = random.Random(seed)
+    subjects = ["Markets", "Council", "Scientists", "Team", "Minister", "Storm", "Court", "Startup"]
+    verbs = ["rise", "falls", "approve", "delay", "win", "warn", "reject", "launch"]
+    objects = ["new plan", "budget", "final", "probe", "record", "deal", "vote", "report"]
+    return "".join(f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}\n" for _ in range(n))
+
+
+def test_line_mode_trains_on_whole_lines_and_generation_stops_at_eos(tmp_path):
+    corpus = tmp_path / "titles.txt"
+    corpus.write_text(_titles(1500), encoding="utf-8")
+    config = tiny_config(corpus, epochs=4)
+    config.data = tinylm.DataConfig(source=str(corpus), lines=True, block_size=48)
+    run = tinylm.train(config, out=tmp_path / "run", **QUIET)
+    metrics = run.metrics
+    assert metrics[-1]["val_loss"] < metrics[0]["val_loss"]
+    lengths = []
+    for seed in range(5):
+        text = run.generate("", max_new_tokens=200, seed=seed, temperature=0.5)
+        assert "\n" not in text
+        lengths.append(len(text))
+    assert max(lengths) < 60  # stopped at <eos>, well before the 200-token limit
+    started = run.generate("Markets", max_new_tokens=80, seed=0, temperature=0.5)
+    assert started.startswith("Markets ") and len(started) < 60
+    # the validation split is whole lines; every character of it (newlines as <eos>) is scored
+    from tinylm.data import split_lines
+
+    val_text = split_lines(corpus.read_text(), 0.1)[1]
+    assert run.evaluate().chars == len(val_text)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 
-from .data import IGNORE, eval_batches
+from .data import IGNORE, evaluation_examples
+from .errors import TinyLMError
 
 # Cap on B*T*V logits held at once during evaluation (float32: 4 bytes each).
 _MAX_LOGITS = 16_000_000
@@ -33,25 +35,23 @@ class EvalResult:
         return asdict(self)
 
 
+def safe_batch_size(requested: int, block_size: int, vocab_size: int) -> int:
+    """Shrink the evaluation batch so its logits stay under _MAX_LOGITS (large vocabularies)."""
+    return max(1, min(requested, _MAX_LOGITS // max(1, block_size * vocab_size)))
+
+
 @torch.no_grad()
 def token_losses(
-    model: torch.nn.Module,
-    ids: torch.Tensor,
-    block_size: int,
-    target: str = "every",
-    batch_size: int = 128,
-    device: torch.device | str = "cpu",
+    model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device | str = "cpu"
 ) -> tuple[float, int]:
-    """(total nats, scored tokens) over the whole of `ids`, every token scored once."""
+    """(total nats, scored tokens) over (x, y) batches; IGNORE targets are not scored."""
     was_training = model.training
     model.eval()
-    vocab = None
     total, count = 0.0, 0
     try:
-        for x, y in _batches(model, ids, block_size, target, batch_size):
+        for x, y in batches:
             x, y = x.to(device), y.to(device)
             logits, _ = model(x, None)
-            vocab = vocab or logits.size(-1)
             total += F.cross_entropy(
                 logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=IGNORE, reduction="sum"
             ).item()
@@ -61,10 +61,15 @@ def token_losses(
     return total, count
 
 
-def _batches(model, ids, block_size, target, batch_size):
-    vocab = getattr(getattr(model, "config", None), "vocab_size", 0) or 1
-    batch_size = max(1, min(batch_size, _MAX_LOGITS // max(1, block_size * vocab)))
-    return eval_batches(ids, block_size, target, batch_size)
+def evaluate_text(model: torch.nn.Module, tokenizer, text: str, data, batch_size: int,
+                  device: torch.device | str = "cpu") -> EvalResult:
+    """Score `text` the way the run's data config cuts it (windows or lines)."""
+    examples = evaluation_examples(tokenizer, text, data)
+    batch_size = safe_batch_size(batch_size, data.block_size, tokenizer.vocab_size)
+    total, count = token_losses(model, examples.batches(batch_size), device)
+    if count == 0:
+        raise TinyLMError("the evaluation text has nothing to score (too short)")
+    return summarize(total, count, examples.chars, examples.tokens)
 
 
 def summarize(total_nats: float, tokens: int, text_chars: int, text_tokens: int) -> EvalResult:

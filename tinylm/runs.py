@@ -17,7 +17,7 @@ import torch
 from .config import RunConfig
 from .data import load_split
 from .errors import TinyLMError
-from .evaluation import EvalResult, summarize, token_losses
+from .evaluation import EvalResult, evaluate_text
 from .generation import SamplingConfig, generate_ids
 from .io import read_jsonl
 from .models import LanguageModel, build_model
@@ -68,14 +68,16 @@ class LoadedModel:
 
     # -- generation --------------------------------------------------------------------------------
     def prompt_ids(self, prompt: str, warn: bool = True) -> list[int]:
-        """Token ids of `prompt`; an empty prompt starts from <eos> (the start of a new text)."""
+        """Token ids of `prompt`; an empty prompt starts from <eos> (the start of a new text).
+        In line mode every text starts after an <eos>, so the prompt is put after one."""
+        start = [self.tokenizer.eos_id] if self.config.data.lines and self.tokenizer.eos_id is not None else []
         if prompt:
             unknown = self.tokenizer.unknown_symbols(prompt)
             if unknown and warn:
                 shown = ", ".join(repr(u) for u in unknown[:10])
                 print(f"warning: the prompt has symbols not in the vocabulary, read as <unk>: {shown}",
                       file=sys.stderr)
-            return self.tokenizer.encode(prompt)
+            return start + self.tokenizer.encode(prompt)
         if self.tokenizer.eos_id is None:
             raise TinyLMError("this tokenizer has no <eos> token: give a non-empty prompt")
         return [self.tokenizer.eos_id]
@@ -128,11 +130,8 @@ class LoadedModel:
             _, text = load_split(self.config.data)
         if not text:
             raise TinyLMError("the evaluation text is empty")
-        ids = self.tokenizer.encode_tensor(text)
-        data = self.config.data
-        total, count = token_losses(self.module, ids, data.block_size, data.target,
-                                    batch_size or self.config.train.eval_batch_size, self.device)
-        return summarize(total, count, len(text), ids.numel())
+        return evaluate_text(self.module, self.tokenizer, text, self.config.data,
+                             batch_size or self.config.train.eval_batch_size, self.device)
 
 
 def _looks_like_hub_id(name: str) -> bool:

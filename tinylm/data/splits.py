@@ -6,6 +6,7 @@ from typing import Any
 
 from ..errors import TinyLMError
 from .sources import load_corpus
+from .lines import split_lines
 from .windows import split_text
 
 
@@ -18,7 +19,7 @@ def load_split(data: Any) -> tuple[str, str]:
     elif corpus.val is not None:
         train, val = corpus.train, corpus.val
     else:
-        train, val = split_text(corpus.train, data.val_fraction)
+        train, val = (split_lines if data.lines else split_text)(corpus.train, data.val_fraction)
     if not train.strip():
         raise TinyLMError(f"the training text of {data.source!r} is empty (or only whitespace)")
     if not val.strip():

@@ -50,6 +50,15 @@ class TokenWindows:
     def __len__(self) -> int:
         return self.starts.numel()
 
+    @property
+    def num_tokens(self) -> int:
+        return self.ids.numel()
+
+    @property
+    def token_stream(self) -> torch.Tensor:
+        """All training tokens in order (what a counting model fits on)."""
+        return self.ids
+
     def gather(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         index = starts[:, None] + self._offsets  # (B, T)
         x, y = self.ids[index], self.ids[index + 1]

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from ..config import RunConfig
-from ..data import IGNORE, TokenWindows, load_split
+from ..data import IGNORE, EvalSet, LineSamples, TokenWindows, evaluation_examples, load_split, training_examples
 from ..errors import TinyLMError
-from ..evaluation import summarize, token_losses
+from ..evaluation import safe_batch_size, summarize, token_losses
 from ..generation import SamplingConfig
 from ..io import append_jsonl, read_jsonl, write_json, write_jsonl
 from ..models import build_model, family_of
@@ -140,8 +140,8 @@ def train(config: RunConfig | None = None, out: str | Path | None = None, *, ove
     train_text, val_text = load_split(config.data)  # fail on bad data before touching the disk
     tokenizer = build_tokenizer(config.tokenizer, train_text)
     config.model.vocab_size = tokenizer.vocab_size
-    if config.train.sample_prompt is None:
-        config.train.sample_prompt = train_text.lstrip()[:32].split("\n")[0] or train_text[:8]
+    if config.train.sample_prompt is None:  # line mode: a new line from <eos>; else the text's opening words
+        config.train.sample_prompt = "" if config.data.lines else (train_text.lstrip()[:32].split("\n")[0] or train_text[:8])
     _prepare_out(run_dir, overwrite)
     config.save(run_dir / "config.json")
     tokenizer.save(run_dir)
@@ -186,12 +186,11 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str
     tc, dc = config.train, config.data
     device = resolve_device(tc.device)
     torch.manual_seed(tc.seed)
-    train_ids = tokenizer.encode_tensor(train_text)
-    val_ids = tokenizer.encode_tensor(val_text)
-    windows = TokenWindows(train_ids, dc.block_size, dc.stride, dc.target)
-    if val_ids.numel() < 2 or (dc.target == "last" and val_ids.numel() <= dc.block_size):
+    windows = training_examples(tokenizer, train_text, dc)
+    val_set = evaluation_examples(tokenizer, val_text, dc)
+    if val_set.tokens < 2 or (dc.target == "last" and not dc.lines and val_set.tokens <= dc.block_size):
         raise TinyLMError(
-            f"the validation split has {val_ids.numel()} tokens, too few to evaluate "
+            f"the validation split has {val_set.tokens} tokens, too few to evaluate "
             f"(need more than {dc.block_size if dc.target == 'last' else 1}); raise --val-fraction"
         )
     steps_per_epoch = windows.num_batches(tc.batch_size)
@@ -210,10 +209,11 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str
     use_bf16 = _use_bf16(tc.precision, device)
     params = model.num_parameters()
     echo(f"tinylm train -> {run_dir}" + (f"  (resuming after epoch {state.epoch}, step {state.step})" if resumed else ""))
-    echo(f"  data        {dc.source}: {train_ids.numel():,} training / {val_ids.numel():,} validation tokens, "
+    shape = f", {len(windows):,} lines" if dc.lines else ""
+    echo(f"  data        {dc.source}: {windows.num_tokens:,} training / {val_set.tokens:,} validation tokens{shape}, "
          f"{tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}")
     echo(f"  model       {model.describe()}: {params:,} parameters")
-    echo(f"  tokens/param {train_ids.numel() / max(params, 1):.2f} per epoch")
+    echo(f"  tokens/param {windows.num_tokens / max(params, 1):.2f} per epoch")
     if model.trainable:
         until = f", at most {tc.max_steps:,} steps" if tc.max_steps else ""
         until += f", at most {tc.time_budget:g} s" if tc.time_budget else ""
@@ -227,15 +227,15 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str
 
     logger = make_logger(tc.logger, run_dir, tc.wandb_project, tc.run_name)
     info = {"parameters": params, "device": str(device), "hardware": hardware_description(device),
-            "train_tokens": train_ids.numel(), "val_tokens": val_ids.numel(), "steps_per_epoch": steps_per_epoch}
+            "train_tokens": windows.num_tokens, "val_tokens": val_set.tokens, "steps_per_epoch": steps_per_epoch}
     logger.start(config.to_dict(), info)
     failed = True
     try:
-        ctx = _EpochContext(run_dir, config, model, tokenizer, val_text, val_ids, steps_per_epoch, echo, device, logger)
+        ctx = _EpochContext(run_dir, config, model, tokenizer, val_set, steps_per_epoch, echo, device, logger)
         if model.trainable:
             _train_epochs(ctx, windows, optimizer, state, total_steps, use_bf16, progress)
         else:
-            _fit_counts(ctx, train_ids, state)
+            _fit_counts(ctx, windows.token_stream, state)
         failed = False
     finally:
         summary = {**info, "best_val_loss": state.best_val_loss, "best_epoch": state.best_epoch,
@@ -258,8 +258,7 @@ class _EpochContext:
     config: RunConfig
     model: torch.nn.Module
     tokenizer: Tokenizer
-    val_text: str
-    val_ids: torch.Tensor
+    val_set: EvalSet
     steps_per_epoch: int
     echo: Echo
     device: torch.device
@@ -271,12 +270,12 @@ def _fit_counts(ctx: _EpochContext, train_ids: torch.Tensor, state: TrainingStat
     t0 = time.perf_counter()
     ctx.model.fit(train_ids.to(ctx.device))
     state.epoch_seconds = state.elapsed_seconds = time.perf_counter() - t0
-    state.epoch_tokens, state.step = train_ids.numel(), 1
+    state.epoch_tokens, state.step = windows.num_tokens, 1
     _end_epoch(ctx, state, lr=0.0, partial=False)
     state.finished, state.stop_reason = True, "counted"
 
 
-def _train_epochs(ctx: _EpochContext, windows: TokenWindows, optimizer: torch.optim.Optimizer,
+def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optimizer: torch.optim.Optimizer,
                   state: TrainingState, total_steps: int, use_bf16: bool, progress: bool) -> None:
     from tqdm.auto import tqdm
 
@@ -382,12 +381,13 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
 def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: bool) -> None:
     """Evaluate on the whole validation split, keep the best weights, sample, log and plot."""
     run_dir, config, model, tokenizer, device = ctx.run_dir, ctx.config, ctx.model, ctx.tokenizer, ctx.device
-    val_text, val_ids, echo = ctx.val_text, ctx.val_ids, ctx.echo
+    echo = ctx.echo
     tc, dc = config.train, config.data
     epoch = state.epoch + 1
     t0 = time.perf_counter()
-    total, count = token_losses(model, val_ids, dc.block_size, dc.target, tc.eval_batch_size, device)
-    result = summarize(total, count, len(val_text), val_ids.numel())
+    batch_size = safe_batch_size(tc.eval_batch_size, dc.block_size, tokenizer.vocab_size)
+    total, count = token_losses(model, ctx.val_set.batches(batch_size), device)
+    result = summarize(total, count, ctx.val_set.chars, ctx.val_set.tokens)
     eval_seconds = time.perf_counter() - t0
     improved = state.best_val_loss is None or result.loss < state.best_val_loss
     if improved:
