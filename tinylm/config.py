@@ -133,6 +133,13 @@ class RunConfig:
     model: Any = field(default_factory=lambda: model_config("lstm"))
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        # A model with a fixed context (a `block_size` field, e.g. learned positions) is sized by the data's
+        # windows, so the two can never disagree; replace() re-runs the model config's validation.
+        names = {f.name for f in dataclasses.fields(self.model)}
+        if "block_size" in names and self.model.block_size != self.data.block_size:
+            self.model = dataclasses.replace(self.model, block_size=self.data.block_size)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
@@ -145,6 +152,8 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        if not isinstance(data, dict):
+            raise TinyLMError("config.json is not a valid tinylm config (not a JSON object)")
         version = data.get("format_version", 1)
         if version > FORMAT_VERSION:
             raise TinyLMError(
@@ -157,8 +166,8 @@ class RunConfig:
                 model=config_from_dict(data["model"]),
                 train=TrainConfig(**data["train"]),
             )
-        except (KeyError, TypeError) as e:
-            raise TinyLMError(f"config.json is not a valid tinylm config ({e})") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise TinyLMError(f"config.json is not a valid tinylm config ({type(e).__name__}: {e})") from None
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_dict())

@@ -138,7 +138,10 @@ def builtin_file(spec: CorpusFile) -> Path:
 
 def _read(path: Path, encoding: str) -> str:
     try:
-        return path.read_text(encoding=encoding)
+        text = path.read_text(encoding=encoding)
+        if "\x00" in text:
+            raise TinyLMError(f"{path} looks like a binary file (it contains NUL bytes), not text")
+        return text
     except UnicodeDecodeError as e:
         raise TinyLMError(
             f"{path} is not valid {encoding} text (byte {e.start}); pass --encoding (e.g. latin-1) if it is text"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shutil
 import signal
 import sys
@@ -142,9 +143,15 @@ def train(config: RunConfig | None = None, out: str | Path | None = None, *, ove
     config.model.vocab_size = tokenizer.vocab_size
     if config.train.sample_prompt is None:  # line mode: a new line from <eos>; else the text's opening words
         config.train.sample_prompt = "" if config.data.lines else (train_text.lstrip()[:32].split("\n")[0] or train_text[:8])
+    # The run directory appears whole (config + tokenizer) or not at all: a kill here leaves nothing half-made.
+    staging = run_dir.parent / f".{run_dir.name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    config.save(staging / "config.json")
+    tokenizer.save(staging)
     _prepare_out(run_dir, overwrite)
-    config.save(run_dir / "config.json")
-    tokenizer.save(run_dir)
+    run_dir.rmdir()
+    os.replace(staging, run_dir)
     state = TrainingState(data_sha256=_fingerprint(train_text, val_text))
     return _fit(run_dir, config, tokenizer, train_text, val_text, state, resumed=False, progress=progress, echo=echo)
 
@@ -157,9 +164,8 @@ def resume(run_dir: str | Path, epochs: int | None = None, max_steps: int | None
         raise TinyLMError(f"--resume {run_dir}: no such run directory")
     config = RunConfig.load(run_dir / "config.json")
     raw = read_state(run_dir)
-    if raw is None:
-        raise TinyLMError(f"{run_dir} has no checkpoint to resume from")
-    state = TrainingState(**raw)
+    # Killed before its first checkpoint: start over from the saved config and tokenizer.
+    state = TrainingState(**raw) if raw is not None else TrainingState(data_sha256="")
     if epochs is not None:
         config.train.epochs = epochs
     if max_steps is not None:
@@ -173,12 +179,16 @@ def resume(run_dir: str | Path, epochs: int | None = None, max_steps: int | None
     if config.train.max_steps is not None and state.step >= config.train.max_steps:
         raise TinyLMError(f"{run_dir} already took {state.step} steps; pass a larger --max-steps")
     train_text, val_text = load_split(config.data)
+    if raw is None:
+        state.data_sha256 = _fingerprint(train_text, val_text)
+        echo(f"{run_dir} has no checkpoint yet: training it from the start")
     if _fingerprint(train_text, val_text) != state.data_sha256:
         raise TinyLMError(f"the text of {config.data.source!r} changed since {run_dir} started; cannot resume exactly")
     state.finished, state.stop_reason = False, None
     config.save(run_dir / "config.json")
     tokenizer = Tokenizer.load(run_dir)
-    return _fit(run_dir, config, tokenizer, train_text, val_text, state, resumed=True, progress=progress, echo=echo)
+    return _fit(run_dir, config, tokenizer, train_text, val_text, state, resumed=raw is not None, progress=progress,
+                echo=echo)
 
 
 def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str, val_text: str,
@@ -202,9 +212,11 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str
     optimizer = _make_optimizer(model, tc) if model.trainable else None
     if resumed:
         load_checkpoint(run_dir, model, optimizer, device)
-        # Records past the checkpoint (written just before a crash) are redone.
-        for name in ("metrics.jsonl", "samples.jsonl"):
-            write_jsonl(run_dir / name, [r for r in read_jsonl(run_dir / name) if r["epoch"] <= state.epoch])
+    # Records past the checkpoint (written just before a crash) are redone.
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        records = read_jsonl(run_dir / name)
+        if any(r["epoch"] > state.epoch for r in records):
+            write_jsonl(run_dir / name, [r for r in records if r["epoch"] <= state.epoch])
 
     use_bf16 = _use_bf16(tc.precision, device)
     params = model.num_parameters()
@@ -362,7 +374,6 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
 
 
 def hardware_description(device: torch.device) -> str:
-    import os
     import platform
 
     if device.type == "cuda":
