@@ -70,8 +70,8 @@ class LineSamples:
     def __len__(self) -> int:
         return len(self.sequences)
 
-    def num_batches(self, batch_size: int) -> int:
-        return -(-len(self) // batch_size)
+    def num_batches(self, batch_size: int, world: int = 1) -> int:
+        return -(-(len(self) // world) // batch_size)
 
     @property
     def num_tokens(self) -> int:
@@ -82,8 +82,10 @@ class LineSamples:
         """The lines one after another, <eos> between them (what a counting model fits on)."""
         return torch.cat(self.sequences)
 
-    def epoch(self, batch_size: int, seed: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, batch_size: int, seed: int, skip: int = 0, rank: int = 0,
+              world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)).tolist()
+        order = order[: len(order) // world * world][rank::world]
         for i in range(skip * batch_size, len(order), batch_size):
             yield pad_batch([self.sequences[j] for j in order[i : i + batch_size]], self.pad_id)
 

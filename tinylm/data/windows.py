@@ -67,14 +67,17 @@ class TokenWindows:
             y[:, :-1] = IGNORE
         return x, y
 
-    def num_batches(self, batch_size: int) -> int:
-        return -(-len(self) // batch_size)
+    def num_batches(self, batch_size: int, world: int = 1) -> int:
+        return -(-(len(self) // world) // batch_size)
 
-    def epoch(self, batch_size: int, seed: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, batch_size: int, seed: int, skip: int = 0, rank: int = 0,
+              world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled batches of one epoch. The order depends only on `seed`, so a resumed run can replay it
-        and skip the `skip` batches it already trained on."""
+        and skip the `skip` batches it already trained on. With several processes, rank r takes every
+        world-th window of the same order (each rank the same number of batches)."""
         generator = torch.Generator().manual_seed(seed)
         order = self.starts[torch.randperm(len(self), generator=generator)]
+        order = order[: len(order) // world * world][rank::world]
         for i in range(skip * batch_size, len(order), batch_size):
             yield self.gather(order[i : i + batch_size])
 

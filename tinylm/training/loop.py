@@ -40,6 +40,7 @@ from ..plots import plot_loss
 from ..runs import WEIGHTS, LoadedModel, load, resolve_device
 from ..tokenizers import Tokenizer, build_tokenizer
 from ..tracking import Logger, make_logger
+from . import distributed
 from .checkpoint import load_checkpoint, read_state, save_checkpoint, save_weights
 
 Echo = Callable[[str], None]
@@ -89,7 +90,8 @@ def _default_run_dir(config: RunConfig) -> Path:
     return Path("runs") / f"{source}-{model}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an --out that is a file, a foreign folder, or another run (unless overwrite)."""
     if out.exists() and not out.is_dir():
         raise TinyLMError(f"--out {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -97,8 +99,6 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
             raise TinyLMError(f"--out {out} exists, is not empty and is not a tinylm run; choose another folder")
         if not overwrite:
             raise TinyLMError(f"--out {out} already holds a run; pass --overwrite to replace it, or --resume {out}")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def _make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
@@ -137,23 +137,30 @@ def train(config: RunConfig | None = None, out: str | Path | None = None, *, ove
           progress: bool = True, echo: Echo = print) -> LoadedModel:
     """Train a new run from `config` into `out` (default runs/<data>-<model>-<time>); return the best model."""
     config = config or RunConfig()
+    config.__post_init__()  # re-derive what depends on fields changed since construction
+    ddp = distributed.setup(config.train.device)
+    if ddp.active and out is None:
+        raise TinyLMError("--out is required when training with several processes (torchrun)")
     run_dir = Path(out) if out is not None else _default_run_dir(config)
+    _check_out(run_dir, overwrite)
     train_text, val_text = load_split(config.data)  # fail on bad data before touching the disk
     tokenizer = build_tokenizer(config.tokenizer, train_text)
     config.model.vocab_size = tokenizer.vocab_size
     if config.train.sample_prompt is None:  # line mode: a new line from <eos>; else the text's opening words
         config.train.sample_prompt = "" if config.data.lines else (train_text.lstrip()[:32].split("\n")[0] or train_text[:8])
-    # The run directory appears whole (config + tokenizer) or not at all: a kill here leaves nothing half-made.
-    staging = run_dir.parent / f".{run_dir.name}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    config.save(staging / "config.json")
-    tokenizer.save(staging)
-    _prepare_out(run_dir, overwrite)
-    run_dir.rmdir()
-    os.replace(staging, run_dir)
+    if ddp.main:
+        # The run directory appears whole (config + tokenizer) or not at all: a kill here leaves nothing half-made.
+        staging = run_dir.parent / f".{run_dir.name}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        config.save(staging / "config.json")
+        tokenizer.save(staging)
+        shutil.rmtree(run_dir, ignore_errors=True)  # empty, or a run the user asked to overwrite (_check_out)
+        os.replace(staging, run_dir)
+    ddp.barrier()
     state = TrainingState(data_sha256=_fingerprint(train_text, val_text))
-    return _fit(run_dir, config, tokenizer, train_text, val_text, state, resumed=False, progress=progress, echo=echo)
+    return _fit(run_dir, config, tokenizer, train_text, val_text, state, ddp, resumed=False, progress=progress,
+                echo=echo)
 
 
 def resume(run_dir: str | Path, epochs: int | None = None, max_steps: int | None = None, *,
@@ -162,6 +169,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, max_steps: int | None
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TinyLMError(f"--resume {run_dir}: no such run directory")
+    ddp = distributed.setup("auto")
     config = RunConfig.load(run_dir / "config.json")
     raw = read_state(run_dir)
     # Killed before its first checkpoint: start over from the saved config and tokenizer.
@@ -185,16 +193,21 @@ def resume(run_dir: str | Path, epochs: int | None = None, max_steps: int | None
     if _fingerprint(train_text, val_text) != state.data_sha256:
         raise TinyLMError(f"the text of {config.data.source!r} changed since {run_dir} started; cannot resume exactly")
     state.finished, state.stop_reason = False, None
-    config.save(run_dir / "config.json")
+    ddp.barrier()  # every rank has read config.json before rank 0 rewrites it
+    if ddp.main:
+        config.save(run_dir / "config.json")
     tokenizer = Tokenizer.load(run_dir)
-    return _fit(run_dir, config, tokenizer, train_text, val_text, state, resumed=raw is not None, progress=progress,
-                echo=echo)
+    return _fit(run_dir, config, tokenizer, train_text, val_text, state, ddp, resumed=raw is not None,
+                progress=progress, echo=echo)
 
 
 def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str, val_text: str,
-         state: TrainingState, *, resumed: bool, progress: bool, echo: Echo) -> LoadedModel:
+         state: TrainingState, ddp: distributed.Distributed, *, resumed: bool, progress: bool,
+         echo: Echo) -> LoadedModel:
     tc, dc = config.train, config.data
-    device = resolve_device(tc.device)
+    device = distributed.device_for(ddp, resolve_device(tc.device))
+    if not ddp.main:  # only rank 0 speaks
+        echo, progress = (lambda line: None), False
     torch.manual_seed(tc.seed)
     windows = training_examples(tokenizer, train_text, dc)
     val_set = evaluation_examples(tokenizer, val_text, dc)
@@ -203,7 +216,7 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str
             f"the validation split has {val_set.tokens} tokens, too few to evaluate "
             f"(need more than {dc.block_size if dc.target == 'last' else 1}); raise --val-fraction"
         )
-    steps_per_epoch = windows.num_batches(tc.batch_size)
+    steps_per_epoch = windows.num_batches(tc.batch_size, ddp.world)
     total_steps = tc.epochs * steps_per_epoch
     if tc.max_steps is not None:
         total_steps = min(total_steps, tc.max_steps)
@@ -212,8 +225,10 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str
     optimizer = _make_optimizer(model, tc) if model.trainable else None
     if resumed:
         load_checkpoint(run_dir, model, optimizer, device)
+    if ddp.rank:  # each rank its own dropout masks
+        torch.manual_seed(tc.seed + 7919 * ddp.rank + state.step)
     # Records past the checkpoint (written just before a crash) are redone.
-    for name in ("metrics.jsonl", "samples.jsonl"):
+    for name in ("metrics.jsonl", "samples.jsonl") if ddp.main else ():
         records = read_jsonl(run_dir / name)
         if any(r["epoch"] > state.epoch for r in records):
             write_jsonl(run_dir / name, [r for r in records if r["epoch"] <= state.epoch])
@@ -235,15 +250,16 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str
     else:
         echo("  training    one counting pass over the training tokens")
     threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
-    echo(f"  device      {device} ({'bf16 autocast' if use_bf16 else 'fp32'}{threads})")
+    processes = f", {ddp.world} processes (DDP)" if ddp.active else ""
+    echo(f"  device      {device} ({'bf16 autocast' if use_bf16 else 'fp32'}{threads}{processes})")
 
-    logger = make_logger(tc.logger, run_dir, tc.wandb_project, tc.run_name)
+    logger = make_logger(tc.logger if ddp.main else "none", run_dir, tc.wandb_project, tc.run_name)
     info = {"parameters": params, "device": str(device), "hardware": hardware_description(device),
             "train_tokens": windows.num_tokens, "val_tokens": val_set.tokens, "steps_per_epoch": steps_per_epoch}
     logger.start(config.to_dict(), info)
     failed = True
     try:
-        ctx = _EpochContext(run_dir, config, model, tokenizer, val_set, steps_per_epoch, echo, device, logger)
+        ctx = _EpochContext(run_dir, config, model, tokenizer, val_set, steps_per_epoch, echo, device, logger, ddp)
         if model.trainable:
             _train_epochs(ctx, windows, optimizer, state, total_steps, use_bf16, progress)
         else:
@@ -253,9 +269,10 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str
         summary = {**info, "best_val_loss": state.best_val_loss, "best_epoch": state.best_epoch,
                    "epochs": state.epoch, "steps": state.step, "train_seconds": round(state.elapsed_seconds, 2),
                    "stop_reason": state.stop_reason, "finished": state.finished}
-        if not failed:
+        if not failed and ddp.main:
             write_json(run_dir / "summary.json", summary)
         logger.finish(summary, failed=failed)
+    ddp.barrier()  # rank 0 has written everything the others load below
 
     echo(f"done: best validation loss {state.best_val_loss:.4f} at epoch {state.best_epoch}; "
          f"{state.elapsed_seconds:.0f} s of training. Weights: {run_dir / WEIGHTS}")
@@ -275,6 +292,7 @@ class _EpochContext:
     echo: Echo
     device: torch.device
     logger: Logger
+    ddp: distributed.Distributed
 
 
 def _fit_counts(ctx: _EpochContext, train_ids: torch.Tensor, state: TrainingState) -> None:
@@ -282,7 +300,7 @@ def _fit_counts(ctx: _EpochContext, train_ids: torch.Tensor, state: TrainingStat
     t0 = time.perf_counter()
     ctx.model.fit(train_ids.to(ctx.device))
     state.epoch_seconds = state.elapsed_seconds = time.perf_counter() - t0
-    state.epoch_tokens, state.step = windows.num_tokens, 1
+    state.epoch_tokens, state.step = train_ids.numel(), 1
     _end_epoch(ctx, state, lr=0.0, partial=False)
     state.finished, state.stop_reason = True, "counted"
 
@@ -291,8 +309,14 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
                   state: TrainingState, total_steps: int, use_bf16: bool, progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    tc, model, device, run_dir = ctx.config.train, ctx.model, ctx.device, ctx.run_dir
+    tc, model, device, run_dir, ddp = ctx.config.train, ctx.model, ctx.device, ctx.run_dir, ctx.ddp
     steps_per_epoch = ctx.steps_per_epoch
+    # DDP averages gradients across ranks; evaluation, sampling and saving use the plain module.
+    train_model = model
+    if ddp.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     log_every = max(1, steps_per_epoch // 25)
     with _StopRequest() as stop:
         while state.epoch < tc.epochs and not state.finished:
@@ -304,13 +328,15 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
             t0 = time.perf_counter()
             running = None
             budget_hit = None
-            for x, y in windows.epoch(tc.batch_size, seed=tc.seed * 1_000_003 + epoch_index, skip=state.batch_in_epoch):
+            batches = windows.epoch(tc.batch_size, seed=tc.seed * 1_000_003 + epoch_index, skip=state.batch_in_epoch,
+                                    rank=ddp.rank, world=ddp.world)
+            for x, y in batches:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 lr = lr_at(state.step, tc, total_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    logits, _ = model(x, None)
+                    logits, _ = train_model(x, None)
                 loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=IGNORE)
                 if not torch.isfinite(loss):
                     bar.close()
@@ -341,8 +367,9 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
                 bar.update(1)
                 if tc.max_steps is not None and state.step >= tc.max_steps:
                     budget_hit = "max_steps"
-                elif tc.time_budget is not None and state.elapsed_seconds + time.perf_counter() - t0 >= tc.time_budget:
-                    budget_hit = "time_budget"
+                elif tc.time_budget is not None and ddp.any(
+                        state.elapsed_seconds + time.perf_counter() - t0 >= tc.time_budget, device):
+                    budget_hit = "time_budget"  # all ranks stop at the same step
                 if budget_hit:
                     break
                 mid_checkpoint = tc.checkpoint_every and state.step % tc.checkpoint_every == 0
@@ -350,7 +377,8 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
                     state.epoch_seconds += time.perf_counter() - t0
                     state.elapsed_seconds += time.perf_counter() - t0
                     t0 = time.perf_counter()
-                    save_checkpoint(run_dir, model, optimizer, asdict(state))
+                    if ddp.main:
+                        save_checkpoint(run_dir, model, optimizer, asdict(state))
                     if stop.requested:
                         bar.close()
                         raise Interrupted(
@@ -370,7 +398,8 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
                          f"(best {state.best_val_loss:.4f} at epoch {state.best_epoch})")
             elif state.epoch >= tc.epochs:
                 state.finished, state.stop_reason = True, "epochs"
-            save_checkpoint(run_dir, model, optimizer, asdict(state))
+            if ddp.main:
+                save_checkpoint(run_dir, model, optimizer, asdict(state))
 
 
 def hardware_description(device: torch.device) -> str:
@@ -398,15 +427,20 @@ def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: boo
     t0 = time.perf_counter()
     batch_size = safe_batch_size(tc.eval_batch_size, dc.block_size, tokenizer.vocab_size)
     total, count = token_losses(model, ctx.val_set.batches(batch_size), device)
+    total = ctx.ddp.broadcast_float(total, device)  # every rank takes rank 0's early-stopping decision
     result = summarize(total, count, ctx.val_set.chars, ctx.val_set.tokens)
     eval_seconds = time.perf_counter() - t0
+    in_sync = ctx.ddp.in_sync(model, device)
+    loss_sum, loss_count, tokens = ctx.ddp.sum([state.epoch_loss_sum, state.epoch_loss_count, state.epoch_tokens],
+                                               device)
     improved = state.best_val_loss is None or result.loss < state.best_val_loss
     if improved:
         state.best_val_loss, state.best_epoch, state.bad_epochs = result.loss, epoch, 0
-        save_weights(model, run_dir / WEIGHTS)
+        if ctx.ddp.main:
+            save_weights(model, run_dir / WEIGHTS)
     else:
         state.bad_epochs += 1
-    train_loss = state.epoch_loss_sum / max(state.epoch_loss_count, 1)
+    train_loss = loss_sum / max(loss_count, 1)
     record = {
         "epoch": epoch,
         "step": state.step,
@@ -415,7 +449,7 @@ def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: boo
         "val_perplexity": round(result.perplexity, 4),
         "val_bits_per_char": round(result.bits_per_char, 5),
         "lr": lr,
-        "tokens_per_s": round(state.epoch_tokens / max(state.epoch_seconds, 1e-9), 1),
+        "tokens_per_s": round(tokens / max(state.epoch_seconds, 1e-9), 1),
         "epoch_seconds": round(state.epoch_seconds, 2),
         "eval_seconds": round(eval_seconds, 2),
         "elapsed_seconds": round(state.elapsed_seconds, 2),
@@ -425,6 +459,11 @@ def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: boo
     }
     if partial:
         record["partial"] = True
+    if ctx.ddp.active:
+        record.update(world_size=ctx.ddp.world, ranks_in_sync=in_sync)
+    if not ctx.ddp.main:
+        _advance_epoch(state, partial)
+        return
     append_jsonl(run_dir / "metrics.jsonl", record)
     star = " *best*" if improved else ""
     echo(f"epoch {epoch}/{tc.epochs}: train {train_loss:.4f}  val {result.loss:.4f}  ppl {result.perplexity:.2f}  "
@@ -439,8 +478,12 @@ def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: boo
     ctx.logger.log_epoch(epoch, state.step, record, sample_record)
     plot_loss(read_jsonl(run_dir / "metrics.jsonl"), run_dir / "loss.png",
               title=f"{model.describe()} on {dc.source}")
-    state.epoch = epoch if not partial else state.epoch
-    state.batch_in_epoch = 0 if not partial else state.batch_in_epoch
+    _advance_epoch(state, partial)
+
+
+def _advance_epoch(state: TrainingState, partial: bool) -> None:
+    """After a full epoch, reset the per-epoch counters (an epoch cut short by a budget stays open)."""
     if not partial:
+        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
         state.epoch_loss_sum, state.epoch_loss_count, state.epoch_tokens = 0.0, 0, 0
         state.epoch_seconds, state.curve = 0.0, []
