@@ -119,6 +119,14 @@ def test_step_budget_stops_training(small_corpus, tmp_path):
     assert run.metrics[-1]["step"] == 12 and len(run.metrics) == 1
 
 
+def test_time_budget_stops_training_then_evaluates(small_corpus, tmp_path):
+    run = tinylm.train(tiny_config(small_corpus, epochs=10_000, time_budget=1.5), out=tmp_path / "run", **QUIET)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stop_reason"] == "time_budget"
+    assert 1.5 <= summary["train_seconds"] < 10
+    assert run.metrics[-1]["val_loss"] < math.log(run.tokenizer.vocab_size)
+
+
 def test_existing_run_is_not_overwritten_without_permission(small_corpus, tmp_path):
     tinylm.train(tiny_config(small_corpus, epochs=1), out=tmp_path / "run", **QUIET)
     before = (tmp_path / "run" / "model.safetensors").read_bytes()
@@ -155,6 +163,9 @@ def test_learning_rate_schedule():
     assert lr_at(9, cfg, 110) == pytest.approx(1.0)
     assert lr_at(60, cfg, 110) == pytest.approx(0.55)
     assert lr_at(110, cfg, 110) == pytest.approx(0.1)
+    cfg.time_budget = 100.0  # half the seconds spent weighs more than 10% of the steps
+    assert lr_at(20, cfg, 110, elapsed=50.0) == pytest.approx(0.55)
+    assert lr_at(20, cfg, 110, elapsed=500.0) == pytest.approx(0.1)
     cfg.lr_schedule = "constant"
     assert lr_at(500, cfg, 110) == 1.0
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -132,6 +133,24 @@ class LoadedModel:
             raise TinyLMError("the evaluation text is empty")
         return evaluate_text(self.module, self.tokenizer, text, self.config.data,
                              batch_size or self.config.train.eval_batch_size, self.device)
+
+
+def default_run_dir(source: str, model_name: str) -> Path:
+    """runs/<data>-<model>-<time>: where a run goes without --out."""
+    data = Path(source.replace("hf:", "")).stem or "data"
+    return Path("runs") / f"{data}-{Path(model_name).name or 'model'}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def check_out_dir(out: Path, overwrite: bool, resumable: bool = True) -> None:
+    """Refuse an --out that is a file, a foreign folder, or another run (unless overwrite). No side effects."""
+    if out.exists() and not out.is_dir():
+        raise TinyLMError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / "config.json").is_file():
+            raise TinyLMError(f"--out {out} exists, is not empty and is not a tinylm run; choose another folder")
+        if not overwrite:
+            hint = f", or --resume {out}" if resumable else ""
+            raise TinyLMError(f"--out {out} already holds a run; pass --overwrite to replace it{hint}")
 
 
 def _looks_like_hub_id(name: str) -> bool:

@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field, asdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,7 +36,7 @@ from ..generation import SamplingConfig
 from ..io import append_jsonl, read_jsonl, write_json, write_jsonl
 from ..models import build_model, family_of
 from ..plots import plot_loss
-from ..runs import WEIGHTS, LoadedModel, load, resolve_device
+from ..runs import WEIGHTS, LoadedModel, check_out_dir, default_run_dir, load, resolve_device
 from ..tokenizers import Tokenizer, build_tokenizer
 from ..tracking import Logger, make_logger
 from . import distributed
@@ -67,13 +66,16 @@ class TrainingState:
     data_sha256: str = ""
 
 
-def lr_at(step: int, cfg, total_steps: int) -> float:
-    """Linear warm-up, then constant or cosine decay to min_lr_ratio * lr."""
+def lr_at(step: int, cfg, total_steps: int, elapsed: float = 0.0) -> float:
+    """Linear warm-up, then constant or cosine decay to min_lr_ratio * lr. With a time budget the decay
+    follows whichever runs out first, the steps or the seconds."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.lr_schedule == "constant":
         return cfg.lr
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    if cfg.time_budget:
+        progress = max(progress, min(1.0, elapsed / cfg.time_budget))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -82,23 +84,6 @@ def _fingerprint(train_text: str, val_text: str) -> str:
     h.update(b"\0")
     h.update(val_text.encode("utf-8"))
     return h.hexdigest()
-
-
-def _default_run_dir(config: RunConfig) -> Path:
-    source = Path(config.data.source.replace("hf:", "")).stem or "data"
-    model = getattr(config.model, "cell", None) or family_of(config.model)
-    return Path("runs") / f"{source}-{model}-{datetime.now():%Y%m%d-%H%M%S}"
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an --out that is a file, a foreign folder, or another run (unless overwrite)."""
-    if out.exists() and not out.is_dir():
-        raise TinyLMError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / "config.json").exists():
-            raise TinyLMError(f"--out {out} exists, is not empty and is not a tinylm run; choose another folder")
-        if not overwrite:
-            raise TinyLMError(f"--out {out} already holds a run; pass --overwrite to replace it, or --resume {out}")
 
 
 def _make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
@@ -141,8 +126,9 @@ def train(config: RunConfig | None = None, out: str | Path | None = None, *, ove
     ddp = distributed.setup(config.train.device)
     if ddp.active and out is None:
         raise TinyLMError("--out is required when training with several processes (torchrun)")
-    run_dir = Path(out) if out is not None else _default_run_dir(config)
-    _check_out(run_dir, overwrite)
+    model_name = getattr(config.model, "cell", None) or family_of(config.model)
+    run_dir = Path(out) if out is not None else default_run_dir(config.data.source, model_name)
+    check_out_dir(run_dir, overwrite)
     train_text, val_text = load_split(config.data)  # fail on bad data before touching the disk
     tokenizer = build_tokenizer(config.tokenizer, train_text)
     config.model.vocab_size = tokenizer.vocab_size
@@ -155,7 +141,7 @@ def train(config: RunConfig | None = None, out: str | Path | None = None, *, ove
         staging.mkdir(parents=True)
         config.save(staging / "config.json")
         tokenizer.save(staging)
-        shutil.rmtree(run_dir, ignore_errors=True)  # empty, or a run the user asked to overwrite (_check_out)
+        shutil.rmtree(run_dir, ignore_errors=True)  # empty, or a run the user asked to overwrite (check_out_dir)
         os.replace(staging, run_dir)
     ddp.barrier()
     state = TrainingState(data_sha256=_fingerprint(train_text, val_text))
@@ -332,7 +318,7 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
                                     rank=ddp.rank, world=ddp.world)
             for x, y in batches:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                lr = lr_at(state.step, tc, total_steps)
+                lr = lr_at(state.step, tc, total_steps, state.elapsed_seconds + time.perf_counter() - t0)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
