@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tinylm.tokenizers import Tokenizer, TokenizerConfig, build_tokenizer
 from tinylm.errors import TinyLMError
+from tinylm.tokenizers import Tokenizer, TokenizerConfig, build_tokenizer
 
 
 def test_char_round_trip_and_vocabulary():
@@ -52,3 +54,123 @@ def test_unknown_kind_and_missing_file(tmp_path):
         build_tokenizer(TokenizerConfig("klingon"), "text")
     with pytest.raises(TinyLMError, match="no tokenizer.json"):
         Tokenizer.load(tmp_path)
+
+
+# -- word ---------------------------------------------------------------------------------------------
+def test_word_splits_words_and_punctuation_with_lossy_whitespace():
+    text = "Hello, world!  Don't\tgo.\n\nHello world\n"
+    tok = build_tokenizer(TokenizerConfig("word"), text)
+    pieces = [tok.token_text(i) for i in tok.encode("Hello, world! Don't")]
+    assert pieces == ["Hello", ",", "world", "!", "Don't"]
+    # documented: one space between tokens, none around newlines; runs of spaces and tabs collapse
+    assert tok.decode(tok.encode(text)) == "Hello , world ! Don't go .\n\nHello world\n"
+    assert tok.decode(tok.encode("Hello world\nHello world")) == "Hello world\nHello world"
+
+
+def test_word_vocabulary_min_freq_vocab_size_and_unk():
+    text = "the cat and the dog and the bird ."
+    tok = build_tokenizer(TokenizerConfig("word", min_freq=2), text)
+    assert tok.vocab_size == 3 + 2  # specials + the, and
+    assert tok.encode("the cat") == [tok.encode("the")[0], tok.unk_id]
+    assert tok.unknown_symbols("the cat, and the owl") == ["cat", ",", "owl"]
+    top = build_tokenizer(TokenizerConfig("word", vocab_size=4), text)
+    assert top.vocab_size == 4 and top.token_text(top.encode("the")[0]) == "the"  # the most frequent word
+    with pytest.raises(TinyLMError, match="--vocab-size"):
+        build_tokenizer(TokenizerConfig("word", vocab_size=3), text)
+
+
+# -- bpe ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bpe():
+    text = "To be, or not to be: that is the question.\n" * 20 + "Whether 'tis nobler in the mind to suffer\n"
+    return build_tokenizer(TokenizerConfig("bpe", vocab_size=300), text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_bpe_round_trips_any_unicode(bpe, text):
+    ids = bpe.encode(text)
+    assert bpe.decode(ids) == text
+    assert bpe.unk_id not in ids
+
+
+def test_bpe_learns_merges_and_checks_vocab_size(bpe):
+    assert bpe.vocab_size == 300
+    assert len(bpe.encode("to be, or not to be")) < len("to be, or not to be") / 2
+    with pytest.raises(TinyLMError, match="at least 259"):
+        build_tokenizer(TokenizerConfig("bpe", vocab_size=100), "text")
+
+
+@pytest.mark.parametrize("kind", ["word", "bpe"])
+def test_word_and_bpe_save_reload_and_load_in_transformers(tmp_path, kind):
+    transformers = pytest.importorskip("transformers")
+    text = "Hello, world! Hello again, world.\nNew line: café 🙂\n"
+    tok = build_tokenizer(TokenizerConfig(kind, vocab_size=280 if kind == "bpe" else None), text)
+    tok.save(tmp_path)
+    again = Tokenizer.load(tmp_path)
+    assert again.kind == kind and again.encode(text) == tok.encode(text)
+    assert (again.pad_id, again.unk_id, again.eos_id) == (tok.pad_id, tok.unk_id, tok.eos_id)
+    auto = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    assert isinstance(auto, transformers.PreTrainedTokenizerFast)
+    assert auto(text, add_special_tokens=False).input_ids == tok.encode(text)
+    assert auto.decode(tok.encode(text)) == tok.decode(tok.encode(text))
+    assert (auto.eos_token, auto.unk_token, auto.pad_token) == ("<eos>", "<unk>", "<pad>")
+
+
+# -- pretrained (transformers) ------------------------------------------------------------------------
+@pytest.fixture
+def pretrained_dir(tmp_path):
+    """A small byte-level BPE saved as a transformers tokenizer folder, GPT-2 style: <s> / </s>, no pad."""
+    transformers = pytest.importorskip("transformers")
+    import tokenizers as hf
+
+    backend = hf.Tokenizer(hf.models.BPE())
+    backend.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = hf.decoders.ByteLevel()
+    trainer = hf.trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>"], show_progress=False,
+                                     initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(["the quick brown fox jumps over the lazy dog\n" * 10], trainer)
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>")
+    folder = tmp_path / "pretrained"
+    fast.save_pretrained(str(folder))
+    return folder
+
+
+def test_pretrained_tokenizer_from_a_local_folder(pretrained_dir, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    tok = build_tokenizer(TokenizerConfig(str(pretrained_dir)), "the training text is not used")
+    assert tok.kind == str(pretrained_dir)
+    assert tok.vocab_size == len(transformers.AutoTokenizer.from_pretrained(str(pretrained_dir)))
+    assert (tok.pad_id, tok.unk_id) == (None, None)
+    assert tok.eos_id == tok.backend.token_to_id("</s>") and tok.bos_token == "<s>"
+    text = "the lazy fox, naïve 🙂"
+    assert tok.decode(tok.encode(text)) == text and tok.unknown_symbols(text) == []
+    run_dir = tmp_path / "run"
+    tok.save(run_dir)
+    again = Tokenizer.load(run_dir)
+    assert again.encode(text) == tok.encode(text) and (again.eos_token, again.bos_token) == ("</s>", "<s>")
+    auto = transformers.AutoTokenizer.from_pretrained(str(run_dir))
+    assert (auto.bos_token, auto.eos_token, auto.pad_token) == ("<s>", "</s>", None)
+    assert auto(text, add_special_tokens=False).input_ids == tok.encode(text)
+
+
+def test_generation_works_without_pad_and_unk(pretrained_dir):
+    import tinylm
+    from tinylm.models import build_model, model_config
+    from tinylm.runs import LoadedModel
+
+    tok = build_tokenizer(TokenizerConfig(str(pretrained_dir)), "")
+    config = tinylm.RunConfig(data=tinylm.DataConfig(block_size=8),
+                              model=model_config("gpt", layers=1, heads=1, embed=8))
+    config.model.vocab_size = tok.vocab_size
+    run = LoadedModel(build_model(config.model), tok, config)
+    assert run.generate("the fox", max_new_tokens=12, seed=0).startswith("the fox")
+    assert run.generate("", max_new_tokens=3, greedy=True) is not None  # starts from </s>
+    assert len(run.next_token_distribution("the", top=3)) == 3
+
+
+def test_unknown_pretrained_name_offline_is_a_user_error(monkeypatch):
+    pytest.importorskip("transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(TinyLMError, match="unknown tokenizer 'no-such-tokenizer-xyz'"):
+        build_tokenizer(TokenizerConfig("no-such-tokenizer-xyz"), "text")

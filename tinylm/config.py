@@ -19,6 +19,7 @@ from .errors import TinyLMError
 from .io import write_json
 from .models import config_from_dict, config_to_dict, model_config
 from .tokenizers import TokenizerConfig
+from .tracking import LOGGERS
 
 FORMAT_VERSION = 1
 
@@ -118,6 +119,8 @@ class TrainConfig:
             raise TinyLMError(f"--optimizer must be adam or adamw, got {self.optimizer!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise TinyLMError(f"--lr-schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if self.logger not in LOGGERS:
+            raise TinyLMError(f"unknown logger {self.logger!r}; choose one of {', '.join(LOGGERS)}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise TinyLMError(f"--precision must be auto, bf16 or fp32, got {self.precision!r}")
         if self.patience < 0 or self.warmup_steps < 0 or self.checkpoint_every < 0:

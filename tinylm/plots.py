@@ -16,6 +16,14 @@ def _pyplot():
     return plt
 
 
+def _save(fig, plt, path: str | Path) -> None:
+    """Write the figure as a PNG atomically and free it."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
 def plot_loss(metrics: list[dict], path: str | Path, title: str = "") -> None:
     """Training loss (per logging interval, and per epoch) and validation loss per epoch."""
     plt = _pyplot()
@@ -37,7 +45,84 @@ def plot_loss(metrics: list[dict], path: str | Path, title: str = "") -> None:
     ax.set_title(title or "loss")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    _save(fig, plt, path)
+
+
+def plot_distributions(labels: list[str], distributions: dict[float, list[float]],
+                       entropies: dict[float, float], path: str | Path, title: str = "") -> None:
+    """Probabilities of the same tokens (x, most likely first) under several temperatures (one line each)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    # cold (sharp) to hot (flat); plasma stops at 0.85 because its last colours are too pale on white
+    colors = plt.cm.plasma([0.85 * i / max(1, len(distributions) - 1) for i in range(len(distributions))])
+    x = list(range(len(labels)))
+    for color, (temperature, probs) in zip(colors, sorted(distributions.items())):
+        ax.plot(x, probs, "o-", color=color, lw=1.6, ms=4,
+                label=f"T = {temperature:g}  (entropy {entropies[temperature]:.2f} bits)")
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, fontsize=9, rotation=0 if max(map(len, labels), default=0) <= 3 else 45)
+    ax.set_xlabel("next token (most likely first at T = 1)")
+    ax.set_ylabel("probability")
+    ax.set_ylim(0, None)
+    ax.set_title(title or "tempered softmax")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, plt, path)
+
+
+def plot_temperature(temperatures: list[float], series: dict[str, list[float | None]], path: str | Path, *,
+                     reference: float | None, threshold: float, crossing: float | None,
+                     title: str = "") -> None:
+    """Text statistics against sampling temperature; the first series (word validity) is drawn boldest,
+    with the validation text's value and the threshold below which words count as no longer recognisable."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.2), dpi=110)
+    styles = [{"color": "tab:blue", "lw": 2.6, "marker": "o"},
+              {"color": "tab:green", "lw": 1.2, "marker": "s", "alpha": 0.8},
+              {"color": "tab:red", "lw": 1.2, "marker": "^", "alpha": 0.8}]
+    for style, (name, values) in zip(styles, series.items()):
+        points = [(t, v) for t, v in zip(temperatures, values) if v is not None]
+        ax.plot([t for t, _ in points], [v for _, v in points], label=name, **style)
+    if reference is not None:
+        ax.axhline(reference, color="tab:blue", ls="--", lw=1, alpha=0.6,
+                   label=f"real words in validation text ({reference:.0%})")
+    ax.axhline(threshold, color="gray", ls=":", lw=1, label=f"threshold ({threshold:.0%} real words)")
+    if crossing is not None:
+        ax.axvline(crossing, color="black", ls="-.", lw=1)
+        ax.annotate(f"words no longer\nrecognisable from\nT ≈ {crossing:.2f}", (crossing, 0.04),
+                    textcoords="offset points", xytext=(6, 0), fontsize=8)
+    ax.set_xlabel("sampling temperature")
+    ax.set_ylabel("share")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title or "text statistics against temperature")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)  # below, off the lines
+    _save(fig, plt, path)
+
+
+def plot_compare(names: list[str], bits_per_char: list[float], curves: dict[str, list[tuple[float, float]]],
+                 path: str | Path, *, counted: set[str] = frozenset(), title: str = "") -> None:
+    """Left: validation bits per character per model. Right: validation bits per character against training
+    time, one point per evaluation; the `counted` models (fitted in one pass) are also drawn as a level."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110,
+                                      gridspec_kw={"width_ratios": [1, 1.4]})
+    colors = [plt.cm.tab10(i % 10) for i in range(len(names))]
+    bars = left.bar(names, bits_per_char, color=colors)
+    for bar, value in zip(bars, bits_per_char):
+        left.annotate(f"{value:.3f}", (bar.get_x() + bar.get_width() / 2, value), textcoords="offset points",
+                      xytext=(0, 3), ha="center", fontsize=9)
+    left.set_ylabel("validation bits per character (lower is better)")
+    left.set_ylim(0, max(bits_per_char, default=1) * 1.15)
+    left.grid(alpha=0.3, axis="y")
+    for color, name in zip(colors, names):
+        points = curves.get(name, [])
+        right.plot([s for s, _ in points], [b for _, b in points], "o-", color=color, label=name)
+        if name in counted and points:  # a single point near 0 s: its level drawn across for comparison
+            right.axhline(points[-1][1], color=color, ls="--", lw=1, alpha=0.7)
+    right.set_xlabel("training time (s)")
+    right.set_ylabel("validation bits per character")
+    right.grid(alpha=0.3)
+    right.legend(fontsize=8)
+    fig.suptitle(title or "model comparison")
+    _save(fig, plt, path)

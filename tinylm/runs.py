@@ -163,7 +163,9 @@ def resolve_run_dir(name: str | Path) -> Path:
     """A local run directory, or a Hugging Face Hub repo id (USER/NAME) downloaded to the HF cache."""
     path = Path(name)
     if path.is_dir():
-        return path
+        from .hub import run_dir_of  # a GPT run's pushed or dry-run folder keeps the run in tinylm/
+
+        return run_dir_of(path)
     if _looks_like_hub_id(str(name)):
         try:
             from .hub import download_run

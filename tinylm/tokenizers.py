@@ -1,17 +1,26 @@
 """Stage 2: text <-> token ids.
 
+Kinds (`--tokenizer`):
+- char: one token per character;
+- word: words (letters, digits, inner apostrophes) and single punctuation marks, plus newlines, with a
+  min-frequency / top-N vocabulary and <unk>. Whitespace is lossy: spaces and tabs only separate tokens,
+  and decoding puts one space between tokens and none around newlines ("Hi,  you" -> "Hi , you");
+- bpe: byte-level BPE trained on the corpus (`--vocab-size`): any Unicode text round-trips exactly;
+- anything else: a pretrained tokenizer of `transformers` by Hub name or local folder (AutoTokenizer).
+
 Every tokenizer is a Hugging Face `tokenizers.Tokenizer` underneath, saved as `tokenizer.json` with a
 `tokenizer_config.json` beside it, so a run directory loads with
 `transformers.AutoTokenizer.from_pretrained(run_dir)` as a PreTrainedTokenizerFast, special tokens included.
-tinylm itself only needs the small `tokenizers` package (fast to import, no transformers).
+tinylm itself only needs the small `tokenizers` package (fast to import); transformers is imported only to
+fetch a pretrained tokenizer.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import tokenizers as hf
 import torch
@@ -28,21 +37,29 @@ class TokenizerConfig:
     """How the tokenizer is built from the training text."""
 
     kind: str = "char"
-    """char (one token per character); more kinds are registered in TOKENIZER_BUILDERS."""
+    """char, word, bpe (see TOKENIZER_BUILDERS), or a transformers tokenizer name or folder (e.g. gpt2)."""
     vocab_size: int | None = None
-    """Upper bound on the vocabulary for learned tokenizers (ignored by char)."""
+    """Upper bound on the vocabulary, special tokens included: word (default: every word kept by min_freq)
+    and bpe (default 2048); ignored by char and pretrained tokenizers."""
     min_freq: int = 1
-    """Symbols seen fewer times than this in the training text map to <unk>."""
+    """char/word: symbols seen fewer times than this map to <unk>; bpe: rarer pairs are not merged."""
+
+    def __post_init__(self) -> None:
+        if self.vocab_size is not None and self.vocab_size < 1:
+            raise TinyLMError(f"--vocab-size must be at least 1, got {self.vocab_size}")
+        if self.min_freq < 1:
+            raise TinyLMError(f"--min-freq must be at least 1, got {self.min_freq}")
 
 
 class Tokenizer:
     """A thin, typed wrapper over `tokenizers.Tokenizer` with the ids tinylm needs (pad, unk, eos)."""
 
     def __init__(self, backend: hf.Tokenizer, kind: str, pad: str | None = PAD, unk: str | None = UNK,
-                 eos: str | None = EOS):
+                 eos: str | None = EOS, bos: str | None = None):
         self.backend = backend
         self.kind = kind
         self.pad_token, self.unk_token, self.eos_token = pad, unk, eos
+        self.bos_token = bos or eos  # tinylm starts texts after <eos>; pretrained ones may have their own
         self.pad_id = backend.token_to_id(pad) if pad else None
         self.unk_id = backend.token_to_id(unk) if unk else None
         self.eos_id = backend.token_to_id(eos) if eos else None
@@ -65,7 +82,7 @@ class Tokenizer:
     def token_text(self, token_id: int) -> str:
         """How one token reads: its decoded text, or its name for special tokens."""
         token = self.backend.id_to_token(token_id)
-        if token in (self.pad_token, self.unk_token, self.eos_token):
+        if token in (self.pad_token, self.unk_token, self.eos_token, self.bos_token):
             return token
         return self.backend.decode([token_id], skip_special_tokens=False)
 
@@ -87,7 +104,7 @@ class Tokenizer:
         specials = {
             name: token
             for name, token in (("pad_token", self.pad_token), ("unk_token", self.unk_token),
-                                ("eos_token", self.eos_token), ("bos_token", self.eos_token))
+                                ("eos_token", self.eos_token), ("bos_token", self.bos_token))
             if token
         }
         write_json(folder / "special_tokens_map.json", specials)
@@ -100,20 +117,20 @@ class Tokenizer:
         })
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Tokenizer":
+    def load(cls, folder: str | Path) -> Tokenizer:
         folder = Path(folder)
         path = folder / "tokenizer.json"
         if not path.is_file():
             raise TinyLMError(f"{folder} has no tokenizer.json")
         try:
             backend = hf.Tokenizer.from_file(str(path))
-        except Exception as e:  # the Rust side raises plain Exceptions for malformed JSON
+        except Exception as e:  # noqa: BLE001 - the Rust side raises plain Exceptions for malformed JSON
             raise TinyLMError(f"{path} is not a valid tokenizer file ({str(e).splitlines()[0]})") from None
         meta = {}
         if (folder / "tokenizer_config.json").is_file():
             meta = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
         return cls(backend, meta.get("tinylm_kind", "char"), meta.get("pad_token"), meta.get("unk_token"),
-                   meta.get("eos_token"))
+                   meta.get("eos_token"), meta.get("bos_token"))
 
 
 # -- builders ---------------------------------------------------------------------------------------
@@ -131,11 +148,89 @@ def build_char(config: TokenizerConfig, text: str) -> Tokenizer:
     return Tokenizer(backend, "char")
 
 
-TOKENIZER_BUILDERS: dict[str, Callable[[TokenizerConfig, str], Tokenizer]] = {"char": build_char}
+# Words with inner apostrophes (don't, o'er), single punctuation marks, and newlines; other whitespace
+# only separates tokens (removed by the first split).
+WORD_PATTERN = r"\w+(?:['\u2019]\w+)*|[^\w\s]|\n"
+
+
+def build_word(config: TokenizerConfig, text: str) -> Tokenizer:
+    """Words and punctuation of the training text seen at least min_freq times (the vocab_size most
+    frequent when given, specials included), plus specials; the rest map to <unk>."""
+    pre_tokenizer = hf.pre_tokenizers.Sequence([
+        hf.pre_tokenizers.Split(hf.Regex(r"[^\S\n]+"), behavior="removed"),
+        hf.pre_tokenizers.Split(hf.Regex(WORD_PATTERN), behavior="isolated"),
+    ])
+    counts: dict[str, int] = {}
+    for word, _ in pre_tokenizer.pre_tokenize_str(text):
+        counts[word] = counts.get(word, 0) + 1
+    words = sorted((w for w, n in counts.items() if n >= config.min_freq), key=lambda w: (-counts[w], w))
+    if config.vocab_size is not None:
+        if config.vocab_size <= len(SPECIAL_TOKENS):
+            raise TinyLMError(f"--vocab-size must be above {len(SPECIAL_TOKENS)} (the special tokens), "
+                              f"got {config.vocab_size}")
+        words = words[: config.vocab_size - len(SPECIAL_TOKENS)]
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + words)}
+    backend = hf.Tokenizer(hf.models.WordLevel(vocab, unk_token=UNK))
+    backend.pre_tokenizer = pre_tokenizer
+    # One space between tokens (WordPiece's join; "##" never starts a word token), none around newlines.
+    backend.decoder = hf.decoders.Sequence([
+        hf.decoders.WordPiece(prefix="##", cleanup=False),
+        hf.decoders.Fuse(),
+        hf.decoders.Replace(hf.Regex(r" ?\n ?"), "\n"),
+    ])
+    backend.add_special_tokens(SPECIAL_TOKENS)
+    return Tokenizer(backend, "word")
+
+
+BPE_DEFAULT_VOCAB = 2048
+
+
+def build_bpe(config: TokenizerConfig, text: str) -> Tokenizer:
+    """Byte-level BPE (GPT-2's scheme) trained on the text: the 256 byte symbols guarantee that any
+    Unicode text encodes without <unk> and decodes back exactly."""
+    alphabet = hf.pre_tokenizers.ByteLevel.alphabet()
+    vocab_size = config.vocab_size or BPE_DEFAULT_VOCAB
+    if vocab_size < len(alphabet) + len(SPECIAL_TOKENS):
+        raise TinyLMError(f"--vocab-size for bpe must be at least {len(alphabet) + len(SPECIAL_TOKENS)} "
+                          f"(256 bytes + special tokens), got {vocab_size}")
+    backend = hf.Tokenizer(hf.models.BPE())
+    backend.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = hf.decoders.ByteLevel()
+    backend.post_processor = hf.processors.ByteLevel(trim_offsets=False)
+    trainer = hf.trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=config.min_freq,
+                                     special_tokens=SPECIAL_TOKENS, initial_alphabet=alphabet,
+                                     show_progress=False)
+    backend.train_from_iterator([text], trainer)
+    return Tokenizer(backend, "bpe")
+
+
+def build_pretrained(config: TokenizerConfig, text: str) -> Tokenizer:
+    """A transformers tokenizer by Hub name or local folder, as is (the text is not used)."""
+    name = config.kind
+    hint = (f"unknown tokenizer {name!r}: not one of {', '.join(TOKENIZER_BUILDERS)}, and not a folder or "
+            f"Hugging Face tokenizer name that transformers can load")
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise TinyLMError(f"{hint} (transformers is not installed: pip install 'tinylm[hf]')") from None
+    try:
+        auto = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as e:  # not on the Hub, offline without a cached copy, no tokenizer files
+        raise TinyLMError(f"{hint} ({str(e).strip().splitlines()[0]})") from None
+    if not auto.is_fast:
+        raise TinyLMError(f"tokenizer {name!r} has no fast (tokenizer.json) version; tinylm needs one")
+    backend = auto.backend_tokenizer
+    backend.no_truncation()  # tinylm cuts windows itself
+    backend.no_padding()
+    return Tokenizer(backend, name, pad=auto.pad_token, unk=auto.unk_token, eos=auto.eos_token,
+                     bos=auto.bos_token)
+
+
+TOKENIZER_BUILDERS: dict[str, Callable[[TokenizerConfig, str], Tokenizer]] = {
+    "char": build_char, "word": build_word, "bpe": build_bpe,
+}
 
 
 def build_tokenizer(config: TokenizerConfig, text: str) -> Tokenizer:
-    builder = TOKENIZER_BUILDERS.get(config.kind)
-    if builder is None:
-        raise TinyLMError(f"unknown tokenizer {config.kind!r}; choose one of {', '.join(TOKENIZER_BUILDERS)}")
-    return builder(config, text)
+    """A tokenizer of a registered kind trained on `text`, or else a pretrained one named by config.kind."""
+    return TOKENIZER_BUILDERS.get(config.kind, build_pretrained)(config, text)

@@ -3,14 +3,44 @@
 The loop calls a Logger at four points; the default logger does nothing, so the core never needs an
 optional package. Concrete loggers register in LOGGERS by name (`--logger NAME`). Whatever the logger,
 the run directory's own metrics.jsonl is always written by the loop itself.
+
+    none         nothing beyond metrics.jsonl / samples.jsonl / summary.json
+    csv          steps.csv (every logged step) and epochs.csv (one row per epoch) in the run directory
+    tensorboard  event files in RUN/tensorboard/ (`tensorboard --logdir RUN/tensorboard`)
+    wandb        Weights & Biases: online when logged in, otherwise offline files to upload with `wandb sync`
+
+Optional packages (wandb, tensorboard) are imported when such a logger is made, never when tinylm is.
 """
 
 from __future__ import annotations
 
+import csv
+import importlib
+import io
+import json
+import netrc
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import TinyLMError
+from .io import read_jsonl, write_text
+
+# The per-epoch record of metrics.jsonl, as the trackers name it (the record's other keys are bookkeeping).
+EPOCH_METRICS = {
+    "train_loss": "train/epoch_loss",
+    "val_loss": "val/loss",
+    "val_perplexity": "val/perplexity",
+    "val_bits_per_char": "val/bits_per_char",
+    "lr": "train/lr",
+    "tokens_per_s": "epoch/tokens_per_s",
+    "epoch_seconds": "epoch/seconds",
+    "eval_seconds": "epoch/eval_seconds",
+}
+SAMPLE_COLUMNS = ["epoch", "step", "prompt", "temperature", "text"]
 
 
 class Logger:
@@ -34,7 +64,196 @@ class Logger:
         """At the end (also after an error): summary.json's content; loss.png is in run_dir."""
 
 
-LOGGERS: dict[str, Callable[..., Logger]] = {"none": Logger}
+def _require(module: str, logger: str, package: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise TinyLMError(f"--logger {logger} needs the {package} package: pip install {package} "
+                          f"(or pip install 'tinylm[tracking]')") from None
+
+
+def _epoch_values(metrics: dict[str, Any]) -> dict[str, float]:
+    return {name: metrics[key] for key, name in EPOCH_METRICS.items() if metrics.get(key) is not None}
+
+
+class CsvLogger(Logger):
+    """steps.csv and epochs.csv in the run directory, for spreadsheets and pandas.
+
+    Rows are kept in memory and each file is rewritten atomically after every epoch and at the end, so a
+    crash never leaves a torn row. On --resume the existing rows are kept up to the point training resumes
+    from (rows a crashed run wrote past its checkpoint are replaced as the loop redoes those steps)."""
+
+    def start(self, config: dict[str, Any], info: dict[str, Any]) -> None:
+        self._steps = _read_csv(self.run_dir / "steps.csv")
+        self._epochs = _read_csv(self.run_dir / "epochs.csv")
+        self._resumed_steps = self._resumed_epochs = False
+
+    def log_step(self, step: int, metrics: dict[str, float]) -> None:
+        if not self._resumed_steps:
+            self._steps = [row for row in self._steps if int(row["step"]) < step]
+            self._resumed_steps = True
+        self._steps.append({"step": step, **metrics})
+
+    def log_epoch(self, epoch: int, step: int, metrics: dict[str, Any], sample: dict[str, Any]) -> None:
+        if not self._resumed_epochs:
+            self._epochs = [row for row in self._epochs if int(row["epoch"]) < epoch]
+            self._resumed_epochs = True
+        values = {k: v for k, v in metrics.items() if k not in ("epoch", "step", "train_curve")}
+        self._epochs.append({"epoch": epoch, "step": step, **values})
+        self._write()
+
+    def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
+        self._write()
+
+    def _write(self) -> None:
+        for name, rows in (("steps.csv", self._steps), ("epochs.csv", self._epochs)):
+            if rows:
+                write_text(self.run_dir / name, _csv_text(rows))
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # union, in order of appearance
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+class TensorBoardLogger(Logger):
+    """Event files in RUN/tensorboard/: scalars per step and per epoch, the config and samples as text,
+    and the loss curve as an image."""
+
+    def __init__(self, run_dir: Path, project: str | None = None, name: str | None = None):
+        super().__init__(run_dir, project, name)
+        _require("tensorboard", "tensorboard", "tensorboard")  # torch's SummaryWriter needs it installed
+        self._writer = None
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "tensorboard"
+
+    def start(self, config: dict[str, Any], info: dict[str, Any]) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(log_dir=str(self.log_dir))
+        # TensorBoard renders text as Markdown: a fenced block keeps the JSON readable.
+        self._writer.add_text("config", f"```json\n{json.dumps({**config, 'info': info}, indent=2)}\n```", 0)
+
+    def log_step(self, step: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self._writer.add_scalar(key, value, step)
+
+    def log_epoch(self, epoch: int, step: int, metrics: dict[str, Any], sample: dict[str, Any]) -> None:
+        self._writer.add_scalar("epoch", epoch, step)
+        for key, value in _epoch_values(metrics).items():
+            self._writer.add_scalar(key, value, step)
+        text = "\n".join("    " + line for line in sample["text"].splitlines())  # indented = verbatim
+        header = f"epoch {epoch}, temperature {sample['temperature']}:"
+        self._writer.add_text("samples", f"{header}\n\n{text}", step)
+        self._writer.flush()
+
+    def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
+        if self._writer is None:
+            return
+        curve = self.run_dir / "loss.png"
+        if curve.is_file():
+            import matplotlib.image
+
+            pixels = matplotlib.image.imread(str(curve))[..., :3]  # (H, W, RGBA) floats; drop alpha
+            self._writer.add_image("loss_curve", pixels, summary.get("steps") or 0, dataformats="HWC")
+        self._writer.close()
+        print(f"tensorboard: view with: tensorboard --logdir {self.log_dir}", file=sys.stderr)
+
+
+def wandb_mode() -> str:
+    """online when W&B credentials are configured, else offline; WANDB_MODE, when set, decides.
+
+    Credentials are looked up the way `wandb login` stores them (WANDB_API_KEY, or the netrc entry of the
+    W&B host), without asking the server: a training run must not stall on the network before it starts."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    host = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    try:
+        found = netrc.netrc(os.environ.get("NETRC") or None).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        found = None
+    return "online" if found else "offline"
+
+
+class WandbLogger(Logger):
+    """Weights & Biases: config, train/* every few steps, val/* and the samples table every epoch, the
+    loss curve and summary at the end. W&B's files go to RUN/wandb/ unless WANDB_DIR says otherwise."""
+
+    def __init__(self, run_dir: Path, project: str | None = None, name: str | None = None):
+        super().__init__(run_dir, project, name)
+        self._wandb = _require("wandb", "wandb", "wandb")
+        self._run = None
+        self._samples: list[list[Any]] = []
+
+    def start(self, config: dict[str, Any], info: dict[str, Any]) -> None:
+        wandb = self._wandb
+        mode = wandb_mode()
+        try:
+            self._run = wandb.init(
+                project=self.project or "tinylm", name=self.name, mode=mode, config={**config, "info": info},
+                # Read here, not left to wandb: it reads WANDB_DIR once per process, at its first run.
+                dir=os.environ.get("WANDB_DIR") or str(self.run_dir),
+                settings=wandb.Settings(silent=True),  # tinylm prints the line that matters: where it went
+            )
+        except wandb.errors.Error as e:
+            raise TinyLMError(f"wandb could not start a run ({str(e).strip().splitlines()[0]}); "
+                              f"set WANDB_MODE=offline to log offline, or choose another --logger") from None
+        # Epoch metrics plot against the epoch in the W&B UI; step metrics against the optimizer step.
+        self._run.define_metric("epoch")
+        for pattern in ("val/*", "epoch/*", "train/epoch_loss"):
+            self._run.define_metric(pattern, step_metric="epoch")
+        # A W&B Table cannot grow once logged, so every epoch logs the table of all samples so far;
+        # after --resume it starts from the samples of the epochs already done.
+        steps = {r["epoch"]: r["step"] for r in read_jsonl(self.run_dir / "metrics.jsonl")}
+        self._samples = [[r["epoch"], steps.get(r["epoch"], 0), r["prompt"], r["temperature"], r["text"]]
+                         for r in read_jsonl(self.run_dir / "samples.jsonl")]
+        where = f"project {self._run.project!r}" + (f" ({self._run.url})" if mode == "online" else "")
+        print(f"wandb: {mode} run {self.name!r} in {where}", file=sys.stderr)
+
+    def log_step(self, step: int, metrics: dict[str, float]) -> None:
+        self._run.log(metrics, step=step)
+
+    def log_epoch(self, epoch: int, step: int, metrics: dict[str, Any], sample: dict[str, Any]) -> None:
+        self._samples.append([epoch, step, sample["prompt"], sample["temperature"], sample["text"]])
+        # A copy: the Table keeps a reference to its rows, and the next epoch appends to ours.
+        table = self._wandb.Table(columns=SAMPLE_COLUMNS, data=list(self._samples))
+        self._run.log({"epoch": epoch, **_epoch_values(metrics), "samples": table}, step=step)
+
+    def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
+        if self._run is None:
+            return
+        curve = self.run_dir / "loss.png"
+        if curve.is_file():
+            self._run.log({"loss_curve": self._wandb.Image(str(curve))}, step=summary.get("steps") or 0)
+        self._run.summary.update({k: v for k, v in summary.items() if v is not None})
+        offline = self._run.offline
+        folder = Path(self._run.dir).parent  # run.dir is the run's files/ folder; sync takes its parent
+        self._run.finish(exit_code=1 if failed else 0)
+        if offline:
+            print(f"wandb: offline run saved; upload it with: wandb sync {folder}", file=sys.stderr)
+
+
+LOGGERS: dict[str, Callable[..., Logger]] = {
+    "none": Logger,
+    "csv": CsvLogger,
+    "tensorboard": TensorBoardLogger,
+    "wandb": WandbLogger,
+}
 
 
 def make_logger(name: str, run_dir: Path, project: str | None = None, run_name: str | None = None) -> Logger:

@@ -40,6 +40,7 @@ def add_parser(sub) -> None:
     g.add_argument("--head", choices=["linear", "mlp"], help="output head of recurrent models")
     g.add_argument("--heads", type=int, help="attention heads (Transformer models)")
     g.add_argument("--order", type=int, help="n-gram order (Markov models)")
+    g.add_argument("--smoothing", choices=["kneser-ney", "witten-bell"], help="n-gram smoothing (Markov models)")
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, help="epochs in total (5)")
     g.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total")
@@ -74,7 +75,7 @@ def add_parser(sub) -> None:
 _DATA_FLAGS = ["source", "val_source", "val_fraction", "encoding", "text_column", "hf_split", "hf_config",
                "lines", "target", "block_size", "stride"]
 _TOKENIZER_FLAGS = ["vocab_size", "min_freq"]
-_MODEL_FLAGS = ["layers", "hidden", "embed", "dropout", "head", "heads", "order"]
+_MODEL_FLAGS = ["layers", "hidden", "embed", "dropout", "head", "heads", "order", "smoothing"]
 _TRAIN_FLAGS = ["epochs", "max_steps", "batch_size", "lr", "optimizer", "weight_decay", "lr_schedule",
                 "warmup_steps", "grad_clip", "patience", "seed", "device", "precision", "eval_batch_size", "checkpoint_every",
                 "sample_prompt", "sample_tokens", "time_budget", "logger", "wandb_project", "run_name"]

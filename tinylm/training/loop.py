@@ -250,6 +250,7 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str
             _train_epochs(ctx, windows, optimizer, state, total_steps, use_bf16, progress)
         else:
             _fit_counts(ctx, windows.token_stream, state)
+            info["parameters"] = model.num_parameters()  # a counting model's size is known after fitting
         failed = False
     finally:
         summary = {**info, "best_val_loss": state.best_val_loss, "best_epoch": state.best_epoch,
@@ -430,7 +431,7 @@ def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: boo
     record = {
         "epoch": epoch,
         "step": state.step,
-        "train_loss": round(train_loss, 6),
+        "train_loss": round(train_loss, 6) if loss_count else None,  # None: a counting model trains no loss
         "val_loss": round(result.loss, 6),
         "val_perplexity": round(result.perplexity, 4),
         "val_bits_per_char": round(result.bits_per_char, 5),
@@ -452,7 +453,8 @@ def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: boo
         return
     append_jsonl(run_dir / "metrics.jsonl", record)
     star = " *best*" if improved else ""
-    echo(f"epoch {epoch}/{tc.epochs}: train {train_loss:.4f}  val {result.loss:.4f}  ppl {result.perplexity:.2f}  "
+    shown = f"{train_loss:.4f}" if loss_count else "-"  # counting models have no training loss
+    echo(f"epoch {epoch}/{tc.epochs}: train {shown}  val {result.loss:.4f}  ppl {result.perplexity:.2f}  "
          f"bpc {result.bits_per_char:.3f}  ({record['tokens_per_s']:,.0f} tok/s, {state.epoch_seconds:.1f} s){star}")
 
     loaded = LoadedModel(model, tokenizer, config, run_dir, device)

@@ -1,0 +1,212 @@
+"""The web playground: a local Gradio page to try one or more runs side by side.
+
+    demo = tinylm.app.build_app(["runs/lstm", "runs/gru"])     # a gr.Blocks, queue configured
+    tinylm.serve(["runs/lstm", "runs/gru"], port=7860)         # what `tinylm serve` runs
+
+One shared prompt and set of sampling controls; one column per run with its name, description and parameter
+count, the text it generates (streamed, all columns in turn) and a bar chart of its next-token distribution
+after the prompt at the chosen temperature. Requests are bounded (`Limits`): prompt length, new tokens, time,
+how many generate at once and how many may wait. Gradio is imported here only, so `import tinylm` stays light.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .errors import TinyLMError
+from .generation import SamplingConfig
+from .runs import LoadedModel, load
+
+# Gradio reads this when it is imported and otherwise contacts its telemetry and version-check hosts.
+# The playground is a local tool: forced off, not just defaulted, whatever the environment says.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+try:
+    import gradio as gr
+except ImportError:
+    raise TinyLMError("the web playground needs gradio: pip install 'tinylm[app]'") from None
+
+TOP_TOKENS = 20
+"""Bars in the next-token chart."""
+STREAM_EVERY_S = 0.05
+"""Seconds between streamed page updates: per-token updates would flood the queue with tiny messages."""
+VISIBLE_WHITESPACE = {" ": "␣", "\n": "⏎", "\t": "⇥", "\r": "␍"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for, and how many are served at once."""
+
+    max_prompt_chars: int = 2_000
+    max_new_tokens: int = 1_000
+    """The top of the length slider; Gradio refuses larger values."""
+    max_seconds: float = 120.0
+    """A generation still running after this long stops where it is, so a slow model cannot hold a worker."""
+    concurrency: int = 2
+    """Requests generating at the same time; the others wait in the Gradio queue."""
+    max_queue: int = 64
+    """Requests allowed to wait; beyond that Gradio answers that the queue is full."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise TinyLMError(f"playground limit {f.name} must be a number > 0, got {value!r}")
+
+
+def visible_token(text: str) -> str:
+    """A token as a chart label: whitespace shown as symbols, other control characters escaped."""
+    if not text:
+        return "∅"
+    return "".join(VISIBLE_WHITESPACE.get(c) or (c if c.isprintable() else repr(c)[1:-1]) for c in text)
+
+
+def distribution_table(run: LoadedModel, prompt: str, temperature: float):
+    """The TOP_TOKENS most likely next tokens as a (token, probability) DataFrame for gr.BarPlot."""
+    import pandas as pd  # a dependency of gradio
+
+    labels, probs = [], []
+    for text, p in run.next_token_distribution(prompt, temperature=temperature, top=TOP_TOKENS):
+        label = visible_token(text)
+        # The chart groups bars by label: distinct tokens that read alike (e.g. partial UTF-8 bytes, shown
+        # as U+FFFD) would merge into one bar, so repeats get primes.
+        while label in labels:
+            label += "′"
+        labels.append(label)
+        probs.append(p)
+    return pd.DataFrame({"token": labels, "probability": probs})
+
+
+def run_labels(runs: Sequence[LoadedModel]) -> list[str]:
+    """Column headings: the run directory's name, numbered when two runs share a name."""
+    names = [run.run_dir.name if run.run_dir else f"run {i + 1}" for i, run in enumerate(runs)]
+    return [f"{name} ({i + 1})" if names.count(name) > 1 else name for i, name in enumerate(names)]
+
+
+def _error(message: str) -> str:
+    # Messages name tokens like <eos>: escaped, or the Markdown renderer drops them as HTML tags.
+    return f"**Error:** {html.escape(message, quote=False)}"
+
+
+def build_app(runs: Sequence[LoadedModel | str | Path], limits: Limits | None = None,
+              device: str = "cpu") -> gr.Blocks:
+    """The playground page for `runs` (loaded models or run directories), its queue set up from `limits`."""
+    limits = limits or Limits()
+    if not runs:
+        raise TinyLMError("give at least one run to serve")
+    runs = [run if isinstance(run, LoadedModel) else load(run, device=device) for run in runs]
+    for run in runs:
+        # Requests share each module across threads; generation restores the module's train/eval mode when
+        # it ends, so a module left in training mode would flip under concurrent requests (and use dropout).
+        run.module.eval()
+    labels = run_labels(runs)
+
+    def generate(prompt: str, temperature: float, top_k: int | None, top_p: float, max_new_tokens: int,
+                 seed: int | None) -> Iterator[tuple]:
+        """Yields (status, text per run..., chart per run...): charts first, then the texts as they grow."""
+        started = time.monotonic()
+        try:
+            if len(prompt) > limits.max_prompt_chars:
+                raise TinyLMError(f"the prompt has {len(prompt):,} characters; the limit is "
+                                  f"{limits.max_prompt_chars:,}")
+            config = SamplingConfig(max_new_tokens=int(max_new_tokens), temperature=float(temperature),
+                                    top_k=int(top_k) if top_k else None, top_p=float(top_p),
+                                    seed=None if seed is None else int(seed))
+            for run in runs:  # each run has its own vocabulary size, which bounds top-k
+                config.validate(run.tokenizer.vocab_size)
+            charts = [distribution_table(run, prompt, config.temperature) for run in runs]
+        except TinyLMError as e:
+            yield (_error(str(e)), *[""] * len(runs), *[None] * len(runs))
+            return
+
+        notes = [f"{label} reads {', '.join(map(repr, unknown[:10]))} as {run.tokenizer.unk_token}"
+                 for label, run in zip(labels, runs) if (unknown := run.tokenizer.unknown_symbols(prompt))]
+        # Escaped, as in _error: Markdown would drop "<unk>".
+        note = html.escape(f" (note: {'; '.join(notes)})", quote=False) if notes else ""
+        texts = [prompt] * len(runs)
+        yield ("Generating…" + note, *texts, *charts)
+
+        # All runs advance one piece in turn, so the columns grow together however many there are.
+        streams = {i: run.stream(prompt, config=config) for i, run in enumerate(runs)}
+        last_update = time.monotonic()
+        timed_out = False
+        while streams:
+            for i, stream in list(streams.items()):
+                piece = next(stream, None)
+                if piece is None:
+                    del streams[i]
+                else:
+                    texts[i] += piece
+            if time.monotonic() - started > limits.max_seconds:
+                timed_out = bool(streams)
+                break
+            if time.monotonic() - last_update >= STREAM_EVERY_S:
+                last_update = time.monotonic()
+                yield ("Generating…" + note, *texts, *[gr.skip()] * len(runs))
+        elapsed = time.monotonic() - started
+        status = (f"Stopped at the time limit of {limits.max_seconds:g} s." if timed_out
+                  else f"Done in {elapsed:.2f} s.")
+        # The charts again: an API client keeps only the last message, and it should hold everything.
+        yield (status + note, *texts, *charts)
+
+    with gr.Blocks(title="tinylm playground", analytics_enabled=False) as demo:
+        gr.Markdown("## tinylm playground")
+        with gr.Row():
+            prompt = gr.Textbox(label="Prompt", lines=3, max_length=limits.max_prompt_chars, elem_id="prompt",
+                                placeholder="Text to continue (empty: start a new text)", scale=4)
+            with gr.Column(scale=1, min_width=160):
+                button = gr.Button("Generate", variant="primary", elem_id="generate")
+                status = gr.Markdown("Type a prompt and press Generate.", elem_id="status")
+        with gr.Row():
+            # Ranges include 0 so that an invalid value reaches tinylm's own validation and its message.
+            temperature = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="Temperature",
+                                    elem_id="temperature", info="lower: safer, higher: more surprising")
+            top_k = gr.Number(0, precision=0, minimum=0, label="Top-k", elem_id="top-k", info="0: off")
+            top_p = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="Top-p", elem_id="top-p", info="1: off")
+            max_new_tokens = gr.Slider(1, limits.max_new_tokens, value=min(200, limits.max_new_tokens),
+                                       step=1, label="Max new tokens", elem_id="max-new-tokens")
+            seed = gr.Number(None, precision=0, minimum=0, maximum=2**32 - 1, label="Seed", elem_id="seed",
+                             info="empty: random")
+        outputs, charts = [], []
+        with gr.Row(equal_height=False):
+            for i, (label, run) in enumerate(zip(labels, runs)):
+                with gr.Column(min_width=280):
+                    gr.Markdown(f"### {html.escape(label)}\n{html.escape(run.module.describe())} · "
+                                f"{run.num_parameters():,} parameters", elem_id=f"run-{i}-info")
+                    outputs.append(gr.Textbox(label="Text", lines=10, max_lines=20, interactive=False,
+                                              elem_id=f"output-{i}"))
+                    # y from 0: bars must compare as lengths (the default axis starts near the smallest bar).
+                    charts.append(gr.BarPlot(x="token", y="probability", sort="-y", y_lim=[0, None],
+                                             height=260, elem_id=f"dist-{i}",
+                                             label=f"Next token after the prompt (top {TOP_TOKENS})"))
+        # No submit-on-Enter: newlines are part of prompts (a play's "ROMEO:\n").
+        button.click(generate, [prompt, temperature, top_k, top_p, max_new_tokens, seed],
+                     [status, *outputs, *charts], api_name="generate")
+    return demo.queue(max_size=limits.max_queue, default_concurrency_limit=limits.concurrency)
+
+
+def serve(runs: Sequence[LoadedModel | str | Path], host: str = "127.0.0.1", port: int | None = None,
+          limits: Limits | None = None, device: str = "cpu", block: bool = True) -> gr.Blocks:
+    """Build the playground and serve it on http://host:port until Ctrl-C (or, with block=False, in the
+    background: call `.close()` on the returned Blocks). Never makes a share link."""
+    demo = build_app(runs, limits, device)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {host}: anyone who can reach this machine can use the playground "
+              "(there is no login)", file=sys.stderr)
+    try:
+        # quiet: Gradio's banner suggests share=True, which this tool never uses; the URL is printed below.
+        # run_history off: its history page offers to sync requests to a Hugging Face bucket.
+        demo.launch(server_name=host, server_port=port, share=False, inbrowser=False,
+                    prevent_thread_lock=True, quiet=True, show_error=True, ssr_mode=False, mcp_server=False,
+                    pwa=False, run_history=False)
+    except OSError as e:
+        raise TinyLMError(f"cannot serve on {host}:{port or 'default port'} ({e})") from None
+    print(f"tinylm playground: {demo.local_url}", flush=True)
+    if block:
+        demo.block_thread()  # returns on Ctrl-C, after closing the server
+    return demo

@@ -1,0 +1,45 @@
+"""`tinylm compare --models markov,lstm,gru,gpt`: several models on one corpus and one time budget."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..compare import compare
+    from ..config import DataConfig, RunConfig
+    from ..tokenizers import TokenizerConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = RunConfig(data=DataConfig(source=args.data, block_size=args.block_size),
+                       tokenizer=TokenizerConfig(kind=args.tokenizer))
+    settings = {"order": args.order} if args.order is not None else None
+    compare(args.models, budget_seconds=args.budget_seconds, out=args.out, config=config,
+            model_settings=settings, prompt=args.prompt, samples=args.samples,
+            max_new_tokens=args.max_new_tokens, temperature=args.temperature, overwrite=args.overwrite,
+            progress=not args.quiet)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="train several models on the same data and budget; one table",
+                       description="Train each model on the same split, tokenizer and training-time "
+                                   "budget, then write compare.md, compare.csv and compare.png (runs in "
+                                   "OUT/runs/NAME).")
+    p.add_argument("--data", default="shakespeare", help="corpus, file or folder (shakespeare)")
+    p.add_argument("--models", default="markov,lstm,gru", help="comma-separated names (markov,lstm,gru)")
+    p.add_argument("--budget-seconds", type=float, default=60.0, help="training seconds per model (60)")
+    p.add_argument("--tokenizer", default="char", help="char (default), word, ...")
+    p.add_argument("--block-size", type=int, default=128, help="tokens per window (128)")
+    p.add_argument("--order", type=int, help="n-gram order of markov models")
+    p.add_argument("--prompt", help="prompt of the samples (default: the start of the training text)")
+    p.add_argument("--samples", type=int, default=3, help="samples per model for memorisation (3)")
+    p.add_argument("--max-new-tokens", type=int, default=300)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--out", default="compare", help="report folder (compare)")
+    p.add_argument("--overwrite", action="store_true", help="replace runs already in OUT/runs")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")

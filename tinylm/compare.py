@@ -1,0 +1,189 @@
+"""Several models, one corpus: the same split, tokenizer, windows and training-time budget for each, then
+one table (parameters, train time, tokens/s, validation loss, bits per character, perplexity, memorisation),
+one plot and samples from one fixed prompt.
+
+    tinylm.compare(["markov", "lstm", "gpt"], data="shakespeare", budget_seconds=120, out="compare")
+
+Every model is an ordinary run (out/runs/NAME), so any of them can be loaded, sampled or resumed later.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .errors import TinyLMError
+from .io import write_json, write_text
+from .memorisation import MemorisationResult, TrainingWords, memorisation
+from .models import MODEL_NAMES, model_config
+from .plots import plot_compare
+from .runs import LoadedModel
+
+# With a time budget, the budget decides when training stops, not the number of epochs.
+UNLIMITED_EPOCHS = 1_000_000
+
+
+@dataclass
+class CompareRow:
+    model: str
+    description: str
+    parameters: int
+    """Trainable parameters (an n-gram model: its stored n-grams)."""
+    train_seconds: float
+    tokens_per_s: float
+    """Training tokens processed per second of training."""
+    val_loss: float
+    """Best validation loss, nats per token, over the whole validation split."""
+    bits_per_char: float
+    perplexity: float
+    longest_copy: int
+    """Words in the longest span of a sample copied verbatim from the training text."""
+    novel_4grams: float | None
+    """Share of the samples' word 4-grams absent from the training text."""
+    run_dir: str
+    sample: str
+
+
+COLUMNS = [("model", "model"), ("description", "description"), ("parameters", "parameters"),
+           ("train_seconds", "train time (s)"), ("tokens_per_s", "tokens/s"), ("val_loss", "val loss"),
+           ("bits_per_char", "bits/char"), ("perplexity", "perplexity"),
+           ("longest_copy", "longest copy (words)"), ("novel_4grams", "novel 4-grams")]
+
+
+def parse_models(models: str | list[str]) -> list[str]:
+    names = [m.strip() for m in models.split(",")] if isinstance(models, str) else list(models)
+    names = [n for n in names if n]
+    if not names:
+        raise TinyLMError("--models needs at least one model name")
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if unknown:
+        raise TinyLMError(f"unknown model {unknown[0]!r}; choose among {', '.join(MODEL_NAMES)}")
+    if len(set(names)) != len(names):
+        raise TinyLMError(f"--models names a model twice: {','.join(names)}")
+    return names
+
+
+def _row(name: str, run: LoadedModel, mem: MemorisationResult, sample: str) -> CompareRow:
+    metrics = run.metrics
+    best = min(metrics, key=lambda r: r["val_loss"])
+    # the epochs' speeds weighted by their time (rounded to 0.01 s in metrics.jsonl: a fast count shows 0)
+    weights = [r["epoch_seconds"] for r in metrics]
+    weights = weights if any(weights) else [1] * len(metrics)
+    tokens_per_s = sum(w * r["tokens_per_s"] for w, r in zip(weights, metrics)) / sum(weights)
+    return CompareRow(
+        model=name, description=run.module.describe(), parameters=run.num_parameters(),
+        train_seconds=round(metrics[-1]["elapsed_seconds"], 2),
+        tokens_per_s=round(tokens_per_s, 1),
+        val_loss=best["val_loss"], bits_per_char=best["val_bits_per_char"], perplexity=best["val_perplexity"],
+        longest_copy=mem.longest_copy, novel_4grams=mem.novel_ngrams.get(4), run_dir=str(run.run_dir),
+        sample=sample,
+    )
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if key == "novel_4grams":
+        return f"{value:.1%}"
+    if key in ("parameters", "tokens_per_s"):
+        return f"{value:,.0f}"
+    if key in ("val_loss", "bits_per_char", "perplexity"):
+        return f"{value:.4f}" if key != "perplexity" else f"{value:.2f}"
+    return str(value)
+
+
+def _markdown(rows: list[CompareRow], header: str, prompt: str, temperature: float) -> str:
+    lines = [header, "", "| " + " | ".join(title for _, title in COLUMNS) + " |",
+             "|" + " --- |" * len(COLUMNS)]
+    for row in rows:
+        values = asdict(row)
+        lines.append("| " + " | ".join(_cell(key, values[key]) for key, _ in COLUMNS) + " |")
+    lines += ["", "![validation bits per character](compare.png)", "",
+              f"## Samples (prompt {prompt!r}, temperature {temperature:g}, seed 0)"]
+    for row in rows:
+        lines += ["", f"### {row.model}", "", "```text", row.sample, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _csv(rows: list[CompareRow]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([key for key, _ in COLUMNS] + ["run_dir"])
+    for row in rows:
+        values = asdict(row)
+        writer.writerow([values[key] for key, _ in COLUMNS] + [row.run_dir])
+    return buffer.getvalue()
+
+
+def compare(models: str | list[str], data: str | None = None, *, budget_seconds: float | None = 60.0,
+            out: str | Path = "compare", config: RunConfig | None = None,
+            model_settings: dict[str, Any] | None = None, prompt: str | None = None, samples: int = 3,
+            max_new_tokens: int = 300, temperature: float = 0.8, overwrite: bool = False,
+            progress: bool = True, echo: Callable[[str], None] = print) -> list[CompareRow]:
+    """Train each of `models` on the same data for the same training time and write compare.md, compare.csv,
+    compare.json and compare.png to `out` (the runs themselves go to out/runs/NAME).
+
+    `config` is the template of every run (data, tokenizer, training settings; its model is ignored),
+    `data` replaces its source, and `model_settings` (e.g. {"hidden": 128, "order": 5}) sets the fields of
+    each model's config that it has. Memorisation and the table's sample come from `samples` texts sampled
+    from `prompt` (default: the start of the training text)."""
+    from .data import load_split
+    from .training import train
+
+    names = parse_models(models)
+    if budget_seconds is not None and not budget_seconds > 0:
+        raise TinyLMError(f"--budget-seconds must be positive, got {budget_seconds}")
+    if samples < 1 or max_new_tokens < 1:
+        raise TinyLMError("--samples and --max-new-tokens must be at least 1")
+    if not (math.isfinite(temperature) and temperature > 0):  # checked before hours of training, not after
+        raise TinyLMError(f"--temperature must be a finite number > 0, got {temperature}")
+    base = copy.deepcopy(config) if config is not None else RunConfig()
+    if data is not None:
+        base.data.source = data
+    train_text, _ = load_split(base.data)  # a bad --data fails here, before any training
+    training_words = TrainingWords(train_text)
+    out = Path(out)
+
+    rows: list[CompareRow] = []
+    curves: dict[str, list[tuple[float, float]]] = {}
+    counted = set()
+    for name in names:
+        run_config = RunConfig(
+            data=copy.deepcopy(base.data), tokenizer=copy.deepcopy(base.tokenizer),
+            model=model_config(name, **(model_settings or {})),
+            train=replace(base.train, time_budget=budget_seconds,
+                          sample_prompt=prompt if prompt is not None else base.train.sample_prompt,
+                          epochs=UNLIMITED_EPOCHS if budget_seconds is not None else base.train.epochs),
+        )
+        echo(f"== {name} ==")
+        run = train(run_config, out / "runs" / name, overwrite=overwrite, progress=progress, echo=echo)
+        prompt = run.config.train.sample_prompt  # fixed by the first run when not given: the same for all
+        texts = [run.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=i)
+                 for i in range(samples)]
+        rows.append(_row(name, run, memorisation(texts, training_words, prompt), texts[0]))
+        curves[name] = [(r["elapsed_seconds"], r["val_bits_per_char"]) for r in run.metrics]
+        if not run.module.trainable:
+            counted.add(name)
+
+    budget = (f"{budget_seconds:g} s of training each" if budget_seconds is not None
+              else f"{base.train.epochs} epochs each")
+    hardware = json.loads((run.run_dir / "summary.json").read_text(encoding="utf-8"))["hardware"]
+    header = (f"# Model comparison on {base.data.source}\n\nSame split, {base.tokenizer.kind} tokenizer, "
+              f"windows of {base.data.block_size} tokens, {budget} on {hardware}; validation figures over "
+              f"the whole validation split (best evaluation). Memorisation over {samples} samples of "
+              f"{max_new_tokens} tokens.")
+    write_text(out / "compare.md", _markdown(rows, header, prompt, temperature))
+    write_text(out / "compare.csv", _csv(rows))
+    write_json(out / "compare.json", [asdict(r) for r in rows])
+    plot_compare([r.model for r in rows], [r.bits_per_char for r in rows], curves, out / "compare.png",
+                 counted=counted, title=f"{', '.join(names)} on {base.data.source} ({budget})")
+    echo(f"report: {out / 'compare.md'}")
+    return rows

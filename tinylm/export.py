@@ -1,0 +1,140 @@
+"""A run directory -> another library's format.
+
+    tinylm.export_run("runs/gpt", "exports/gpt", format="transformers")
+
+`transformers`: a GPT run becomes a GPT2LMHeadModel folder (config.json, model.safetensors and the
+tokenizer files) that `AutoModelForCausalLM.from_pretrained(folder)` loads without trust_remote_code and
+`pipeline("text-generation", model=folder)` runs. tinylm's GPT is built like GPT-2 (same module names,
+learned positions, LayerNorm eps 1e-5, tanh GELU, biases, tied head), so the conversion is exact: the only
+change is that GPT-2's Conv1D stores each projection as (in, out), the transpose of nn.Linear's (out, in).
+Nothing here imports transformers.
+
+The exported model has GPT-2's context rule: at most block_size positions in all (prompt + new tokens).
+tinylm's own generation slides past it (see models/gpt.py); transformers' does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from .errors import TinyLMError
+from .io import atomic_path, write_json
+from .models.gpt import GPT
+from .runs import LoadedModel, load, resolve_run_dir
+
+# Per block: GPT-2 parameter name -> whether it is a Conv1D weight (stored transposed).
+_BLOCK_PARAMETERS = {
+    "ln_1.weight": False, "ln_1.bias": False,
+    "attn.c_attn.weight": True, "attn.c_attn.bias": False,
+    "attn.c_proj.weight": True, "attn.c_proj.bias": False,
+    "ln_2.weight": False, "ln_2.bias": False,
+    "mlp.c_fc.weight": True, "mlp.c_fc.bias": False,
+    "mlp.c_proj.weight": True, "mlp.c_proj.bias": False,
+}
+
+
+def gpt2_state_dict(model: GPT) -> dict[str, torch.Tensor]:
+    """The weights of `model` under GPT2LMHeadModel's names and shapes (float32, CPU). lm_head.weight is
+    left out: it is tied to transformer.wte.weight, which transformers ties back on loading."""
+    c = model.config
+    d, V, P = c.embed, c.vocab_size, c.block_size
+    shapes = {  # GPT-2's layout (d = width, V = vocabulary, P = positions)
+        "ln_1.weight": (d,), "ln_1.bias": (d,),
+        "attn.c_attn.weight": (d, 3 * d), "attn.c_attn.bias": (3 * d,),
+        "attn.c_proj.weight": (d, d), "attn.c_proj.bias": (d,),
+        "ln_2.weight": (d,), "ln_2.bias": (d,),
+        "mlp.c_fc.weight": (d, 4 * d), "mlp.c_fc.bias": (4 * d,),
+        "mlp.c_proj.weight": (4 * d, d), "mlp.c_proj.bias": (d,),
+    }
+    table = {"transformer.wte.weight": ((V, d), False), "transformer.wpe.weight": ((P, d), False)}
+    for i in range(c.layers):
+        for name, conv1d in _BLOCK_PARAMETERS.items():
+            table[f"transformer.h.{i}.{name}"] = (shapes[name], conv1d)
+    table.update({"transformer.ln_f.weight": ((d,), False), "transformer.ln_f.bias": ((d,), False)})
+
+    ours = model.state_dict()
+    left = set(ours) - set(table) - {"lm_head.weight"}
+    assert not left, f"GPT parameters without a GPT-2 name: {sorted(left)}"
+    converted = {}
+    for name, (shape, conv1d) in table.items():
+        tensor = ours[name].t() if conv1d else ours[name]  # nn.Linear (out, in) -> Conv1D (in, out)
+        assert tuple(tensor.shape) == shape, f"{name}: {tuple(tensor.shape)} != GPT-2's {shape}"
+        converted[name] = tensor.detach().to("cpu", torch.float32).contiguous()
+    return converted
+
+
+def gpt2_config(model: GPT, tokenizer) -> dict:
+    """config.json of a GPT2LMHeadModel with the same architecture (readable by transformers 4 and 5)."""
+    c = model.config
+    eos = tokenizer.eos_id
+    bos = tokenizer.backend.token_to_id(tokenizer.bos_token) if tokenizer.bos_token else eos
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": c.vocab_size,
+        "n_positions": c.block_size,
+        "n_embd": c.embed,
+        "n_layer": c.layers,
+        "n_head": c.heads,
+        "n_inner": None,  # 4 * n_embd
+        "activation_function": "gelu_new",  # F.gelu(approximate="tanh")
+        "layer_norm_epsilon": 1e-5,
+        "resid_pdrop": c.dropout,
+        "embd_pdrop": c.dropout,
+        "attn_pdrop": c.dropout,
+        "initializer_range": 0.02,
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "tie_word_embeddings": True,
+        "use_cache": True,
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "pad_token_id": tokenizer.pad_id,
+    }
+
+
+def export_transformers(run: LoadedModel, out: Path) -> None:
+    """Write `run` (a GPT run) as a transformers GPT2LMHeadModel folder."""
+    if not isinstance(run.module, GPT):
+        raise TinyLMError(f"--format transformers exports GPT runs only; {run.run_dir} holds a "
+                          f"{run.module.describe()} model")
+    config = gpt2_config(run.module, run.tokenizer)
+    with atomic_path(out / "model.safetensors") as tmp:
+        # transformers 4 refuses safetensors files without metadata format "pt"
+        save_file(gpt2_state_dict(run.module), str(tmp), metadata={"format": "pt"})
+    write_json(out / "config.json", config)
+    # transformers' generate() cannot go past the learned positions: cap the default length there.
+    write_json(out / "generation_config.json", {
+        "bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"],
+        "pad_token_id": config["pad_token_id"], "max_length": run.module.config.block_size,
+    })
+    run.tokenizer.save(out)
+
+
+EXPORT_FORMATS: dict[str, Callable[[LoadedModel, Path], None]] = {"transformers": export_transformers}
+
+
+def export_run(run_dir: str | Path, out: str | Path, format: str = "transformers", *,
+               overwrite: bool = False) -> Path:
+    """Write the run `run_dir` (a folder or Hub id) to the folder `out` in `format`; return `out`.
+
+    `out` must be absent or empty unless `overwrite` (then files of the same names are replaced)."""
+    if format not in EXPORT_FORMATS:
+        raise TinyLMError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    run_dir = resolve_run_dir(run_dir)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TinyLMError(f"{out} exists and is not a folder")
+    if out.is_dir() and out.resolve() == run_dir.resolve():
+        raise TinyLMError(f"export into another folder than the run itself ({run_dir})")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise TinyLMError(f"{out} is not empty; choose another folder or pass --overwrite")
+    run = load(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    EXPORT_FORMATS[format](run, out)
+    return out

@@ -1,0 +1,520 @@
+"""Fine-tune a pretrained causal language model with the Hugging Face Trainer; the result is a tinylm run.
+
+    run = tinylm.finetune("gpt2", "shakespeare", out="runs/gpt2-shakespeare",
+                          config=tinylm.FinetuneConfig(epochs=3, lr=5e-5))
+    print(run.generate("ROMEO:", temperature=0.8))
+
+The base is a Hub name (downloaded to the HF cache when online), a local transformers folder, or a tinylm
+run (a GPT run is exported to the transformers format on the fly; an earlier fine-tune run is used as is).
+The text comes from tinylm's own data stage (`load_split`: the sources and the train/validation split of
+`tinylm train`) and is tokenized with the base's tokenizer: cut into blocks, or one example per line
+(`lines`) framed by the end-of-text token. This is the one place tinylm uses transformers' `Trainer`:
+evaluation every epoch, the best checkpoint kept, early stopping, bf16 on GPUs that support it, trackers
+such as W&B through `report_to`.
+
+The run directory holds what every run holds (config.json with the model family "hf", tokenizer.json +
+tokenizer_config.json, model.safetensors, metrics.jsonl, samples.jsonl, loss.png, summary.json), so
+`tinylm sample`, `eval`, `push` and `serve` treat it like any other. summary.json adds the validation
+perplexity before and after fine-tuning, both by tinylm's evaluation (the numbers `tinylm eval RUN` prints).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import tokenizers
+import torch
+
+from .config import DataConfig, RunConfig, TrainConfig
+from .data import IGNORE, load_split
+from .errors import TinyLMError
+from .evaluation import summarize
+from .io import append_jsonl, atomic_path, read_jsonl, write_json, write_text
+from .models import family_of
+from .models.hf import HFCausalLM, HFCausalLMConfig, hf_config_dict
+from .plots import plot_loss
+from .runs import WEIGHTS, LoadedModel, check_out_dir, default_run_dir, load
+from .tokenizers import Tokenizer, TokenizerConfig
+from .training.loop import hardware_description
+from .weights import save_weights
+
+Echo = Callable[[str], None]
+
+TRAINER_DIR = "trainer"  # the Trainer's checkpoints inside the run directory, removed when training ends
+
+
+@dataclass
+class FinetuneConfig:
+    """How the base model is fine-tuned. The text source and its split come from the `data` argument."""
+
+    epochs: int = 3
+    """Passes over the training blocks (fewer when early stopping ends the run)."""
+    lr: float = 5e-5
+    """Peak learning rate (AdamW; cosine decay to a tenth of it)."""
+    batch_size: int = 8
+    """Blocks per optimizer step (also the evaluation batch)."""
+    block_size: int | None = None
+    """Tokens per training block; default: 128, or the base model's context when it is shorter."""
+    lines: bool = False
+    """One example per non-empty line, framed by the end-of-text token, instead of blocks of the text."""
+    patience: int = 2
+    """Stop after this many epochs without a better validation loss (0 disables early stopping)."""
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    seed: int = 1337
+    logger: str = "none"
+    """none, or a tracker of transformers' `report_to`: wandb, tensorboard, mlflow, ..."""
+    wandb_project: str | None = None
+    """W&B project (default: tinylm)."""
+    run_name: str | None = None
+    """Name of the run in the tracker (default: the run directory's name)."""
+    sample_prompt: str | None = None
+    """Prompt of the sample written after each epoch (default: the start of the text; empty in line mode)."""
+    sample_tokens: int = 100
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise TinyLMError(f"--epochs must be at least 1, got {self.epochs}")
+        if not self.lr > 0:
+            raise TinyLMError(f"--lr must be positive, got {self.lr}")
+        if self.batch_size < 1:
+            raise TinyLMError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.block_size is not None and self.block_size < 2:  # a token and the one it predicts
+            raise TinyLMError(f"--block-size must be at least 2, got {self.block_size}")
+        if min(self.patience, self.warmup_steps, self.sample_tokens) < 0:
+            raise TinyLMError("--patience, --warmup-steps and --sample-tokens must not be negative")
+
+
+def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | None = None,
+             config: FinetuneConfig | None = None, *, overwrite: bool = False, progress: bool = True,
+             echo: Echo = print) -> LoadedModel:
+    """Fine-tune `base` on `data` into the run directory `out` (default runs/<data>-<base>-<time>) and return
+    the best model. `data` is a source (file, folder, built-in corpus, hf:NAME) or a DataConfig for its split
+    options; the block size and line mode come from `config`."""
+    config = config or FinetuneConfig()
+    report_to = _report_to(config.logger)
+    data = data if isinstance(data, DataConfig) else DataConfig(source=str(data))
+    train_text, val_text = load_split(data)  # fail on bad data before loading a large model
+    hf_model, hf_tokenizer = _load_base(str(base))
+    tokenizer = _tinylm_tokenizer(hf_tokenizer)
+    module = HFCausalLM(HFCausalLMConfig(tokenizer.vocab_size, hf_config_dict(hf_model.config)), hf_model)
+
+    block_size = config.block_size or min(128, module.context)
+    if block_size > module.context:
+        raise TinyLMError(f"--block-size {block_size} is longer than the context of {base} "
+                          f"({module.context} tokens)")
+    if config.lines and tokenizer.eos_id is None:
+        raise TinyLMError(f"--lines needs an end-of-text token, and the tokenizer of {base} has none")
+    make_examples = _line_examples if config.lines else _text_blocks
+    train_examples = make_examples(tokenizer, train_text, block_size)
+    val_examples = make_examples(tokenizer, val_text, block_size)
+    if not train_examples or not val_examples:
+        split = "training" if not train_examples else "validation"
+        raise TinyLMError(f"the {split} text of {data.source!r} has fewer than 2 tokens: nothing to learn")
+
+    run_dir = Path(out) if out is not None else default_run_dir(data.source, str(base))
+    run_config = _run_config(data, block_size, config, tokenizer, module, train_text)
+    check_out_dir(run_dir, overwrite, resumable=False)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    run_config.save(run_dir / "config.json")
+    _save_tokenizer(hf_tokenizer, tokenizer, run_dir)
+
+    steps_per_epoch = math.ceil(len(train_examples) / config.batch_size)
+    trainer = _make_trainer(run_dir, run_config, config, report_to, module, tokenizer, train_examples,
+                            val_examples, val_text, steps_per_epoch, progress, echo)
+    device = trainer.args.device
+    run = LoadedModel(module.to(device), tokenizer, run_config, run_dir, device)
+    train_tokens, val_tokens = (_targets(examples) for examples in (train_examples, val_examples))
+    echo(f"tinylm finetune {base} -> {run_dir}")
+    echo(f"  data        {data.source}: {train_tokens:,} training / {val_tokens:,} validation targets in "
+         f"{len(train_examples):,} / {len(val_examples):,} {'lines' if config.lines else 'blocks'} of at "
+         f"most {block_size} tokens (vocabulary {tokenizer.vocab_size})")
+    echo(f"  model       {module.describe()}: {module.num_parameters():,} parameters")
+    echo(f"  training    {config.epochs} epochs x {steps_per_epoch:,} steps (batch {config.batch_size}); "
+         f"adamw lr {config.lr:g} cosine, warm-up {config.warmup_steps}, "
+         f"patience {config.patience or 'off'}; {device} ({run_config.train.precision})")
+    before = run.evaluate(val_text)
+    echo(f"  before      val loss {before.loss:.4f}  ppl {before.perplexity:.2f}  "
+         f"bpc {before.bits_per_char:.3f}")
+
+    tracker = _start_wandb(run_dir, run_config, config, echo) if config.logger == "wandb" else None
+    t0 = time.perf_counter()
+    try:
+        trainer.train()  # ends with the best epoch's weights loaded (they are in model.safetensors already)
+    except BaseException:
+        if tracker is not None:
+            tracker.finish(exit_code=1)
+        raise
+    finally:
+        shutil.rmtree(run_dir / TRAINER_DIR, ignore_errors=True)  # the Trainer's own checkpoints
+    train_seconds = time.perf_counter() - t0
+
+    after = run.evaluate(val_text)
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    best = min(metrics, key=lambda r: r["val_loss"])
+    summary = {
+        "base_model": str(base), "parameters": module.num_parameters(), "device": str(device),
+        "hardware": hardware_description(device),
+        "train_tokens": train_tokens, "val_tokens": val_tokens, "steps_per_epoch": steps_per_epoch,
+        "best_val_loss": best["val_loss"], "best_epoch": best["epoch"], "epochs": len(metrics),
+        "steps": trainer.state.global_step, "train_seconds": round(train_seconds, 2),
+        "stop_reason": "early_stopping" if trainer.state.global_step < trainer.state.max_steps else "epochs",
+        "finished": True, "val_loss_before": before.loss, "val_loss_after": after.loss,
+        "perplexity_before": before.perplexity, "perplexity_after": after.perplexity,
+    }
+    write_json(run_dir / "summary.json", summary)
+    if tracker is not None:
+        tracker.summary.update(summary)
+        folder = Path(tracker.dir).parent  # run.dir is the run's files/ folder; `wandb sync` takes its parent
+        tracker.finish()
+        if tracker.offline:
+            echo(f"wandb: offline run saved; upload it with: wandb sync {folder}")
+    echo(f"done: validation perplexity {before.perplexity:.2f} -> {after.perplexity:.2f} (best epoch "
+         f"{best['epoch']}, {summary['stop_reason']}); {train_seconds:.0f} s. Run: {run_dir}")
+    module.eval()
+    return run
+
+
+# -- the base model ---------------------------------------------------------------------------------
+def _load_base(base: str):
+    """(transformers model, tokenizer) of a tinylm run, a local transformers folder or a Hub name."""
+    path = Path(base)
+    if path.is_dir() and _is_tinylm_run(path):
+        return _load_run(path)
+    if path.is_dir():
+        return _from_pretrained(base, local=True)
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", base) or base.startswith("."):
+        raise TinyLMError(f"--base {base}: no such directory, and not a Hub model name")
+    return _from_pretrained(base, local=False)
+
+
+def _is_tinylm_run(path: Path) -> bool:
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return "format_version" in config and isinstance(config.get("model"), dict)
+
+
+def _load_run(path: Path):
+    family = family_of(RunConfig.load(path / "config.json").model)
+    if family == "hf":  # an earlier fine-tune: its model and tokenizer are already transformers objects
+        from transformers import AutoTokenizer
+
+        return load(path).module.model, AutoTokenizer.from_pretrained(str(path))
+    if family != "gpt":
+        raise TinyLMError(f"--base {path} is a {family} run; only GPT runs and fine-tuned runs can be "
+                          f"fine-tuned")
+    try:
+        from .export import export_run
+    except ImportError:
+        raise TinyLMError(f"--base {path} is a GPT run, and this tinylm cannot export it") from None
+    with tempfile.TemporaryDirectory(prefix="tinylm-export-") as folder:
+        export_run(path, folder, format="transformers")
+        return _from_pretrained(folder, local=True)
+
+
+def _from_pretrained(name: str, local: bool):
+    from huggingface_hub.constants import HF_HUB_CACHE
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local)
+        # safetensors only, so loading never unpickles; float32 whatever the published dtype (tinylm's).
+        model = AutoModelForCausalLM.from_pretrained(name, local_files_only=local, use_safetensors=True,
+                                                     dtype=torch.float32)
+    except OSError as e:
+        reason = str(e).strip().splitlines()[0]
+        if local:
+            raise TinyLMError(f"--base {name} is not a complete transformers model folder with safetensors "
+                              f"weights ({reason})") from None
+        raise TinyLMError(
+            f"cannot get the base model {name!r} ({reason}). Offline, a Hub model must already be in the "
+            f"Hugging Face cache ({HF_HUB_CACHE}; HF_HUB_OFFLINE=1 skips the connection attempts): run "
+            f"`hf download {name}` where there is network, or pass --base DIR, a folder with config.json, "
+            f"model.safetensors and the tokenizer files") from None
+    except ValueError as e:  # e.g. a config that no causal-LM class accepts (BERT, T5 encoders, ...)
+        reason = str(e).strip().splitlines()[0]
+        raise TinyLMError(f"--base {name} is not a causal language model ({reason})") from None
+    if getattr(tokenizer, "backend_tokenizer", None) is None:
+        raise TinyLMError(f"--base {name} has no fast tokenizer (tokenizer.json), which tinylm needs")
+    return model, tokenizer
+
+
+# -- tokenizer and examples -----------------------------------------------------------------------
+def _tinylm_tokenizer(hf_tokenizer) -> Tokenizer:
+    """tinylm's Tokenizer over the base's tokenizers pipeline; generation stops at its end-of-text token."""
+    backend = tokenizers.Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())  # a copy to change
+    # A tokenizer.json may carry a max length or padding; tinylm encodes whole texts and cuts blocks itself.
+    backend.no_truncation()
+    backend.no_padding()
+    eos = hf_tokenizer.eos_token
+    # A pad token that is the eos token (a common GPT-2 habit) would be banned from sampling: keep eos only.
+    pad = hf_tokenizer.pad_token if hf_tokenizer.pad_token != eos else None
+    return Tokenizer(backend, "pretrained", pad=pad, unk=hf_tokenizer.unk_token, eos=eos)
+
+
+def _save_tokenizer(hf_tokenizer, tokenizer: Tokenizer, run_dir: Path) -> None:
+    """The base's tokenizer files (AutoTokenizer loads them) plus what `Tokenizer.load` reads."""
+    with tempfile.TemporaryDirectory() as folder:
+        hf_tokenizer.save_pretrained(folder)
+        meta = json.loads((Path(folder) / "tokenizer_config.json").read_text(encoding="utf-8"))
+        for file in Path(folder).iterdir():
+            if file.name not in ("tokenizer.json", "tokenizer_config.json") and file.is_file():
+                with atomic_path(run_dir / file.name) as tmp:
+                    shutil.copyfile(file, tmp)
+    write_text(run_dir / "tokenizer.json", tokenizer.backend.to_str(pretty=True))
+    meta.update({"tinylm_kind": tokenizer.kind, "pad_token": tokenizer.pad_token,
+                 "unk_token": tokenizer.unk_token, "eos_token": tokenizer.eos_token})
+    write_json(run_dir / "tokenizer_config.json", meta)
+
+
+def _blocks(ids: list[int], block_size: int) -> list[list[int]]:
+    """Blocks of `block_size` tokens that overlap by one: the model predicts every token after the first of
+    each block, so every token after the very first is a target exactly once (none lost at block edges)."""
+    return [ids[i:i + block_size] for i in range(0, len(ids) - 1, block_size - 1)]
+
+
+def _targets(examples: list[list[int]]) -> int:
+    """Tokens the model learns to predict: all but the first of each example."""
+    return sum(len(e) - 1 for e in examples)
+
+
+def _text_blocks(tokenizer: Tokenizer, text: str, block_size: int) -> list[list[int]]:
+    return _blocks(tokenizer.encode(text), block_size)
+
+
+def _line_examples(tokenizer: Tokenizer, text: str, block_size: int) -> list[list[int]]:
+    """One example per non-empty line: <eos> line <eos>. The leading <eos> is the context the first token is
+    predicted from (generation from an empty prompt starts there too); the trailing one teaches the model to
+    end a line. A line longer than a block is cut into overlapping blocks."""
+    eos = tokenizer.eos_id
+    return [block for line in text.splitlines() if line.strip()
+            for block in _blocks([eos, *tokenizer.encode(line), eos], block_size)]
+
+
+def _next_token_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """Mean cross-entropy of each position's prediction of the next token (the Trainer's compute_loss_func).
+
+    The model's own loss is not used: with transformers 5.23 the Trainer divides GPT-2's summed loss by every
+    label of the batch, the first of each row included (that label is never a target), which reports a
+    loss (T-1)/T too low. A per-batch mean needs no count from the Trainer (no gradient accumulation here).
+    """
+    logits = outputs.logits[:, :-1].float()  # (B, T-1, V): position t predicts token t+1
+    targets = labels[:, 1:]  # (B, T-1)
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+
+def _collate(examples: list[list[int]]) -> dict[str, torch.Tensor]:
+    """Right-padded batch; padding is masked out of attention and out of the loss (labels IGNORE)."""
+    width = max(map(len, examples))
+    input_ids = torch.zeros(len(examples), width, dtype=torch.long)  # id 0 under the mask: never seen
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    attention_mask = torch.zeros(len(examples), width, dtype=torch.long)
+    for row, example in enumerate(examples):
+        ids = torch.tensor(example, dtype=torch.long)
+        input_ids[row, : len(ids)] = labels[row, : len(ids)] = ids  # shifted in _next_token_loss
+        attention_mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+# -- run directory --------------------------------------------------------------------------------
+def _bf16() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _run_config(data: DataConfig, block_size: int, config: FinetuneConfig, tokenizer: Tokenizer,
+                module: HFCausalLM, train_text: str) -> RunConfig:
+    """The run's config.json: what `tinylm load`/`eval` need, and the Trainer's settings in tinylm's terms."""
+    prompt = config.sample_prompt
+    if prompt is None:
+        prompt = "" if config.lines else train_text.lstrip()[:32].split("\n")[0] or train_text[:8]
+    return RunConfig(
+        # Blocks overlap by one token (see _blocks): window starts are block_size - 1 apart.
+        data=dataclasses.replace(data, block_size=block_size, stride=block_size - 1, lines=config.lines,
+                                 target="every"),
+        tokenizer=TokenizerConfig(kind=tokenizer.kind, vocab_size=tokenizer.vocab_size),
+        model=module.config,
+        train=TrainConfig(
+            epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer="adamw",
+            weight_decay=config.weight_decay, betas=(0.9, 0.999), lr_schedule="cosine",
+            warmup_steps=config.warmup_steps, min_lr_ratio=0.1, grad_clip=1.0, patience=config.patience,
+            seed=config.seed, precision="bf16" if _bf16() else "fp32", eval_batch_size=config.batch_size,
+            sample_prompt=prompt, sample_tokens=config.sample_tokens, logger=config.logger,
+            wandb_project=config.wandb_project, run_name=config.run_name,
+        ),
+    )
+
+
+# -- the Trainer ----------------------------------------------------------------------------------
+def _report_to(logger: str) -> str:
+    from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+
+    if logger == "none":
+        return "none"
+    if logger not in INTEGRATION_TO_CALLBACK:
+        raise TinyLMError(f"unknown logger {logger!r}; choose none or one of "
+                          f"{', '.join(INTEGRATION_TO_CALLBACK)}")
+    if logger not in get_available_reporting_integrations():
+        raise TinyLMError(f"--logger {logger} needs its Python package installed (e.g. pip install {logger})")
+    return logger
+
+
+def _start_wandb(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, echo: Echo):
+    """Our own W&B run, which the Trainer's WandbCallback then logs into (it uses a run already started):
+    so the project, mode and folder follow tinylm's rules (see tracking.WandbLogger) and the perplexities
+    before and after reach the run's summary."""
+    import wandb
+
+    from .tracking import wandb_mode
+
+    mode = wandb_mode()
+    try:
+        run = wandb.init(project=config.wandb_project or "tinylm", name=config.run_name or run_dir.name,
+                         mode=mode, config=run_config.to_dict(),
+                         dir=None if os.environ.get("WANDB_DIR") else str(run_dir),
+                         settings=wandb.Settings(silent=True))
+    except wandb.errors.Error as e:
+        raise TinyLMError(f"wandb could not start a run ({str(e).strip().splitlines()[0]}); "
+                          f"set WANDB_MODE=offline to log offline, or choose another --logger") from None
+    echo(f"wandb: {mode} run {run.name!r} in project {run.project!r}")
+    return run
+
+
+def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, report_to: str,
+                  module: HFCausalLM, tokenizer: Tokenizer, train_examples: list, val_examples: list,
+                  val_text: str, steps_per_epoch: int, progress: bool, echo: Echo):
+    from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    args = TrainingArguments(
+        output_dir=str(run_dir / TRAINER_DIR),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_steps,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": 0.1},
+        max_grad_norm=1.0,
+        eval_strategy="epoch",
+        # Only improvements are checkpointed (weights only: no pickled optimizer state), the best is reloaded.
+        save_strategy="best",
+        save_total_limit=1,
+        save_only_model=True,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        prediction_loss_only=True,  # never hold (examples x block x vocabulary) logits during evaluation
+        logging_strategy="steps",
+        logging_steps=max(1, steps_per_epoch // 25),
+        report_to=report_to,
+        run_name=config.run_name or run_dir.name,
+        bf16=_bf16(),
+        seed=config.seed,
+        remove_unused_columns=False,  # examples are plain token lists, not dataset rows
+        disable_tqdm=not progress,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning is for copies to a GPU (warns without one)
+    )
+    # transformers is imported only when fine-tuning (it takes seconds), so the classes get their base here.
+    run_dir_callback = type("RunDirCallback", (_RunDirEvents, TrainerCallback), {})
+    callbacks = [run_dir_callback(run_dir, run_config, module, tokenizer, train_examples, val_examples,
+                                  val_text, steps_per_epoch, echo)]
+    if config.patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.patience))
+    trainer = Trainer(model=module.model, args=args, train_dataset=train_examples, eval_dataset=val_examples,
+                      data_collator=_collate, compute_loss_func=_next_token_loss, callbacks=callbacks)
+    # Our per-epoch lines replace the log dicts the Trainer prints; its progress bar stays, without them.
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.add_callback(type("ProgressBar", (ProgressCallback,), {"on_log": lambda *a, **k: None}))
+    return trainer
+
+
+class _RunDirEvents:
+    """Trainer callback (combined with TrainerCallback in _make_trainer) that keeps the run directory up to
+    date after every evaluation as tinylm's own loop does: the best weights, metrics.jsonl (the loop's
+    fields), a sample, loss.png."""
+
+    def __init__(self, run_dir: Path, run_config: RunConfig, module: HFCausalLM, tokenizer: Tokenizer,
+                 train_examples: list, val_examples: list, val_text: str, steps_per_epoch: int, echo: Echo):
+        self.run_dir, self.run_config, self.echo = run_dir, run_config, echo
+        self.module, self.tokenizer = module, tokenizer
+        self.val_text, self.steps_per_epoch = val_text, steps_per_epoch
+        self.train_tokens = sum(map(len, train_examples))  # tokens read per epoch
+        self.val_targets = _targets(val_examples)
+        self.val_tokens = len(tokenizer.encode(val_text))  # bits per char counts the chars of scored tokens
+        self.best: float | None = None
+        self.last_logged_step, self.loss_sum, self.loss_steps = 0, 0.0, 0
+        self.curve: list[list[float]] = []  # [step, mean training loss since the previous point]
+        self.lr = 0.0
+        self.epoch_started = self.eval_started = 0.0
+        self.epoch_seconds = self.elapsed_seconds = 0.0  # training time, evaluation left out
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.eval_started = time.perf_counter()
+        self.epoch_seconds = self.eval_started - self.epoch_started
+        self.elapsed_seconds += self.epoch_seconds
+        control.should_log = True  # log the loss of the epoch's last steps before the evaluation that follows
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:  # the mean training loss of the steps since the previous log
+            steps = state.global_step - self.last_logged_step
+            self.loss_sum += logs["loss"] * steps
+            self.loss_steps += steps
+            self.last_logged_step = state.global_step
+            self.curve.append([state.global_step, round(logs["loss"], 5)])
+            self.lr = logs.get("learning_rate", self.lr)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        epoch = round(state.epoch)
+        val_loss = metrics["eval_loss"]
+        # The Trainer averages over batches; with full blocks that is the mean over tokens tinylm reports.
+        result = summarize(val_loss * self.val_targets, self.val_targets, len(self.val_text), self.val_tokens)
+        improved = self.best is None or val_loss < self.best
+        if improved:  # as tinylm's loop does: the run directory holds the best weights at every moment
+            self.best = val_loss
+            save_weights(self.module, self.run_dir / WEIGHTS)
+        train_loss = self.loss_sum / max(self.loss_steps, 1)
+        record = {
+            "epoch": epoch, "step": state.global_step, "train_loss": round(train_loss, 6),
+            "val_loss": round(val_loss, 6), "val_perplexity": round(result.perplexity, 4),
+            "val_bits_per_char": round(result.bits_per_char, 5), "lr": self.lr,
+            "tokens_per_s": round(self.train_tokens / max(self.epoch_seconds, 1e-9), 1),
+            "epoch_seconds": round(self.epoch_seconds, 2),
+            "eval_seconds": round(time.perf_counter() - self.eval_started, 2),
+            "elapsed_seconds": round(self.elapsed_seconds, 2), "best": improved,
+            "steps_per_epoch": self.steps_per_epoch, "train_curve": self.curve,
+        }
+        append_jsonl(self.run_dir / "metrics.jsonl", record)
+        tc = self.run_config.train
+        self.echo(f"epoch {epoch}/{tc.epochs}: train {train_loss:.4f}  val {val_loss:.4f}  "
+                  f"ppl {result.perplexity:.2f}  bpc {result.bits_per_char:.3f}  "
+                  f"({record['tokens_per_s']:,.0f} tok/s, {self.epoch_seconds:.1f} s)"
+                  + (" *best*" if improved else ""))
+        run = LoadedModel(self.module, self.tokenizer, self.run_config, self.run_dir, args.device)
+        sample = run.generate(tc.sample_prompt, max_new_tokens=tc.sample_tokens,
+                              temperature=tc.sample_temperature, seed=tc.seed)
+        self.echo("  sample: " + sample.replace("\n", "\n          "))
+        append_jsonl(self.run_dir / "samples.jsonl", {"epoch": epoch, "prompt": tc.sample_prompt,
+                                                      "temperature": tc.sample_temperature, "text": sample})
+        plot_loss(read_jsonl(self.run_dir / "metrics.jsonl"), self.run_dir / "loss.png",
+                  title=f"{self.module.describe()} on {self.run_config.data.source}")
+        self.loss_sum, self.loss_steps, self.curve = 0.0, 0, []

@@ -1,0 +1,487 @@
+"""Publishing runs on the Hugging Face Hub, and loading them back.
+
+    tinylm.push("runs/lstm", "alice/shakespeare-lstm")                  # create the repo, upload; its URL
+    tinylm.push("runs/lstm", "alice/shakespeare-lstm", dry_run="out/")  # the same folder, written locally
+    tinylm.load("alice/shakespeare-lstm")                               # download (or use the cache), load
+
+A pushed repo (and a --dry-run folder, byte for byte) holds:
+
+    README.md          the model card: YAML metadata (license, tags, datasets, model-index) + a description
+    loss.png           the loss curves the card shows
+    config.json, model.safetensors, tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+    metrics.jsonl, samples.jsonl, summary.json
+                       the run directory's files (not checkpoint/: optimizer state is for --resume only)
+
+GPT runs are also exported to the transformers GPT-2 format (tinylm.export). The Hub's widgets,
+`pipeline("text-generation", model="alice/name")` and `AutoModelForCausalLM` read the repo's root, so the
+export takes the root and the run's files move to the subfolder tinylm/. `run_dir_of` and `download_run`
+find the run either way, so `tinylm.load("alice/name")` loads every family in one call.
+
+huggingface_hub is imported only when something is published or downloaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import re
+import shlex
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import TinyLMError
+from .io import read_jsonl, write_text
+from .runs import WEIGHTS, load
+
+# The run's files a repo carries, and those tinylm.load cannot do without.
+RUN_FILES = ["config.json", WEIGHTS, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+             "metrics.jsonl", "samples.jsonl", "summary.json"]
+REQUIRED = ["config.json", WEIGHTS, "tokenizer.json"]
+RUN_SUBFOLDER = "tinylm"  # where the run's files go when a transformers export takes the root
+CARD_TEMPERATURES = (0.5, 0.8, 1.0)
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+# Built-in corpora: title, Hub dataset id, language, and the validation text when it is the corpus' own.
+CORPORA = {
+    "shakespeare": ("Tiny Shakespeare", "karpathy/tiny_shakespeare", "en", None),
+    "wikitext2": ("WikiText-2", "Salesforce/wikitext", "en", "its validation split (valid.txt)"),
+}
+TOKENIZER_LEVELS = {"char": ("character-level", "char-level"), "word": ("word-level", "word-level"),
+                    "bpe": ("subword (byte-level BPE)", "bpe")}
+
+
+def _huggingface_hub():
+    try:
+        return importlib.import_module("huggingface_hub")
+    except ImportError:
+        raise TinyLMError("publishing needs huggingface_hub: pip install huggingface_hub "
+                          "(or pip install 'tinylm[hf]')") from None
+
+
+def _endpoint() -> str:
+    # huggingface_hub reads HF_ENDPOINT once, when imported; reading it here too honours a value set later.
+    return (os.environ.get("HF_ENDPOINT") or _huggingface_hub().constants.ENDPOINT).rstrip("/")
+
+
+def _is_run_config(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "tinylm_version" in data
+
+
+def run_dir_of(folder: str | Path) -> Path:
+    """The tinylm run inside a pushed repo or --dry-run folder: the folder itself, or its tinylm/ subfolder
+    (GPT runs, whose root holds the transformers export)."""
+    folder = Path(folder)
+    if not _is_run_config(folder / "config.json") and _is_run_config(folder / RUN_SUBFOLDER / "config.json"):
+        return folder / RUN_SUBFOLDER
+    return folder
+
+
+def _exports_transformers(config: dict[str, Any]) -> bool:
+    """Whether the run is published in the transformers format as well (GPT runs)."""
+    return config["model"].get("family") == "gpt"
+
+
+# -- the model card ------------------------------------------------------------------------------------
+def _fence(text: str) -> str:
+    """A Markdown code fence longer than any run of backticks in `text`, so samples cannot break out."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _corpus(source: str) -> tuple[str, str | None, str | None, str | None]:
+    """(title, Hub dataset id, language, own validation text) of a DataConfig.source; None where unknown."""
+    if source.startswith("hf:"):
+        name = source[3:]
+        return name, (name if REPO_ID.fullmatch(name) and not Path(name).exists() else None), None, None
+    base = source.split(":")[0]
+    if base in CORPORA:
+        title, dataset, language, validation = CORPORA[base]
+        if base != source:  # one split of the corpus used as a plain text
+            return f"{title} ({source.split(':', 1)[1]} split)", dataset, language, None
+        return title, dataset, language, validation
+    return Path(source).name, None, None, None  # a local file or folder: its name, not the author's paths
+
+
+def _model_tag(model: Any, family: str) -> str:
+    return getattr(model, "cell", None) or getattr(model, "hf_config", {}).get("model_type") or family
+
+
+def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
+               language: str | list[str] | None = None, transformers: bool = False) -> str:
+    """README.md for the run in `run_dir` published as `repo_id`: YAML metadata, then the description."""
+    hub = _huggingface_hub()
+    run_dir = Path(run_dir)
+    run = load(run_dir)
+    config, model = run.config, run.module
+    raw = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    family = raw["model"]["family"]
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    if not metrics:
+        raise TinyLMError(f"{run_dir} has no metrics.jsonl records: train it for at least one epoch first")
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8")) \
+        if (run_dir / "summary.json").is_file() else {}
+    best = min(metrics, key=lambda r: r["val_loss"])
+    title, dataset, corpus_language, own_validation = _corpus(config.data.source)
+    language = language or corpus_language
+    languages = [language] if isinstance(language, str) else language  # one form, from the CLI or the API
+    level, level_tag = TOKENIZER_LEVELS.get(run.tokenizer.kind, (f"{run.tokenizer.kind} tokenizer", None))
+    name = repo_id.split("/")[-1]
+    model_tag = _model_tag(config.model, family)
+
+    scores = [("perplexity", "Validation perplexity", round(best["val_perplexity"], 4)),
+              ("loss", "Validation loss (nats/token)", round(best["val_loss"], 5)),
+              ("bits_per_character", "Validation bits per character", round(best["val_bits_per_char"], 5))]
+    card_data = hub.ModelCardData(
+        language=languages, license=license, library_name="transformers" if transformers else "tinylm",
+        pipeline_tag="text-generation", datasets=[dataset] if dataset else None, metrics=["perplexity"],
+        tags=[t for t in ["tinylm", "text-generation", level_tag, model_tag, "pytorch", "safetensors"] if t],
+        model_name=name,
+        eval_results=[hub.EvalResult(task_type="text-generation", task_name="Text generation",
+                                     dataset_type=dataset or "text", dataset_name=title,
+                                     dataset_split="validation", metric_type=kind, metric_name=label,
+                                     metric_value=value)
+                      for kind, label, value in scores],
+    )
+
+    params = run.num_parameters()
+    tc, dc = config.train, config.data
+    train_seconds = summary.get("train_seconds", metrics[-1].get("elapsed_seconds"))
+    hardware = summary.get("hardware")
+    hardware = (f"{hardware} ({summary.get('device')})" if hardware
+                else "not recorded (this run has no summary.json)")
+    if config.data.val_source:
+        validation = f"{_corpus(config.data.val_source)[0]} (--val-data)"
+    else:
+        validation = own_validation or f"the last {config.data.val_fraction:.0%} of the text"
+    if "train_tokens" in summary:
+        validation += f"; {summary['train_tokens']:,} training / {summary['val_tokens']:,} validation tokens"
+
+    model_rows = [["architecture", model.describe()], ["family", family], ["parameters", f"{params:,}"],
+                  ["vocabulary", f"{run.tokenizer.vocab_size} tokens ({run.tokenizer.kind} tokenizer)"]]
+    for field in dataclasses.fields(config.model):
+        value = getattr(config.model, field.name)
+        # Nested settings (a transformers config) would swamp the table: config.json has them.
+        model_rows.append([f"`{field.name}`", f"{len(value)} settings (see config.json)"
+                           if isinstance(value, (dict, list)) else value])
+    training_rows = [["data", f"{title}; validation: {validation}"]]
+    if model.trainable:
+        training_rows += [
+            ["examples", f"windows of {dc.block_size} tokens every {dc.stride} tokens, target {dc.target}"],
+            ["optimizer", f"{tc.optimizer} (betas {', '.join(f'{b:g}' for b in tc.betas)}, "
+                          f"weight decay {tc.weight_decay:g}), gradient clipping {tc.grad_clip:g}"],
+            ["learning rate", f"{tc.lr:g}, {tc.warmup_steps} warm-up steps, then {tc.lr_schedule}"],
+            ["batch", f"{tc.batch_size} windows x {dc.block_size} tokens"],
+            ["epochs", f"{len([r for r in metrics if not r.get('partial')])} trained (planned {tc.epochs}; "
+                       f"best at epoch {best['epoch']}), {metrics[-1]['step']:,} optimizer steps"],
+            ["early stopping", f"patience {tc.patience}" if tc.patience else "off"],
+            ["precision", tc.precision],
+        ]
+    else:  # counting models (n-grams) have no optimizer: the loop fits them in one pass
+        training_rows.append(["training", "one counting pass over the training tokens (no gradient steps)"])
+    training_rows += [
+        ["training time", f"{train_seconds:,.0f} s" if train_seconds is not None else "not recorded"],
+        ["hardware", hardware],
+        ["seed", tc.seed],
+        ["tinylm version", raw["tinylm_version"]],
+    ]
+    epoch_rows = [[r["epoch"], r["step"], "-" if r["train_loss"] is None else f"{r['train_loss']:.4f}",
+                   f"{r['val_loss']:.4f}",
+                   f"{r['val_perplexity']:.2f}", f"{r['val_bits_per_char']:.3f}", f"{r['tokens_per_s']:,.0f}"]
+                  for r in metrics]
+
+    prompt = tc.sample_prompt or ""
+    samples = []
+    for temperature in CARD_TEMPERATURES:
+        text = run.generate(prompt, max_new_tokens=tc.sample_tokens, temperature=temperature, seed=tc.seed)
+        fence = _fence(text)
+        samples.append(f"**temperature {temperature}**\n\n{fence}text\n{text}\n{fence}")
+
+    usage = [
+        "With tinylm installed (`pip install -e '.[hf]'` in its repository):",
+        "",
+        "```bash",
+        f"tinylm sample {repo_id} --prompt {shlex.quote(prompt or 'The')} --temperature 0.8 "
+        "--max-new-tokens 300",
+        "```",
+        "",
+        "```python",
+        "import tinylm",
+        "",
+        f'model = tinylm.load("{repo_id}")          # downloads once, then loads from the Hugging Face cache',
+        f"print(model.generate({json.dumps(prompt)}, max_new_tokens=200, temperature=0.8, seed=1))",
+        "```",
+    ]
+    if transformers:
+        start = prompt or "The"
+        room = max(1, dc.block_size - len(run.tokenizer.encode(start)))  # GPT-2 stops at its context
+        usage += [
+            "",
+            "With transformers only (the repo's root is a GPT-2 model; tinylm's own files are in `tinylm/`):",
+            "",
+            "```python",
+            "from transformers import pipeline",
+            "",
+            f'generator = pipeline("text-generation", model="{repo_id}")',
+            f"print(generator({json.dumps(start)}, max_new_tokens={room}, do_sample=True, "
+            f"temperature=0.8)[0][\"generated_text\"])",
+            "```",
+            "",
+            f"GPT-2's context rule applies there: at most {dc.block_size} tokens, prompt included "
+            "(tinylm's own generation slides past it).",
+        ]
+
+    lines = [
+        f"# {name}",
+        "",
+        f"A {level} language model trained from scratch with tinylm on {title}: {model.describe()}, "
+        f"{params:,} parameters. It continues a text prompt "
+        f"{'one character at a time' if run.tokenizer.kind == 'char' else 'one token at a time'}. "
+        f"Best validation loss: {best['val_loss']:.4f} nats/token (perplexity {best['val_perplexity']:.2f}, "
+        f"{best['val_bits_per_char']:.3f} bits per character) after epoch {best['epoch']}.",
+        "",
+        "## Model",
+        "",
+        _table(["", ""], model_rows),
+        "",
+        "## Training",
+        "",
+        _table(["", ""], training_rows),
+        "",
+        "### Validation after each epoch",
+        "",
+        "The whole validation split is scored after every epoch; bits per character divide the total bits "
+        "by the characters of the text, so models with different tokenizers compare fairly.",
+        "",
+        _table(["epoch", "step", "train loss", "val loss", "val perplexity", "val bits/char", "tokens/s"],
+               epoch_rows),
+        "",
+        "![Training and validation loss per epoch](loss.png)",
+        "",
+        "## Samples",
+        "",
+        f"Prompt {json.dumps(prompt)}, {tc.sample_tokens} new tokens, seed {tc.seed} "
+        f"(`tinylm sample {repo_id} --prompt {shlex.quote(prompt)} --max-new-tokens {tc.sample_tokens} "
+        f"--seed {tc.seed} --temperature T` gives the same text):",
+        "",
+        "\n\n".join(samples),
+        "",
+        "## Limitations",
+        "",
+        f"- A small model trained on {title} only: it imitates the surface of that text (spelling, layout, "
+        "style) and produces fluent-looking but mostly meaningless text. It knows no facts and follows no "
+        "instructions.",
+        f"- The vocabulary is fixed by the training text ({run.tokenizer.vocab_size} tokens); "
+        "symbols it never saw are read as `<unk>`.",
+        "- It reproduces whatever the training text holds, including its biases and dated language; do not "
+        "use it where its output could be mistaken for a person's or for facts.",
+        "- The validation loss is measured on the held-out part of the same corpus; it says little about "
+        "other kinds of text.",
+        "",
+        "## Usage",
+        "",
+        *usage,
+        "",
+        "## Files",
+        "",
+        ("The root holds the transformers export (config.json, model.safetensors, generation_config.json, "
+         "tokenizer files); `tinylm/` holds the tinylm run: config.json, model.safetensors, tokenizer files, "
+         "metrics.jsonl, samples.jsonl, summary.json." if transformers else
+         "A tinylm run directory: config.json (data, tokenizer, model and training settings), "
+         "model.safetensors (the best weights), tokenizer.json (+ tokenizer_config.json, "
+         "special_tokens_map.json: "
+         "`transformers.AutoTokenizer` loads them), metrics.jsonl (one record per epoch), samples.jsonl, "
+         "summary.json, loss.png."),
+        "",
+    ]
+    return f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines)
+
+
+# -- the folder that is uploaded -----------------------------------------------------------------------
+def _check_run(run_dir: Path) -> dict[str, Any]:
+    if not run_dir.is_dir():
+        raise TinyLMError(f"run directory {run_dir} does not exist")
+    missing = [name for name in REQUIRED if not (run_dir / name).is_file()]
+    if missing:
+        raise TinyLMError(f"{run_dir} is not a trained tinylm run (no {', '.join(missing)})")
+    if not _is_run_config(run_dir / "config.json"):
+        raise TinyLMError(f"{run_dir / 'config.json'} is not a tinylm run config")
+    return json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+
+
+def _write_repo_folder(run_dir: Path, config: dict[str, Any], folder: Path, repo_id: str, license: str,
+                       language: str | list[str] | None) -> None:
+    """Fill the empty (or absent) `folder` with exactly what is uploaded."""
+    transformers = _exports_transformers(config)
+    files = folder
+    if transformers:
+        from .export import export_run  # imported here: only GPT runs need it
+
+        export_run(run_dir, folder, format="transformers")
+        files = folder / RUN_SUBFOLDER
+    files.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, files / name)
+    if (run_dir / "loss.png").is_file():
+        shutil.copyfile(run_dir / "loss.png", folder / "loss.png")
+    write_text(folder / "README.md", model_card(run_dir, repo_id, license=license, language=language,
+                                                transformers=transformers))
+
+
+def _write_dry_run(run_dir: Path, config: dict[str, Any], out: Path, repo_id: str, license: str,
+                   language: str | list[str] | None) -> None:
+    """Write the folder into `out`: built beside it, then renamed into place, so `out` is never half-made."""
+    if out.resolve() == run_dir.resolve() or run_dir.resolve() in out.resolve().parents:
+        raise TinyLMError(f"--dry-run {out} is inside the run {run_dir}; choose a folder outside it")
+    if out.exists() and not out.is_dir():
+        raise TinyLMError(f"--dry-run {out} exists and is not a folder")
+    # Only an empty folder or an earlier dry run's output (a card beside a run) is replaced.
+    if out.is_dir() and any(out.iterdir()) and not ((out / "README.md").is_file()
+                                                    and _is_run_config(run_dir_of(out) / "config.json")):
+        raise TinyLMError(f"--dry-run {out} is not empty and is not an earlier dry run; choose another "
+                          "folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _write_repo_folder(run_dir, config, staging, repo_id, license, language)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / "folder")
+            os.replace(staging, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions of a failed connection: OSError, plus the HTTP client's own (httpx / httpx2 in recent
+    huggingface_hub versions do not derive them from OSError)."""
+    errors: list[type[BaseException]] = [OSError]
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(module).TransportError)
+        except ImportError:
+            pass
+    return tuple(errors)
+
+
+@contextmanager
+def _hub_errors(repo_id: str, endpoint: str, action: str, not_found: str) -> Iterator[None]:
+    """Turn huggingface_hub's exceptions into one-line TinyLMErrors; `not_found` says a missing repo."""
+    from huggingface_hub.utils import (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                       RepositoryNotFoundError, RevisionNotFoundError)
+
+    try:
+        yield
+    except RepositoryNotFoundError:
+        raise TinyLMError(f"{not_found} (a private one needs a token: HF_TOKEN or `hf auth login`)") from None
+    except RevisionNotFoundError:
+        raise TinyLMError(f"{repo_id} on {endpoint} has no such revision") from None
+    except OfflineModeIsEnabled:
+        raise TinyLMError(f"cannot {action}: HF_HUB_OFFLINE is set; unset it to reach {endpoint}") from None
+    except LocalEntryNotFoundError:
+        raise TinyLMError(f"cannot {action}: {endpoint} is unreachable (or HF_HUB_OFFLINE is set) and "
+                          f"{repo_id} is not in the Hugging Face cache") from None
+    except HfHubHTTPError as e:
+        status = getattr(e.response, "status_code", None)
+        if status in (401, 403):
+            raise TinyLMError(f"cannot {action}: {endpoint} refused the token (HTTP {status}); check --token "
+                              f"or HF_TOKEN, and its access to {repo_id}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TinyLMError(f"cannot {action}: {endpoint} answered HTTP {status}: {first}") from None
+    except _network_errors() as e:
+        raise TinyLMError(f"cannot {action}: {endpoint} is unreachable ({type(e).__name__}: {e})") from None
+
+
+def push(run_dir: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
+         dry_run: str | Path | None = None, license: str = "mit",
+         language: str | list[str] | None = None) -> str:
+    """Publish the run in `run_dir` as the model repo `repo_id` (USER/NAME) and return the repo's URL; with
+    `dry_run`, write the exact folder that would be uploaded there instead (no network) and return its path.
+
+    The token is `token`, else HF_TOKEN, else the one saved by `hf auth login`. The run directory is only
+    read: the upload is built in a temporary folder."""
+    run_dir = Path(run_dir)
+    if not REPO_ID.fullmatch(repo_id) or len(repo_id) > 96:
+        raise TinyLMError(f"--repo {repo_id!r} is not a Hub repo id; use USER/NAME (letters, digits, - _ .)")
+    config = _check_run(run_dir)
+    hub = _huggingface_hub()
+    if dry_run is not None:
+        _write_dry_run(run_dir, config, Path(dry_run), repo_id, license, language)
+        return str(dry_run)
+    token = token or hub.get_token()
+    if not token:
+        raise TinyLMError("no Hugging Face token: pass --token, set HF_TOKEN, or log in with `hf auth login`")
+    endpoint = _endpoint()
+    api = hub.HfApi(endpoint=endpoint, token=token)
+    action, not_found = f"push to {repo_id}", f"cannot push: no model repo {repo_id} on {endpoint}"
+    with _hub_errors(repo_id, endpoint, action, not_found):
+        # First, so a bad token or an unreachable Hub fails at once, before the card's samples are generated.
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tinylm-push-") as tmp:
+        folder = Path(tmp) / "repo"
+        _write_repo_folder(run_dir, config, folder, repo_id, license, language)
+        with _hub_errors(repo_id, endpoint, action, not_found):
+            api.upload_folder(repo_id=repo_id, folder_path=str(folder),
+                              commit_message=f"Upload tinylm run {run_dir.resolve().name}")
+    return str(url)
+
+
+# -- loading from the Hub ------------------------------------------------------------------------------
+def download_run(repo_id: str, revision: str | None = None) -> Path:
+    """Download the tinylm run of the Hub repo `repo_id` (or find it in the Hugging Face cache) and return
+    the local folder holding it, ready for `tinylm.load`. Only the run's files are fetched."""
+    hub = _huggingface_hub()
+    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
+
+    endpoint = _endpoint()
+
+    def fetch(name: str, subfolder: str | None, revision: str | None) -> Path | None:
+        """The cached file, or None when the repo has no such file."""
+        try:
+            return Path(hub.hf_hub_download(repo_id, name, subfolder=subfolder, revision=revision,
+                                            endpoint=endpoint))
+        # Offline and not cached is not the same as absent (the subclass is caught first).
+        except LocalEntryNotFoundError:
+            if name in REQUIRED:
+                raise
+            return None
+        except EntryNotFoundError:
+            if name in REQUIRED:
+                where = f"{subfolder}/{name}" if subfolder else name
+                raise TinyLMError(f"{repo_id} is not a tinylm run: it has no {where}") from None
+            return None
+
+    not_found = f"{repo_id} is neither a local run directory nor a model repo on {endpoint}"
+    with _hub_errors(repo_id, endpoint, f"load {repo_id}", not_found):
+        root_config = fetch("config.json", None, revision)
+        snapshot = root_config.parent
+        # The cache names snapshot folders by commit: the other files are pinned to that commit, so a push
+        # landing between two downloads cannot mix two versions of the run.
+        commit = snapshot.name
+        subfolder = None if _is_run_config(root_config) else RUN_SUBFOLDER
+        for name in RUN_FILES:
+            fetch(name, subfolder, commit)
+    return snapshot / subfolder if subfolder else snapshot
