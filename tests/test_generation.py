@@ -98,3 +98,18 @@ def test_prompt_with_unknown_characters_does_not_crash(trained_run, capsys):
 
 def test_empty_prompt_starts_a_new_text(trained_run):
     assert len(trained_run.generate("", max_new_tokens=20, seed=1)) > 0
+
+
+def test_recurrent_sampling_switches_onednn_off_only_while_sampling(trained_run, monkeypatch):
+    seen = []
+    real_forward = type(trained_run.module).forward
+
+    def spy(self, ids, state=None):
+        seen.append(torch.backends.mkldnn.enabled)
+        return real_forward(self, ids, state)
+
+    monkeypatch.setattr(type(trained_run.module), "forward", spy)
+    before = torch.backends.mkldnn.enabled
+    trained_run.generate("A", max_new_tokens=3, seed=0)
+    assert seen and not any(seen)
+    assert torch.backends.mkldnn.enabled == before

@@ -21,6 +21,7 @@ class LanguageModel(nn.Module):
 
     family: ClassVar[str]
     trainable: ClassVar[bool] = True  # False for CountingModel: fitted by counting, not by gradient steps
+    sample_without_onednn: ClassVar[bool] = False  # True where CPU sampling at batch 1 is faster without oneDNN
 
     def __init__(self, config: Any):
         super().__init__()

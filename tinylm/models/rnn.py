@@ -57,6 +57,8 @@ class RNNConfig:
 class RecurrentLM(LanguageModel):
     """Embedding -> stacked RNN/GRU/LSTM -> head; the state is the recurrent hidden state."""
 
+    sample_without_onednn = True  # measured: 1,179 vs 196 tokens/s for a 2x256 LSTM at batch 1, one thread
+
     family = "rnn"
 
     def __init__(self, config: RNNConfig):
