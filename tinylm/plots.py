@@ -39,7 +39,7 @@ def plot_loss(metrics: list[dict], path: str | Path, title: str = "") -> None:
     best = min(metrics, key=lambda r: r["val_loss"]) if metrics else None
     if best:
         ax.annotate(f"best {best['val_loss']:.3f}", (best["epoch"], best["val_loss"]),
-                    textcoords="offset points", xytext=(0, -16), ha="center", fontsize=8, color="tab:orange")
+                    textcoords="offset points", xytext=(-6, 8), ha="right", fontsize=8, color="tab:orange")
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy (nats / token)")
     ax.set_title(title or "loss")

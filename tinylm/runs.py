@@ -89,17 +89,25 @@ class LoadedModel:
         config.validate(self.tokenizer.vocab_size)
         ids = self.prompt_ids(prompt)
         banned = tuple(i for i in (self.tokenizer.pad_id,) if i is not None)
-        new: list[int] = []
+        # The continuation is read off the decoding of prompt + new tokens, so what joins them (the space a
+        # word tokenizer puts between tokens) and characters made of several tokens (byte-level BPE) come
+        # out right; a piece ending in an unfinished character waits for the next token.
+        context = self.tokenizer.decode(ids)
         emitted = ""
+        new: list[int] = []
+
+        def continuation() -> str:
+            text = self.tokenizer.decode(ids + new)
+            return text[len(context):] if text.startswith(context) else self.tokenizer.decode(new)
+
         for token in generate_ids(self.module, ids, config, self.tokenizer.eos_id, banned, self.device):
             new.append(token)
-            # Decode the whole continuation: multi-token characters (byte-level BPE) come out whole.
-            text = self.tokenizer.decode(new)
+            text = continuation()
             if text.endswith("\ufffd"):
                 continue
             yield text[len(emitted):]
             emitted = text
-        text = self.tokenizer.decode(new)
+        text = continuation()
         if len(text) > len(emitted):
             yield text[len(emitted):]
 
