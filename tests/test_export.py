@@ -47,7 +47,7 @@ def test_export_writes_a_gpt2_folder(exported, gpt_run):
     assert config["vocab_size"] == run.tokenizer.vocab_size and config["eos_token_id"] == run.tokenizer.eos_id
     with safe_open(str(exported / "model.safetensors"), "pt") as f:
         assert f.metadata() == {"format": "pt"}
-        assert "lm_head.weight" not in f.keys()
+        assert "lm_head.weight" not in set(f.keys())  # safe_open has no __contains__
         assert f.get_tensor("transformer.h.0.attn.c_attn.weight").shape == (32, 96)  # Conv1D: (in, out)
 
 

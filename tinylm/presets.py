@@ -15,12 +15,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"lr": 5e-3, "patience": 5, "optimizer": "adam", "batch_size": 128},
     },
     # A GPT that trains on a laptop CPU: 4 layers x 128 wide, 4 heads, block 128 (818,432 parameters with
-    # Tiny Shakespeare's characters). fp32: bf16 autocast is slower than fp32 for it on CPU.
+    # Tiny Shakespeare's characters).
     "gpt-cpu": {
         "model": {"name": "gpt", "layers": 4, "heads": 4, "embed": 128, "dropout": 0.1},
         "data": {"block_size": 128},
-        "train": {"lr": 2e-3, "batch_size": 32, "lr_schedule": "cosine", "warmup_steps": 100, "epochs": 10,
-                  "precision": "fp32"},
+        "train": {"lr": 2e-3, "batch_size": 32, "lr_schedule": "cosine", "warmup_steps": 100, "epochs": 10},
     },
     # nanoGPT's shakespeare-char model (6 layers x 384, 6 heads, block 256, dropout 0.2: 10.8M parameters)
     # and its optimisation (lr 1e-3 cosine to 1e-4, warm-up 100, beta2 0.99, batch 64); for a GPU.

@@ -27,12 +27,14 @@ def add_parser(sub) -> None:
     g.add_argument("--stride", "--step", dest="stride", type=int,
                    help="tokens between windows (default: block size; 3 with --target last)")
     g = p.add_argument_group("tokenizer")
-    g.add_argument("--tokenizer", help="char (default), or another registered tokenizer")
+    g.add_argument("--tokenizer", help="char (default), word, bpe, or a transformers tokenizer name or folder "
+                                       "(e.g. gpt2)")
     g.add_argument("--vocab-size", type=int, help="vocabulary size of learned tokenizers")
     g.add_argument("--min-freq", type=int, help="minimum count of a symbol to enter the vocabulary (1)")
     g = p.add_argument_group("model")
     g.add_argument("--model", help="a registered model name: rnn, gru, lstm, ... (default lstm)")
-    g.add_argument("--preset", help="a named recipe: exercise (the maxlen-40 many-to-one LSTM of the char-RNN exercise)")
+    g.add_argument("--preset", help="a named recipe (flags you give override it): "
+                                    "exercise, gpt-cpu, gpt-gpu, ...; see tinylm/presets.py")
     g.add_argument("--layers", type=int)
     g.add_argument("--hidden", type=int)
     g.add_argument("--embed", type=int)
