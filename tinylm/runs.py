@@ -41,6 +41,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise TinyLMError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TinyLMError("--device cuda was asked for, but no CUDA GPU is available (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise TinyLMError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA GPUs")
     return device
 
 

@@ -123,6 +123,7 @@ def train(config: RunConfig | None = None, out: str | Path | None = None, *, ove
     """Train a new run from `config` into `out` (default runs/<data>-<model>-<time>); return the best model."""
     config = config or RunConfig()
     config.__post_init__()  # re-derive what depends on fields changed since construction
+    resolve_device(config.train.device)  # a device that isn't there fails before anything is written
     ddp = distributed.setup(config.train.device)
     if ddp.active and out is None:
         raise TinyLMError("--out is required when training with several processes (torchrun)")
@@ -134,6 +135,7 @@ def train(config: RunConfig | None = None, out: str | Path | None = None, *, ove
     config.model.vocab_size = tokenizer.vocab_size
     if config.train.sample_prompt is None:  # line mode: a new line from <eos>; else the text's opening words
         config.train.sample_prompt = "" if config.data.lines else (train_text.lstrip()[:32].split("\n")[0] or train_text[:8])
+    windows, val_set = _examples(tokenizer, train_text, val_text, config.data)
     if ddp.main:
         # The run directory appears whole (config + tokenizer) or not at all: a kill here leaves nothing half-made.
         staging = run_dir.parent / f".{run_dir.name}.tmp"
@@ -145,7 +147,7 @@ def train(config: RunConfig | None = None, out: str | Path | None = None, *, ove
         os.replace(staging, run_dir)
     ddp.barrier()
     state = TrainingState(data_sha256=_fingerprint(train_text, val_text))
-    return _fit(run_dir, config, tokenizer, train_text, val_text, state, ddp, resumed=False, progress=progress,
+    return _fit(run_dir, config, tokenizer, windows, val_set, state, ddp, resumed=False, progress=progress,
                 echo=echo)
 
 
@@ -183,18 +185,13 @@ def resume(run_dir: str | Path, epochs: int | None = None, max_steps: int | None
     if ddp.main:
         config.save(run_dir / "config.json")
     tokenizer = Tokenizer.load(run_dir)
-    return _fit(run_dir, config, tokenizer, train_text, val_text, state, ddp, resumed=raw is not None,
+    return _fit(run_dir, config, tokenizer, *_examples(tokenizer, train_text, val_text, config.data), state, ddp,
+                resumed=raw is not None,
                 progress=progress, echo=echo)
 
 
-def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str, val_text: str,
-         state: TrainingState, ddp: distributed.Distributed, *, resumed: bool, progress: bool,
-         echo: Echo) -> LoadedModel:
-    tc, dc = config.train, config.data
-    device = distributed.device_for(ddp, resolve_device(tc.device))
-    if not ddp.main:  # only rank 0 speaks
-        echo, progress = (lambda line: None), False
-    torch.manual_seed(tc.seed)
+def _examples(tokenizer: Tokenizer, train_text: str, val_text: str, dc) -> tuple[TokenWindows | LineSamples, EvalSet]:
+    """Training examples and the validation set; refuses data too short for either (before any file is written)."""
     windows = training_examples(tokenizer, train_text, dc)
     val_set = evaluation_examples(tokenizer, val_text, dc)
     if val_set.tokens < 2 or (dc.target == "last" and not dc.lines and val_set.tokens <= dc.block_size):
@@ -202,6 +199,17 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, train_text: str
             f"the validation split has {val_set.tokens} tokens, too few to evaluate "
             f"(need more than {dc.block_size if dc.target == 'last' else 1}); raise --val-fraction"
         )
+    return windows, val_set
+
+
+def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, windows: TokenWindows | LineSamples, val_set: EvalSet,
+         state: TrainingState, ddp: distributed.Distributed, *, resumed: bool, progress: bool,
+         echo: Echo) -> LoadedModel:
+    tc, dc = config.train, config.data
+    device = distributed.device_for(ddp, resolve_device(tc.device))
+    if not ddp.main:  # only rank 0 speaks
+        echo, progress = (lambda line: None), False
+    torch.manual_seed(tc.seed)
     steps_per_epoch = windows.num_batches(tc.batch_size, ddp.world)
     total_steps = tc.epochs * steps_per_epoch
     if tc.max_steps is not None:
