@@ -114,7 +114,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     import transformers
 
-    print(f"batch 1, greedy, {args.threads} threads, torch {torch.__version__}, transformers {transformers.__version__}")
+    print(f"batch 1, greedy, {args.threads} threads, torch {torch.__version__}, "
+          f"transformers {transformers.__version__}")
     tokenizer = build_tokenizer(TokenizerConfig("char"), ALPHABET)
     for name in args.presets:
         bench_preset(name, tokenizer, args.repeats)

@@ -7,13 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import tiny_config
 
 import tinylm
 from tinylm.compare import parse_models
 from tinylm.errors import TinyLMError
 from tinylm.models import MODEL_NAMES
-
-from conftest import tiny_config
 
 # gpt is compared too once its family is registered
 MODELS = ["markov", "lstm", "gru"] + (["gpt"] if "gpt" in MODEL_NAMES else [])

@@ -7,8 +7,7 @@ import hashlib
 import pytest
 import torch
 
-from tinylm.data import IGNORE, TokenWindows, eval_batches, load_corpus, split_text
-from tinylm.data import sources
+from tinylm.data import IGNORE, TokenWindows, eval_batches, load_corpus, sources, split_text
 from tinylm.errors import TinyLMError
 
 

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_config
+from hub_server import HubServer, Repo
 
 import tinylm
 from tinylm.hub import RUN_SUBFOLDER, run_dir_of
 from tinylm.io import read_jsonl
-
-from conftest import tiny_config
-from hub_server import HubServer, Repo
 
 TOKEN = "hf_test_write_token"
 SAMPLING = ["--prompt", "ROMEO:", "--max-new-tokens", "60", "--temperature", "0.8", "--seed", "7"]

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 import torch
+from conftest import tiny_config
 from safetensors.torch import load_file, save_file
 
 import tinylm
@@ -16,8 +17,6 @@ from tinylm.cli.train import config_from_args
 from tinylm.errors import TinyLMError
 from tinylm.models import build_model, model_config
 from tinylm.models.markov import _discounts
-
-from conftest import tiny_config
 
 QUIET = {"progress": False, "echo": lambda s: None}
 

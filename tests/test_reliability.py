@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import tiny_config
 from safetensors.torch import load_file
 
 import tinylm
 from tinylm.cli import main as cli_main
-
-from conftest import tiny_config
 
 QUIET = {"progress": False, "echo": lambda s: None}
 

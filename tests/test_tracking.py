@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import tiny_config
 
 import tinylm
 from tinylm.io import read_jsonl
 from tinylm.tracking import make_logger, wandb_mode
-
-from conftest import tiny_config
 
 QUIET = {"progress": False, "echo": lambda s: None}
 

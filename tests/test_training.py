@@ -6,13 +6,12 @@ import json
 import math
 
 import pytest
+from conftest import tiny_config
 from safetensors.torch import load_file
 
 import tinylm
 from tinylm.errors import TinyLMError
 from tinylm.training import lr_at
-
-from conftest import tiny_config
 
 QUIET = {"progress": False, "echo": lambda s: None}
 RUN_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors", "metrics.jsonl",

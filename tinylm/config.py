@@ -89,7 +89,8 @@ class TrainConfig:
     device: str = "auto"
     """auto, cpu, cuda, cuda:N or mps."""
     precision: str = "auto"
-    """Autocast for training: bf16, fp32, or auto (bf16 on CPUs and on GPUs that support it). Evaluation runs in fp32."""
+    """Autocast for training: bf16, fp32, or auto (bf16 on CPUs and on GPUs that support it).
+    Evaluation runs in fp32."""
     eval_batch_size: int = 128
     checkpoint_every: int = 0
     """Also checkpoint every N optimizer steps inside an epoch (0: only at the end of each epoch)."""

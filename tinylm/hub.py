@@ -390,8 +390,13 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 @contextmanager
 def _hub_errors(repo_id: str, endpoint: str, action: str, not_found: str) -> Iterator[None]:
     """Turn huggingface_hub's exceptions into one-line TinyLMErrors; `not_found` says a missing repo."""
-    from huggingface_hub.utils import (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
-                                       RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.utils import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         yield

@@ -30,7 +30,9 @@ def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.d
     try:
         missing, unexpected = load_model(unwrap(model), str(path), strict=False, device=str(device))
     except (SafetensorError, OSError) as e:
-        raise TinyLMError(f"{path} is not a readable safetensors file ({e}); it may be truncated or corrupted") from None
+        raise TinyLMError(
+            f"{path} is not a readable safetensors file ({e}); it may be truncated or corrupted"
+        ) from None
     except RuntimeError as e:  # shape mismatch
         first = str(e).strip().splitlines()[-1].strip()
         raise TinyLMError(f"{path} does not match the model in config.json: {first}") from None

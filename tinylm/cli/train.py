@@ -7,6 +7,7 @@ import sys
 
 from ..errors import TinyLMError
 
+
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model (default: char-level LSTM on Tiny Shakespeare)",
                        description="Train a new run, or continue one with --resume RUN --epochs N.")
@@ -79,15 +80,16 @@ _DATA_FLAGS = ["source", "val_source", "val_fraction", "encoding", "text_column"
 _TOKENIZER_FLAGS = ["vocab_size", "min_freq"]
 _MODEL_FLAGS = ["layers", "hidden", "embed", "dropout", "head", "heads", "order", "smoothing"]
 _TRAIN_FLAGS = ["epochs", "max_steps", "batch_size", "lr", "optimizer", "weight_decay", "lr_schedule",
-                "warmup_steps", "grad_clip", "patience", "seed", "device", "precision", "eval_batch_size", "checkpoint_every",
+                "warmup_steps", "grad_clip", "patience", "seed", "device", "precision", "eval_batch_size",
+                "checkpoint_every",
                 "sample_prompt", "sample_tokens", "time_budget", "logger", "wandb_project", "run_name"]
 
 
 def config_from_args(args: argparse.Namespace):
     """A RunConfig from defaults, then the preset, then the flags the user gave."""
     from ..config import DataConfig, RunConfig, TrainConfig
-    from ..presets import PRESETS
     from ..models import model_config
+    from ..presets import PRESETS
     from ..tokenizers import TokenizerConfig
 
     args.source, args.val_source = args.data, args.val_data

@@ -67,7 +67,8 @@ class Corpus:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("TINYLM_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tinylm"
+    xdg_cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    root = os.environ.get("TINYLM_CACHE_DIR") or xdg_cache / "tinylm"
     return Path(root)
 
 

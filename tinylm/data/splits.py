@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import TinyLMError
-from .sources import load_corpus
 from .lines import split_lines
+from .sources import load_corpus
 from .windows import split_text
 
 

@@ -21,9 +21,9 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +32,6 @@ from ..config import RunConfig
 from ..data import IGNORE, EvalSet, LineSamples, TokenWindows, evaluation_examples, load_split, training_examples
 from ..errors import TinyLMError
 from ..evaluation import safe_batch_size, summarize, token_losses
-from ..generation import SamplingConfig
 from ..io import append_jsonl, read_jsonl, write_json, write_jsonl
 from ..models import build_model, family_of
 from ..plots import plot_loss
@@ -134,7 +133,8 @@ def train(config: RunConfig | None = None, out: str | Path | None = None, *, ove
     tokenizer = build_tokenizer(config.tokenizer, train_text)
     config.model.vocab_size = tokenizer.vocab_size
     if config.train.sample_prompt is None:  # line mode: a new line from <eos>; else the text's opening words
-        config.train.sample_prompt = "" if config.data.lines else (train_text.lstrip()[:32].split("\n")[0] or train_text[:8])
+        opening = train_text.lstrip()[:32].split("\n")[0] or train_text[:8]
+        config.train.sample_prompt = "" if config.data.lines else opening
     windows, val_set = _examples(tokenizer, train_text, val_text, config.data)
     if ddp.main:
         # The run directory appears whole (config + tokenizer) or not at all: a kill here leaves nothing half-made.
@@ -229,7 +229,8 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, windows: TokenW
 
     use_bf16 = _use_bf16(tc.precision, device)
     params = model.num_parameters()
-    echo(f"tinylm train -> {run_dir}" + (f"  (resuming after epoch {state.epoch}, step {state.step})" if resumed else ""))
+    resuming = f"  (resuming after epoch {state.epoch}, step {state.step})" if resumed else ""
+    echo(f"tinylm train -> {run_dir}{resuming}")
     shape = f", {len(windows):,} lines" if dc.lines else ""
     echo(f"  data        {dc.source}: {windows.num_tokens:,} training / {val_set.tokens:,} validation tokens{shape}, "
          f"{tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}")
@@ -402,7 +403,8 @@ def hardware_description(device: torch.device) -> str:
 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 def _use_bf16(precision: str, device: torch.device) -> bool:
