@@ -62,6 +62,9 @@ class DataConfig:
             raise TinyLMError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
 
 
+UNLIMITED_EPOCHS = 1_000_000  # "until the step or time budget runs out"
+
+
 @dataclass
 class TrainConfig:
     """Optimisation, evaluation and checkpointing."""
@@ -105,6 +108,11 @@ class TrainConfig:
     wandb_project: str | None = None
     run_name: str | None = None
     """Name of the run in the experiment tracker (default: the run directory's name)."""
+
+    @property
+    def epochs_label(self) -> str:
+        """The planned number of epochs as shown to people ("?" when a budget decides)."""
+        return "?" if self.epochs >= UNLIMITED_EPOCHS else str(self.epochs)
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)

@@ -190,7 +190,7 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
                           f"weight decay {tc.weight_decay:g}), gradient clipping {tc.grad_clip:g}"],
             ["learning rate", f"{tc.lr:g}, {tc.warmup_steps} warm-up steps, then {tc.lr_schedule}"],
             ["batch", f"{tc.batch_size} windows x {dc.block_size} tokens"],
-            ["epochs", f"{len([r for r in metrics if not r.get('partial')])} trained (planned {tc.epochs}; "
+            ["epochs", f"{len([r for r in metrics if not r.get('partial')])} trained (planned {tc.epochs_label}; "
                        f"best at epoch {best['epoch']}), {metrics[-1]['step']:,} optimizer steps"],
             ["early stopping", f"patience {tc.patience}" if tc.patience else "off"],
             ["precision", tc.precision],

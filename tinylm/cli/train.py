@@ -87,7 +87,7 @@ _TRAIN_FLAGS = ["epochs", "max_steps", "batch_size", "lr", "optimizer", "weight_
 
 def config_from_args(args: argparse.Namespace):
     """A RunConfig from defaults, then the preset, then the flags the user gave."""
-    from ..config import DataConfig, RunConfig, TrainConfig
+    from ..config import UNLIMITED_EPOCHS, DataConfig, RunConfig, TrainConfig
     from ..models import model_config
     from ..presets import PRESETS
     from ..tokenizers import TokenizerConfig
@@ -109,7 +109,7 @@ def config_from_args(args: argparse.Namespace):
     model_values.pop("name", None)
     train_values = pick("train", _TRAIN_FLAGS)
     if args.max_steps is not None and args.epochs is None and "epochs" not in preset.get("train", {}):
-        train_values["epochs"] = 1_000_000  # a step budget alone decides when to stop
+        train_values["epochs"] = UNLIMITED_EPOCHS  # a step budget alone decides when to stop
     tokenizer_values = pick("tokenizer", _TOKENIZER_FLAGS)
     if args.tokenizer:
         tokenizer_values["kind"] = args.tokenizer

@@ -239,7 +239,7 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, windows: TokenW
     if model.trainable:
         until = f", at most {tc.max_steps:,} steps" if tc.max_steps else ""
         until += f", at most {tc.time_budget:g} s" if tc.time_budget else ""
-        echo(f"  training    {tc.epochs} epochs x {steps_per_epoch:,} steps (batch {tc.batch_size} x block "
+        echo(f"  training    {tc.epochs_label} epochs x {steps_per_epoch:,} steps (batch {tc.batch_size} x block "
              f"{dc.block_size}, target {dc.target}){until}; {tc.optimizer} lr {tc.lr:g} {tc.lr_schedule}, "
              f"warm-up {tc.warmup_steps}, clip {tc.grad_clip:g}, patience {tc.patience or 'off'}")
     else:
@@ -318,9 +318,9 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
         while state.epoch < tc.epochs and not state.finished:
             epoch_index = state.epoch
             model.train()
-            bar = tqdm(total=steps_per_epoch, initial=state.batch_in_epoch, desc=f"epoch {epoch_index + 1}/{tc.epochs}",
-                       unit="step", disable=not progress, dynamic_ncols=True, leave=False,
-                       mininterval=0.5 if sys.stderr.isatty() else 15)
+            bar = tqdm(total=steps_per_epoch, initial=state.batch_in_epoch,
+                       desc=f"epoch {epoch_index + 1}/{tc.epochs_label}", unit="step", disable=not progress,
+                       dynamic_ncols=True, leave=False, mininterval=0.5 if sys.stderr.isatty() else 15)
             t0 = time.perf_counter()
             running = None
             budget_hit = None
@@ -464,7 +464,7 @@ def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: boo
     append_jsonl(run_dir / "metrics.jsonl", record)
     star = " *best*" if improved else ""
     shown = f"{train_loss:.4f}" if loss_count else "-"  # counting models have no training loss
-    echo(f"epoch {epoch}/{tc.epochs}: train {shown}  val {result.loss:.4f}  ppl {result.perplexity:.2f}  "
+    echo(f"epoch {epoch}/{tc.epochs_label}: train {shown}  val {result.loss:.4f}  ppl {result.perplexity:.2f}  "
          f"bpc {result.bits_per_char:.3f}  ({record['tokens_per_s']:,.0f} tok/s, {state.epoch_seconds:.1f} s){star}")
 
     loaded = LoadedModel(model, tokenizer, config, run_dir, device)
