@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tinylm.data import IGNORE, TokenWindows, eval_batches, load_corpus, sources, split_text
+from tinylm.data.windows import stream_batches
 from tinylm.errors import TinyLMError
 
 
@@ -190,3 +191,37 @@ def test_line_samples_pad_and_mask():
     scored = sum(int((yb != IGNORE).sum()) for _, yb in evaluation.batches(2))
     assert scored == evaluation.tokens == 3 + 4 + 2
     assert evaluation.truncated == 1 and evaluation.chars == len("ab\nabcd\nb\n")
+
+
+@pytest.mark.parametrize("n,streams,chunk", [(100, 3, 7), (101, 8, 512), (10, 20, 4), (2, 1, 1)])
+def test_stream_batches_score_every_token_once_and_continue_each_row(n, streams, chunk):
+    import numpy as np
+
+    ids = torch.arange(n)
+    batches = list(stream_batches(ids, streams, chunk))
+    inputs = [int(x) for b in batches for x, t in zip(b[0].flatten(), b[1].flatten()) if t != IGNORE]
+    targets = [int(t) for b in batches for t in b[1].flatten() if t != IGNORE]
+    assert sorted(inputs) == list(range(n - 1))  # each position scored exactly once
+    assert all(t == x + 1 for x, t in zip(inputs, targets))  # and against the token that follows it
+    for (x0, y0), (x1, _) in zip(batches, batches[1:]):  # row s of a batch continues row s of the one before
+        live = y0[:, -1] != IGNORE
+        assert torch.equal(x1[live, 0], x0[live, -1] + 1)
+    # a (memory-mapped) numpy array gives the same batches
+    as_numpy = list(stream_batches(np.arange(n, dtype=np.uint16), streams, chunk))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, as_numpy))
+
+
+def test_stateful_epoch_rows_continue_contiguous_streams():
+    windows = TokenWindows(torch.arange(1000), block_size=10, stride=10)
+    batches = list(windows.stream_epoch(batch_size=4, seed=3))
+    assert len(batches) == windows.num_stream_batches(4) == (1000 - 10) // 4 // 10
+    for x, y in batches:
+        assert torch.equal(y, x + 1) and x.shape == (4, 10)
+    for (x0, _), (x1, _) in zip(batches, batches[1:]):
+        assert torch.equal(x1[:, 0], x0[:, -1] + 1)  # row s goes on where it stopped
+    starts = [int(x[0, 0]) for x, _ in (next(windows.stream_epoch(4, seed=s)) for s in range(20))]
+    assert len(set(starts)) > 1 and all(0 <= s < 10 for s in starts)  # a new offset each epoch
+    # two ranks split the streams between them; skip replays a resumed epoch
+    rank0, rank1 = (list(windows.stream_epoch(2, seed=3, rank=r, world=2)) for r in (0, 1))
+    assert torch.equal(torch.cat([rank0[0][0], rank1[0][0]]).sort(0).values, batches[0][0].sort(0).values)
+    assert torch.equal(list(windows.stream_epoch(4, seed=3, skip=5))[0][0], batches[5][0])

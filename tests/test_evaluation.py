@@ -43,3 +43,45 @@ def test_run_evaluates_its_validation_split_and_any_text(trained_run):
     assert last["epoch"] == 3
     other = trained_run.evaluate("ROMEO:\nWhat light through yonder window breaks?\n" * 5)
     assert other.tokens == len("ROMEO:\nWhat light through yonder window breaks?\n") * 5 - 1
+
+
+def _text_examples(ids: torch.Tensor, block_size: int):
+    from tinylm.config import DataConfig
+    from tinylm.data import EvalSet
+    from tinylm.data.windows import stream_batches
+
+    data = DataConfig(block_size=block_size)
+    return EvalSet(lambda b: eval_batches(ids, data.block_size, data.target, b), ids.numel(), ids.numel(),
+                   streams=lambda n, chunk: stream_batches(ids, n, chunk))
+
+
+def test_recurrent_model_is_scored_as_one_stream_with_its_state_carried(monkeypatch):
+    from tinylm import evaluation
+    from tinylm.models import build_model, model_config
+
+    torch.manual_seed(0)
+    lstm = build_model(model_config("lstm", vocab_size=11, embed=8, hidden=16, layers=1)).eval()
+    ids = torch.randint(0, 11, (300,))
+    with torch.no_grad():  # the reference: the whole text through the model in one call
+        logits, _ = lstm(ids[None, :-1])
+        whole = torch.nn.functional.cross_entropy(logits[0], ids[1:]).item()
+    monkeypatch.setattr(evaluation, "EVAL_STREAMS", 1)
+    monkeypatch.setattr(evaluation, "_MAX_LOGITS", 11 * 37)  # read in chunks of 37 tokens
+    result = evaluation.score(lstm, _text_examples(ids, block_size=16), 4, 16, 11)
+    assert result.context == "stream" and result.tokens == 299
+    assert math.isclose(result.loss, whole, rel_tol=1e-5)
+    # each 16-token window from a zero state scores differently: the state carried through is what counts
+    windows_total, windows_count = token_losses(lstm, eval_batches(ids, 16, "every", 4))
+    assert abs(windows_total / windows_count - whole) > 1e-4
+
+
+def test_fixed_context_models_are_scored_by_windows():
+    from tinylm.evaluation import score
+    from tinylm.models import build_model, model_config
+
+    gpt = build_model(model_config("gpt", vocab_size=11, layers=1, heads=1, embed=8, block_size=16))
+    ids = torch.randint(0, 11, (100,))
+    result = score(gpt, _text_examples(ids, block_size=16), 4, 16, 11)
+    total, count = token_losses(gpt, eval_batches(ids, 16, "every", 4))
+    assert result.context == "windows" and count == result.tokens == 99
+    assert math.isclose(result.loss, total / count, rel_tol=1e-6)

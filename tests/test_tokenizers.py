@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -174,3 +175,15 @@ def test_unknown_pretrained_name_offline_is_a_user_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(TinyLMError, match="unknown tokenizer 'no-such-tokenizer-xyz'"):
         build_tokenizer(TokenizerConfig("no-such-tokenizer-xyz"), "text")
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "bpe"])
+def test_long_texts_encode_in_chunks_to_the_same_ids(kind, shakespeare_text):
+    from tinylm.data.tokenfile import encode_text
+
+    text = shakespeare_text[:300_000] + "\n\n  <eos> odd\n spacing \n\n\nend"
+    tokenizer = build_tokenizer(TokenizerConfig(kind=kind, vocab_size=400 if kind == "bpe" else None), text)
+    whole = tokenizer.backend.encode(text, add_special_tokens=False).ids
+    chunked = encode_text(tokenizer, text)
+    assert chunked.dtype == torch.long and chunked.tolist() == whole
+    assert tokenizer.encode_tensor(text).tolist() == whole

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 from conftest import tiny_config
@@ -68,10 +69,13 @@ def test_resume_extends_a_run_exactly(small_corpus, tmp_path):
                          tmp_path / "resumed/checkpoint/model.safetensors")
 
 
-def test_resume_from_a_mid_epoch_checkpoint_is_exact(small_corpus, tmp_path, monkeypatch):
-    """A run interrupted inside an epoch (cosine schedule, dropout) resumes to the uninterrupted result."""
+@pytest.mark.parametrize("stateful", [False, True])
+def test_resume_from_a_mid_epoch_checkpoint_is_exact(small_corpus, tmp_path, monkeypatch, stateful):
+    """A run interrupted inside an epoch (cosine schedule, dropout; or carrying the recurrent state from
+    batch to batch) resumes to the uninterrupted result."""
     def config():
-        c = tiny_config(small_corpus, epochs=2, lr_schedule="cosine", checkpoint_every=7)
+        c = tiny_config(small_corpus, epochs=2, lr_schedule="cosine", checkpoint_every=7, stateful=stateful,
+                        batch_size=8 if stateful else 32)
         c.model.dropout = 0.2
         return c
 
@@ -94,10 +98,58 @@ def test_resume_from_a_mid_epoch_checkpoint_is_exact(small_corpus, tmp_path, mon
     monkeypatch.setattr(loop, "save_checkpoint", real_save)
     state = json.loads((tmp_path / "resumed/checkpoint/state.json").read_text())
     assert state["step"] == 14 and state["epoch"] == 0
+    assert (tmp_path / "resumed/checkpoint/carried_state.safetensors").is_file() == stateful
     tinylm.resume(tmp_path / "resumed", **QUIET)
     assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
     assert weights_equal(tmp_path / "straight/checkpoint/model.safetensors",
                          tmp_path / "resumed/checkpoint/model.safetensors")
+
+
+def test_stateful_training_carries_the_state_and_learns(small_corpus, tmp_path, monkeypatch):
+    from tinylm.models.rnn import RecurrentLM
+
+    seen = []
+    real_forward = RecurrentLM.forward
+
+    def spy(self, ids, state=None):
+        if self.training:
+            seen.append(state is not None)
+        return real_forward(self, ids, state)
+
+    monkeypatch.setattr(RecurrentLM, "forward", spy)
+    run = tinylm.train(tiny_config(small_corpus, epochs=3, stateful=True, batch_size=8), out=tmp_path / "run",
+                       **QUIET)
+    steps = run.metrics[0]["steps_per_epoch"]
+    # each epoch starts from a zero state, then every batch continues from the one before
+    assert seen == ([False] + [True] * (steps - 1)) * 3
+    assert run.metrics[-1]["val_loss"] < run.metrics[0]["val_loss"] < math.log(run.tokenizer.vocab_size)
+    assert run.metrics[-1]["val_context"] == "stream"
+
+
+def test_stateful_needs_a_recurrent_model_and_one_stream(small_corpus):
+    with pytest.raises(TinyLMError, match="recurrent model"):
+        tiny_config(small_corpus, model="gpt", stateful=True).__post_init__()
+    config = tiny_config(small_corpus, stateful=True)
+    config.data.lines = True
+    with pytest.raises(TinyLMError, match="one stream"):
+        config.__post_init__()
+
+
+def test_a_run_killed_after_its_last_checkpoint_is_completed_by_resume(small_corpus, tmp_path):
+    tinylm.train(tiny_config(small_corpus, epochs=2), out=tmp_path / "run", **QUIET)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
+    (tmp_path / "run" / "summary.json").unlink()  # as if killed between the last checkpoint and the summary
+    tinylm.resume(tmp_path / "run", **QUIET)
+    again = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == metrics  # nothing trained or evaluated twice
+    assert {k: again[k] for k in ("best_val_loss", "epochs", "steps", "stop_reason", "finished")} == {
+        k: summary[k] for k in ("best_val_loss", "epochs", "steps", "stop_reason", "finished")}
+    with pytest.raises(TinyLMError, match="already"):  # and now it is complete
+        tinylm.resume(tmp_path / "run", **QUIET)
+    tinylm.train(tiny_config(small_corpus, model="markov"), out=tmp_path / "markov", **QUIET)
+    with pytest.raises(TinyLMError, match="one pass"):  # a counting model has nothing to resume
+        tinylm.resume(tmp_path / "markov", **QUIET)
 
 
 def test_early_stopping_keeps_the_best_checkpoint(small_corpus, tmp_path):
@@ -122,8 +174,25 @@ def test_time_budget_stops_training_then_evaluates(small_corpus, tmp_path):
     run = tinylm.train(tiny_config(small_corpus, epochs=10_000, time_budget=1.5), out=tmp_path / "run", **QUIET)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["stop_reason"] == "time_budget"
-    assert 1.5 <= summary["train_seconds"] < 10
+    assert 1.5 <= summary["wall_seconds"] < 10 and 0 < summary["train_seconds"] <= summary["wall_seconds"]
     assert run.metrics[-1]["val_loss"] < math.log(run.tokenizer.vocab_size)
+
+
+def test_time_budget_counts_the_evaluations_too(small_corpus, tmp_path, monkeypatch):
+    from tinylm.training import loop
+
+    real_score = loop.score
+
+    def slow_score(*args, **kwargs):  # an evaluation that takes 0.5 s of the budget
+        time.sleep(0.5)
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "score", slow_score)
+    tinylm.train(tiny_config(small_corpus, epochs=10_000, time_budget=2.0), out=tmp_path / "run", **QUIET)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stop_reason"] == "time_budget"
+    assert 2.0 <= summary["wall_seconds"] < 4.0
+    assert summary["train_seconds"] < summary["wall_seconds"] - 0.5 * (summary["epochs"] - 1)
 
 
 def test_existing_run_is_not_overwritten_without_permission(small_corpus, tmp_path):
@@ -165,6 +234,11 @@ def test_learning_rate_schedule():
     cfg.time_budget = 100.0  # half the seconds spent weighs more than 10% of the steps
     assert lr_at(20, cfg, 110, elapsed=50.0) == pytest.approx(0.55)
     assert lr_at(20, cfg, 110, elapsed=500.0) == pytest.approx(0.1)
+    cfg.lr_schedule = "linear"
+    assert lr_at(60, cfg, 110) == pytest.approx(0.55)
+    assert lr_at(20, cfg, 110, elapsed=75.0) == pytest.approx(0.1 + 0.9 * 0.25)
+    cfg.min_lr_ratio = 0.0  # down to zero at the end of the budget
+    assert lr_at(30, cfg, 110, elapsed=100.0) == 0.0
     cfg.lr_schedule = "constant"
     assert lr_at(500, cfg, 110) == 1.0
 

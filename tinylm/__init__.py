@@ -12,6 +12,7 @@ The pipeline, one stage per module:  data -> tokenizers -> models -> training ->
 from ._version import __version__
 from .compare import compare
 from .config import DataConfig, RunConfig, TrainConfig
+from .data.tokenfile import open_prepared, prepare
 from .errors import TinyLMError
 from .evaluation import EvalResult
 from .export import export_run
@@ -30,7 +31,7 @@ __all__ = [
     "__version__", "PRESETS", "DataConfig", "RunConfig", "TrainConfig", "TokenizerConfig", "TinyLMError",
     "EvalResult", "FinetuneConfig", "finetune", "SamplingConfig", "tempered_softmax", "model_config", "LoadedModel",
     "export_run", "load", "push", "resume", "train",
-    "compare", "memorisation", "plot_softmax", "temperature_report",
+    "compare", "memorisation", "plot_softmax", "temperature_report", "prepare", "open_prepared",
     "serve",
 ]
 

@@ -77,11 +77,18 @@ class TrainConfig:
     lr: float = 3e-3
     """Peak learning rate."""
     optimizer: str = "adamw"
-    """adam or adamw."""
+    """adam, adamw, or muon: Muon for the 2-D weights of the hidden layers at `muon_lr`, AdamW at `lr` for the
+    rest (embeddings, head, norms, biases); see training/optim.py."""
+    muon_lr: float = 0.03
+    """Peak learning rate of Muon's updates (--optimizer muon); it follows the same schedule as `lr`."""
+    fused: bool = False
+    """Adam/AdamW through torch's fused kernel (one kernel for all tensors: faster on GPUs) instead of its
+    default implementation."""
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
     lr_schedule: str = "constant"
-    """constant (after warm-up), or cosine (to min_lr_ratio * lr at the last planned step)."""
+    """constant (after warm-up), cosine or linear (down to min_lr_ratio * lr at the last planned step, or at
+    the end of the time budget, whichever comes first)."""
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
@@ -101,8 +108,13 @@ class TrainConfig:
     """Prompt of the sample printed after every epoch (default: the start of the training text)."""
     sample_tokens: int = 200
     sample_temperature: float = 0.8
+    stateful: bool = False
+    """Carry the recurrent state from batch to batch (truncated backpropagation through time): each batch row
+    continues a contiguous stream of the text, so the model learns from context longer than one window, as
+    it is evaluated. Recurrent models only; --stride is not used."""
     time_budget: float | None = None
-    """Stop after this many seconds of training (then evaluate and keep the best checkpoint)."""
+    """Stop after this many seconds of wall time spent training, the evaluations after each epoch included
+    (then evaluate and keep the best checkpoint)."""
     logger: str = "none"
     """Experiment tracker: none, csv, tensorboard or wandb (metrics.jsonl is always written)."""
     wandb_project: str | None = None
@@ -124,10 +136,14 @@ class TrainConfig:
             raise TinyLMError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not self.lr > 0:
             raise TinyLMError(f"--lr must be positive, got {self.lr}")
-        if self.optimizer not in ("adam", "adamw"):
-            raise TinyLMError(f"--optimizer must be adam or adamw, got {self.optimizer!r}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise TinyLMError(f"--lr-schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if self.optimizer not in ("adam", "adamw", "muon"):
+            raise TinyLMError(f"--optimizer must be adam, adamw or muon, got {self.optimizer!r}")
+        if not self.muon_lr > 0:
+            raise TinyLMError(f"--muon-lr must be positive, got {self.muon_lr}")
+        if self.lr_schedule not in ("constant", "cosine", "linear"):
+            raise TinyLMError(f"--lr-schedule must be constant, cosine or linear, got {self.lr_schedule!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise TinyLMError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.logger not in LOGGERS:
             raise TinyLMError(f"unknown logger {self.logger!r}; choose one of {', '.join(LOGGERS)}")
         if self.precision not in ("auto", "bf16", "fp32"):
@@ -148,6 +164,14 @@ class RunConfig:
     def __post_init__(self) -> None:
         # A model with a fixed context (a `block_size` field, e.g. learned positions) is sized by the data's
         # windows, so the two can never disagree; replace() re-runs the model config's validation.
+        if self.train.stateful:
+            from .models import FAMILIES, family_of
+
+            if not FAMILIES[family_of(self.model)][1].carries_state:
+                raise TinyLMError("--stateful needs a recurrent model (rnn, gru, lstm): this model's state "
+                                  "does not carry the whole past")
+            if self.data.lines or self.data.target != "every":
+                raise TinyLMError("--stateful reads the text as one stream: not with --lines or --target last")
         names = {f.name for f in dataclasses.fields(self.model)}
         if "block_size" in names and self.model.block_size != self.data.block_size:
             self.model = dataclasses.replace(self.model, block_size=self.data.block_size)

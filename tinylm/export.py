@@ -103,6 +103,9 @@ def export_transformers(run: LoadedModel, out: Path) -> None:
     if not isinstance(run.module, GPT):
         raise TinyLMError(f"--format transformers exports GPT runs only; {run.run_dir} holds a "
                           f"{run.module.describe()} model")
+    if options := run.module.config.gpt2_incompatibilities():
+        raise TinyLMError(f"--format transformers needs a GPT-2-compatible GPT; {run.run_dir} uses "
+                          f"{', '.join(options)}, which GPT2LMHeadModel cannot represent")
     config = gpt2_config(run.module, run.tokenizer)
     with atomic_path(out / "model.safetensors") as tmp:
         # transformers 4 refuses safetensors files without metadata format "pt"

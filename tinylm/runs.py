@@ -17,6 +17,7 @@ import torch
 
 from .config import RunConfig
 from .data import load_split
+from .data.tokenfile import is_prepared, open_prepared
 from .errors import TinyLMError
 from .evaluation import EvalResult, evaluate_text
 from .generation import SamplingConfig, generate_ids
@@ -137,12 +138,19 @@ class LoadedModel:
     # -- evaluation --------------------------------------------------------------------------------
     def evaluate(self, text: str | None = None, batch_size: int | None = None) -> EvalResult:
         """Loss, perplexity and bits per char on `text`, or on the run's validation split."""
+        batch_size = batch_size or self.config.train.eval_batch_size
+        if text is None and is_prepared(self.config.data.source):  # a prepared token folder: its val.bin
+            from .data.examples import prepared_examples
+            from .evaluation import score
+
+            _, examples = prepared_examples(open_prepared(self.config.data.source), self.config.data)
+            return score(self.module, examples, batch_size, self.config.data.block_size,
+                         self.tokenizer.vocab_size, self.device)
         if text is None:
             _, text = load_split(self.config.data)
         if not text:
             raise TinyLMError("the evaluation text is empty")
-        return evaluate_text(self.module, self.tokenizer, text, self.config.data,
-                             batch_size or self.config.train.eval_batch_size, self.device)
+        return evaluate_text(self.module, self.tokenizer, text, self.config.data, batch_size, self.device)
 
 
 def default_run_dir(source: str, model_name: str) -> Path:

@@ -18,7 +18,8 @@ fetch a pretrained tokenizer.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,12 @@ class Tokenizer:
         return self.backend.encode(text, add_special_tokens=False).ids
 
     def encode_tensor(self, text: str) -> torch.Tensor:
+        if len(text) > 1 << 17:  # a long text: in parallel chunks, without one huge Encoding in memory
+            from .data.tokenfile import encode_text
+
+            ids = encode_text(self, text)
+            if ids is not None:
+                return ids
         return torch.tensor(self.encode(text), dtype=torch.long)
 
     def decode(self, ids: list[int] | torch.Tensor) -> str:
@@ -136,9 +143,11 @@ class Tokenizer:
 # -- builders ---------------------------------------------------------------------------------------
 def build_char(config: TokenizerConfig, text: str) -> Tokenizer:
     """One token per character seen in the training text (at least min_freq times), plus specials."""
-    counts: dict[str, int] = {}
-    for ch in text:
-        counts[ch] = counts.get(ch, 0) + 1
+    return build_char_from_counts(config, Counter(text))
+
+
+def build_char_from_counts(config: TokenizerConfig, counts: dict[str, int]) -> Tokenizer:
+    """build_char from character counts, which a large corpus can gather chunk by chunk (Counter.update)."""
     chars = sorted(ch for ch, n in counts.items() if n >= config.min_freq)
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + chars)}
     backend = hf.Tokenizer(hf.models.WordLevel(vocab, unk_token=UNK))
@@ -153,16 +162,31 @@ def build_char(config: TokenizerConfig, text: str) -> Tokenizer:
 WORD_PATTERN = r"\w+(?:['\u2019]\w+)*|[^\w\s]|\n"
 
 
-def build_word(config: TokenizerConfig, text: str) -> Tokenizer:
-    """Words and punctuation of the training text seen at least min_freq times (the vocab_size most
-    frequent when given, specials included), plus specials; the rest map to <unk>."""
-    pre_tokenizer = hf.pre_tokenizers.Sequence([
+def word_pre_tokenizer() -> hf.pre_tokenizers.PreTokenizer:
+    """Word tokens of WORD_PATTERN; spaces and tabs only separate them (the encoder and the counting share it)."""
+    return hf.pre_tokenizers.Sequence([
         hf.pre_tokenizers.Split(hf.Regex(r"[^\S\n]+"), behavior="removed"),
         hf.pre_tokenizers.Split(hf.Regex(WORD_PATTERN), behavior="isolated"),
     ])
-    counts: dict[str, int] = {}
-    for word, _ in pre_tokenizer.pre_tokenize_str(text):
-        counts[word] = counts.get(word, 0) + 1
+
+
+def count_words(text: str, counts: Counter | None = None) -> Counter:
+    """Add the word tokens of `text` to `counts`. Words never span a newline, so a text cut after
+    newlines counts the same piece by piece as whole."""
+    counts = Counter() if counts is None else counts
+    counts.update(word for word, _ in word_pre_tokenizer().pre_tokenize_str(text))
+    return counts
+
+
+def build_word(config: TokenizerConfig, text: str) -> Tokenizer:
+    """Words and punctuation of the training text seen at least min_freq times (the vocab_size most
+    frequent when given, specials included), plus specials; the rest map to <unk>."""
+    return build_word_from_counts(config, count_words(text))
+
+
+def build_word_from_counts(config: TokenizerConfig, counts: dict[str, int]) -> Tokenizer:
+    """build_word from word counts (count_words), which a large corpus can gather chunk by chunk."""
+    pre_tokenizer = word_pre_tokenizer()
     words = sorted((w for w, n in counts.items() if n >= config.min_freq), key=lambda w: (-counts[w], w))
     if config.vocab_size is not None:
         if config.vocab_size <= len(SPECIAL_TOKENS):
@@ -188,6 +212,12 @@ BPE_DEFAULT_VOCAB = 2048
 def build_bpe(config: TokenizerConfig, text: str) -> Tokenizer:
     """Byte-level BPE (GPT-2's scheme) trained on the text: the 256 byte symbols guarantee that any
     Unicode text encodes without <unk> and decodes back exactly."""
+    return build_bpe_from_iterator(config, [text])
+
+
+def build_bpe_from_iterator(config: TokenizerConfig, texts: Iterable[str]) -> Tokenizer:
+    """build_bpe over pieces of the text (the trainer counts words across them, so pieces cut where the
+    byte-level pre-tokenizer cuts anyway give the same merges as the whole text)."""
     alphabet = hf.pre_tokenizers.ByteLevel.alphabet()
     vocab_size = config.vocab_size or BPE_DEFAULT_VOCAB
     if vocab_size < len(alphabet) + len(SPECIAL_TOKENS):
@@ -200,7 +230,7 @@ def build_bpe(config: TokenizerConfig, text: str) -> Tokenizer:
     trainer = hf.trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=config.min_freq,
                                      special_tokens=SPECIAL_TOKENS, initial_alphabet=alphabet,
                                      show_progress=False)
-    backend.train_from_iterator([text], trainer)
+    backend.train_from_iterator(texts, trainer)
     return Tokenizer(backend, "bpe")
 
 

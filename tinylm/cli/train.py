@@ -42,6 +42,15 @@ def add_parser(sub) -> None:
     g.add_argument("--dropout", type=float)
     g.add_argument("--head", choices=["linear", "mlp"], help="output head of recurrent models")
     g.add_argument("--heads", type=int, help="attention heads (Transformer models)")
+    g.add_argument("--positions", choices=["learned", "rope"], help="GPT positions: learned (GPT-2) or rotary")
+    g.add_argument("--norm", choices=["layernorm", "rmsnorm"], help="GPT norms: layernorm (GPT-2) or rmsnorm")
+    g.add_argument("--qk-norm", action=argparse.BooleanOptionalAction, help="GPT: RMS-normalise queries and keys")
+    g.add_argument("--activation", choices=["gelu", "relu2"], help="GPT MLP activation: gelu (GPT-2) or ReLU squared")
+    g.add_argument("--tie-head", action=argparse.BooleanOptionalAction,
+                   help="GPT: the output head is the token embedding (default; --no-tie-head: a head of its own)")
+    g.add_argument("--zero-init-proj", action=argparse.BooleanOptionalAction,
+                   help="GPT: residual output projections (and an untied head) start at zero")
+    g.add_argument("--bias", action=argparse.BooleanOptionalAction, help="GPT: biases in Linear and LayerNorm (on)")
     g.add_argument("--order", type=int, help="n-gram order (Markov models)")
     g.add_argument("--smoothing", choices=["kneser-ney", "witten-bell"], help="n-gram smoothing (Markov models)")
     g = p.add_argument_group("training")
@@ -49,9 +58,14 @@ def add_parser(sub) -> None:
     g.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total")
     g.add_argument("--batch-size", type=int, help="windows per batch (64)")
     g.add_argument("--lr", type=float, help="peak learning rate (3e-3)")
-    g.add_argument("--optimizer", choices=["adam", "adamw"])
+    g.add_argument("--optimizer", choices=["adam", "adamw", "muon"],
+                   help="adamw (default), adam, or muon: Muon for the hidden matrices, AdamW at --lr for the rest")
+    g.add_argument("--muon-lr", type=float, help="peak learning rate of Muon (--optimizer muon; 0.03)")
+    g.add_argument("--fused", action=argparse.BooleanOptionalAction, help="Adam/AdamW through torch's fused kernel")
     g.add_argument("--weight-decay", type=float)
-    g.add_argument("--lr-schedule", choices=["constant", "cosine"])
+    g.add_argument("--lr-schedule", choices=["constant", "cosine", "linear"],
+                   help="after warm-up: constant (default), or cosine / linear decay to --min-lr-ratio x lr")
+    g.add_argument("--min-lr-ratio", type=float, help="where cosine and linear decay end, as a share of --lr (0.1)")
     g.add_argument("--warmup-steps", type=int)
     g.add_argument("--grad-clip", type=float, help="clip the gradient norm (1.0; 0 disables)")
     g.add_argument("--patience", type=int, help="early stopping patience in epochs (5; 0 disables)")
@@ -59,6 +73,8 @@ def add_parser(sub) -> None:
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (auto)")
     g.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="training autocast (auto: bf16 where fast)")
     g.add_argument("--eval-batch-size", type=int)
+    g.add_argument("--stateful", action="store_true", default=None,
+                   help="recurrent models: carry the state from batch to batch (truncated BPTT over streams)")
     g.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="stop training after this many seconds, then evaluate and keep the best checkpoint")
     g.add_argument("--logger", help="experiment tracker: none (default), csv, tensorboard, wandb")
@@ -78,11 +94,13 @@ def add_parser(sub) -> None:
 _DATA_FLAGS = ["source", "val_source", "val_fraction", "encoding", "text_column", "hf_split", "hf_config",
                "lines", "target", "block_size", "stride"]
 _TOKENIZER_FLAGS = ["vocab_size", "min_freq"]
-_MODEL_FLAGS = ["layers", "hidden", "embed", "dropout", "head", "heads", "order", "smoothing"]
-_TRAIN_FLAGS = ["epochs", "max_steps", "batch_size", "lr", "optimizer", "weight_decay", "lr_schedule",
+_MODEL_FLAGS = ["layers", "hidden", "embed", "dropout", "head", "heads", "order", "smoothing", "positions", "norm",
+                "qk_norm", "activation", "tie_head", "zero_init_proj", "bias"]
+_TRAIN_FLAGS = ["epochs", "max_steps", "batch_size", "lr", "optimizer", "muon_lr", "fused", "weight_decay",
+                "lr_schedule", "min_lr_ratio",
                 "warmup_steps", "grad_clip", "patience", "seed", "device", "precision", "eval_batch_size",
                 "checkpoint_every",
-                "sample_prompt", "sample_tokens", "time_budget", "logger", "wandb_project", "run_name"]
+                "sample_prompt", "sample_tokens", "stateful", "time_budget", "logger", "wandb_project", "run_name"]
 
 
 def config_from_args(args: argparse.Namespace):

@@ -22,6 +22,7 @@ class LanguageModel(nn.Module):
     family: ClassVar[str]
     trainable: ClassVar[bool] = True  # False for CountingModel: fitted by counting, not by gradient steps
     sample_without_onednn: ClassVar[bool] = False  # True where CPU sampling at batch 1 is faster without oneDNN
+    carries_state: ClassVar[bool] = False  # True where the state summarises the whole past (evaluated as streams)
 
     def __init__(self, config: Any):
         super().__init__()

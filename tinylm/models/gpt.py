@@ -1,4 +1,4 @@
-"""A GPT-style decoder-only Transformer, laid out like GPT-2 so it exports to transformers exactly.
+"""A GPT-style decoder-only Transformer. By default it is laid out like GPT-2, so it exports to transformers exactly:
 
     ids (B, T) -> token + learned position embeddings (B, T, E) -> dropout
                -> `layers` pre-LayerNorm blocks:  x + attn(ln_1(x)),  x + mlp(ln_2(x))
@@ -9,13 +9,29 @@ Linear(E, 4E) -> GELU (tanh approximation, GPT-2's "gelu_new") -> Linear(4E, E).
 and LayerNorm eps is 1e-5, as in GPT-2, and the module names follow GPT-2's (transformer.h.N.attn.c_attn,
 ...), so tinylm/export.py only transposes weights.
 
+Modern options (GPTConfig fields, all off by default; the gpu-fast preset turns them all on). Together, with
+Muon (training/optim.py), they are what took an experimental trainer from validation loss 1.561 to 1.486 at
+the same budget on Tiny Shakespeare (figures from the Performance issue); such a model does not export to
+GPT-2:
+- positions="rope": rotary embeddings instead of learned positions: each head's queries and keys are
+  rotated by angles proportional to their position, so attention scores depend on relative offsets only;
+- norm="rmsnorm": RMSNorm without weights (F.rms_norm) instead of LayerNorm;
+- qk_norm: each head's queries and keys RMS-normalised before attention, which bounds the attention logits
+  so larger learning rates stay stable;
+- activation="relu2": ReLU(x)^2 in the MLP instead of GELU;
+- tie_head=False: an output head of its own instead of the token embedding;
+- zero_init_proj: the projections that add into the residual stream (and an untied head) start at zero,
+  so every block starts as the identity and the first steps are not noise;
+- bias=False: no biases in the Linear layers and LayerNorms.
+
 The state carried between calls is a KV cache (keys and values of every layer for the positions so far),
 so generation costs one position per new token. The positions are learned for 0..block_size-1 only, so the
 context slides: when the cache holds block_size positions and another token comes, the last block_size // 2
 tokens are re-encoded from position 0 into a fresh cache and the new token follows them. That costs
 block_size // 2 positions once every block_size - block_size // 2 tokens, about one extra position per
 token, and past the first block every token is predicted from block_size // 2 to block_size - 1 earlier
-tokens.
+tokens. Rotary positions follow the same rule: cached keys are rotated for their position in the cache,
+and the slide re-encodes from position 0.
 A call with T > block_size and no state follows the same rule, so feeding a sequence in pieces with the
 returned state always gives the logits of one full pass.
 """
@@ -40,7 +56,7 @@ class GPTConfig:
     vocab_size: int = 0
     """Number of token ids (set from the tokenizer)."""
     block_size: int = 128
-    """Context length: learned positions 0..block_size-1. In a RunConfig it is the data's --block-size."""
+    """Context length: positions 0..block_size-1. In a RunConfig it is the data's --block-size."""
     layers: int = 4
     """Number of Transformer blocks."""
     heads: int = 4
@@ -49,6 +65,20 @@ class GPTConfig:
     """Width of the residual stream (token and position embeddings)."""
     dropout: float = 0.1
     """Dropout on the embeddings, the attention weights and each residual branch."""
+    positions: str = "learned"
+    """learned (GPT-2: a table of block_size vectors added to the tokens) or rope (rotary embeddings)."""
+    norm: str = "layernorm"
+    """layernorm (GPT-2) or rmsnorm (weightless RMSNorm)."""
+    qk_norm: bool = False
+    """RMS-normalise each head's queries and keys before attention."""
+    activation: str = "gelu"
+    """gelu (tanh approximation, GPT-2) or relu2 (ReLU squared) in the MLP."""
+    tie_head: bool = True
+    """The output head is the token embedding matrix (GPT-2); False: a head of its own."""
+    zero_init_proj: bool = False
+    """Start the residual output projections, and the head when untied, at zero."""
+    bias: bool = True
+    """Biases in the Linear layers and LayerNorms (GPT-2)."""
 
     def __post_init__(self) -> None:
         for name in ("block_size", "layers", "heads", "embed"):
@@ -58,6 +88,25 @@ class GPTConfig:
             raise TinyLMError(f"--embed {self.embed} must be a multiple of --heads {self.heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise TinyLMError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name, choices in (("positions", ("learned", "rope")), ("norm", ("layernorm", "rmsnorm")),
+                              ("activation", ("gelu", "relu2"))):
+            if getattr(self, name) not in choices:
+                raise TinyLMError(f"--{name} must be {' or '.join(choices)}, got {getattr(self, name)!r}")
+        if self.positions == "rope" and (self.embed // self.heads) % 2:
+            raise TinyLMError(f"--positions rope needs an even head size; --embed {self.embed} / --heads "
+                              f"{self.heads} is {self.embed // self.heads}")
+
+    def gpt2_incompatibilities(self) -> list[str]:
+        """The options that GPT-2 (and so an export to transformers' GPT2LMHeadModel) cannot represent."""
+        found = [f"{name}={getattr(self, name)}" for name, gpt2 in (
+            ("positions", "learned"), ("norm", "layernorm"), ("activation", "gelu")) if getattr(self, name) != gpt2]
+        if self.qk_norm:
+            found.append("qk_norm")
+        if not self.tie_head:
+            found.append("an untied head")
+        if not self.bias:
+            found.append("no biases")
+        return found
 
 
 @dataclass
@@ -78,20 +127,41 @@ class KVCache:
         return self.ids.size(1)
 
 
+def rotary_tables(head_size: int, positions: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (positions, head_size // 2) of the rotary angles: position p turns the pair of features
+    (i, i + head_size // 2) by p * base ** (-2i / head_size), fast for the first pairs, slowly for the last."""
+    inverse_frequencies = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
+    angles = torch.arange(positions, dtype=torch.float32)[:, None] * inverse_frequencies[None, :]
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (B, nh, T, hs) with each feature pair (i, i + hs // 2) turned by the angles of its position (T rows
+    of cos, sin); in fp32, then back to x's dtype. Since q_m . k_n then depends on m - n only, attention sees
+    relative positions."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, c: GPTConfig):
         super().__init__()
-        self.heads, self.block_size, self.dropout = c.heads, c.block_size, c.dropout
-        self.c_attn = nn.Linear(c.embed, 3 * c.embed)  # query, key, value of all heads in one matmul
-        self.c_proj = nn.Linear(c.embed, c.embed)
+        self.heads, self.block_size, self.dropout, self.qk_norm = c.heads, c.block_size, c.dropout, c.qk_norm
+        self.c_attn = nn.Linear(c.embed, 3 * c.embed, bias=c.bias)  # query, key, value of all heads in one matmul
+        self.c_proj = nn.Linear(c.embed, c.embed, bias=c.bias)
         self.resid_dropout = nn.Dropout(c.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache, layer: int,
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         B, T, C = x.shape
         t = cache.length  # positions already in the cache; x holds positions t..t+T-1
         q, k, v = self.c_attn(x).split(C, dim=2)
         hs = C // self.heads
         q, k, v = (z.view(B, T, self.heads, hs).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hs)
+        if self.qk_norm:  # autocast may run the norm in fp32: back to v's dtype, as attention needs
+            q, k = (F.rms_norm(z, (hs,)).type_as(v) for z in (q, k))
+        if rotary is not None:  # the cos, sin rows of positions t..t+T-1: cached keys keep their rotation
+            q, k = rotate(q, *rotary), rotate(k, *rotary)
         dropout = self.dropout if self.training else 0.0
         if t == 0:  # a new sequence (always so in training): plain causal attention
             cache.keys[layer], cache.values[layer] = k, v
@@ -123,24 +193,35 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, c: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(c.embed, 4 * c.embed)
-        self.c_proj = nn.Linear(4 * c.embed, c.embed)
+        self.c_fc = nn.Linear(c.embed, 4 * c.embed, bias=c.bias)
+        self.c_proj = nn.Linear(4 * c.embed, c.embed, bias=c.bias)
         self.dropout = nn.Dropout(c.dropout)
+        self.relu2 = c.activation == "relu2"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        h = self.c_fc(x)
+        h = F.relu(h).square() if self.relu2 else F.gelu(h, approximate="tanh")
+        return self.dropout(self.c_proj(h))
+
+
+def norm(c: GPTConfig) -> nn.Module:
+    """GPT-2's LayerNorm, or an RMSNorm without weights (x / rms(x): nothing to learn, one kernel less)."""
+    if c.norm == "rmsnorm":
+        return nn.RMSNorm(c.embed, elementwise_affine=False)
+    return nn.LayerNorm(c.embed, eps=1e-5, bias=c.bias)
 
 
 class Block(nn.Module):
     def __init__(self, c: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(c.embed, eps=1e-5)
+        self.ln_1 = norm(c)
         self.attn = CausalSelfAttention(c)
-        self.ln_2 = nn.LayerNorm(c.embed, eps=1e-5)
+        self.ln_2 = norm(c)
         self.mlp = MLP(c)
 
-    def forward(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)
+    def forward(self, x: torch.Tensor, cache: KVCache, layer: int,
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer, rotary)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -152,15 +233,22 @@ class GPT(LanguageModel):
     def __init__(self, config: GPTConfig):
         super().__init__(config)
         c = config
+        modules = {"wte": nn.Embedding(c.vocab_size, c.embed)}  # token -> vector (and the head, when tied)
+        if c.positions == "learned":
+            modules["wpe"] = nn.Embedding(c.block_size, c.embed)  # learned positions 0..block_size-1
+        else:  # rotary: fixed angles, not weights (a non-persistent buffer is not saved with them)
+            cos, sin = rotary_tables(c.embed // c.heads, c.block_size)
+            self.register_buffer("rotary_cos", cos, persistent=False)
+            self.register_buffer("rotary_sin", sin, persistent=False)
         self.transformer = nn.ModuleDict({
-            "wte": nn.Embedding(c.vocab_size, c.embed),  # token -> vector, also the output head (tied)
-            "wpe": nn.Embedding(c.block_size, c.embed),  # learned positions 0..block_size-1
+            **modules,
             "drop": nn.Dropout(c.dropout),
             "h": nn.ModuleList(Block(c) for _ in range(c.layers)),
-            "ln_f": nn.LayerNorm(c.embed, eps=1e-5),
+            "ln_f": norm(c),
         })
         self.lm_head = nn.Linear(c.embed, c.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # tied: one (V, E) matrix reads and writes tokens
+        if c.tie_head:
+            self.lm_head.weight = self.transformer.wte.weight  # tied: one (V, E) matrix reads and writes tokens
         # GPT-2's initialisation: N(0, 0.02), zero biases, and the projections that add into the residual
         # stream scaled by 1/sqrt(2 * layers) so its variance does not grow with depth.
         for name, p in self.named_parameters():
@@ -169,11 +257,21 @@ class GPT(LanguageModel):
             elif p.dim() == 2:
                 std = 0.02 / math.sqrt(2 * c.layers) if name.endswith("c_proj.weight") else 0.02
                 nn.init.normal_(p, mean=0.0, std=std)
+        if c.zero_init_proj:  # each block starts as the identity, and an untied head predicts uniformly
+            for block in self.transformer.h:
+                nn.init.zeros_(block.attn.c_proj.weight)
+                nn.init.zeros_(block.mlp.c_proj.weight)
+            if not c.tie_head:
+                nn.init.zeros_(self.lm_head.weight)
 
     def describe(self) -> str:
         c = self.config
+        options = [option for option, on in (
+            ("rope", c.positions == "rope"), ("rmsnorm", c.norm == "rmsnorm"), ("qk-norm", c.qk_norm),
+            ("relu2", c.activation == "relu2"), ("untied head", not c.tie_head),
+            ("zero-init projections", c.zero_init_proj), ("no biases", not c.bias)) if on]
         return (f"gpt {c.layers} layers x {c.embed} wide, {c.heads} heads, block {c.block_size}, "
-                f"dropout {c.dropout:g}")
+                f"dropout {c.dropout:g}" + "".join(f", {option}" for option in options))
 
     def forward(self, ids: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
         block = self.config.block_size
@@ -192,11 +290,17 @@ class GPT(LanguageModel):
 
     def _extend(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Run `ids` (B, n) at the positions after the cache's; return the last block's output (B, n, E)."""
-        t = cache.length
-        positions = torch.arange(t, t + ids.size(1), device=ids.device)  # (n,)
-        x = self.transformer.drop(self.transformer.wte(ids) + self.transformer.wpe(positions))  # (B, n, E)
+        t, n = cache.length, ids.size(1)
+        rotary = None
+        if "wpe" in self.transformer:
+            positions = torch.arange(t, t + n, device=ids.device)  # (n,)
+            x = self.transformer.wte(ids) + self.transformer.wpe(positions)  # (B, n, E)
+        else:
+            x = self.transformer.wte(ids)
+            rotary = self.rotary_cos[t : t + n], self.rotary_sin[t : t + n]  # (n, head size // 2) each
+        x = self.transformer.drop(x)
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, cache, layer)
+            x = block(x, cache, layer, rotary)
         cache.ids = torch.cat([cache.ids, ids], dim=1)
         return x
 

@@ -24,6 +24,7 @@ from ..io import _fsync_dir, atomic_path, write_json
 from ..weights import load_weights, save_weights
 
 CHECKPOINT_DIR = "checkpoint"
+CARRIED_FILE = "carried_state.safetensors"
 
 
 def _optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -65,8 +66,9 @@ def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    state: dict[str, Any]) -> None:
-    """Write weights, optimizer, RNG and training state as one unit (see module docstring)."""
+                    state: dict[str, Any], carried: Any = None) -> None:
+    """Write weights, optimizer, RNG and training state as one unit (see module docstring); `carried` is the
+    recurrent state of stateful training in the middle of an epoch (a tensor or a tuple of tensors)."""
     final = run_dir / CHECKPOINT_DIR
     tmp = run_dir / f"{CHECKPOINT_DIR}.tmp"
     old = run_dir / f"{CHECKPOINT_DIR}.old"
@@ -79,6 +81,11 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     write_json(tmp / "optimizer.json", opt_meta)
     with atomic_path(tmp / "rng.safetensors") as p:
         save_file(_rng_tensors(), str(p))
+    if carried is not None:
+        parts = {"tensor": carried} if isinstance(carried, torch.Tensor) else {
+            f"tuple.{i}": t for i, t in enumerate(carried)}
+        with atomic_path(tmp / CARRIED_FILE) as p:
+            save_file({k: t.detach().cpu().contiguous() for k, t in parts.items()}, str(p))
     write_json(tmp / "state.json", state)
     _fsync_dir(tmp)
     if final.exists():
@@ -121,3 +128,17 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     except (SafetensorError, OSError, ValueError, KeyError) as e:
         raise TinyLMError(f"the checkpoint in {folder} is damaged ({e})") from None
     return json.loads((folder / "state.json").read_text(encoding="utf-8"))
+
+
+def read_carried(run_dir: Path, device: torch.device) -> Any:
+    """The recurrent state saved by a stateful run stopped inside an epoch, or None."""
+    folder = checkpoint_path(run_dir)
+    if folder is None or not (folder / CARRIED_FILE).is_file():
+        return None
+    try:
+        tensors = load_file(str(folder / CARRIED_FILE), device=str(device))
+    except (SafetensorError, OSError) as e:
+        raise TinyLMError(f"the checkpoint in {folder} is damaged ({e})") from None
+    if "tensor" in tensors:
+        return tensors["tensor"]
+    return tuple(tensors[f"tuple.{i}"] for i in range(len(tensors)))

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..config import RunConfig
 from ..data import IGNORE, EvalSet, LineSamples, TokenWindows, evaluation_examples, load_split, training_examples
 from ..errors import TinyLMError
-from ..evaluation import safe_batch_size, summarize, token_losses
+from ..evaluation import score
 from ..io import append_jsonl, read_jsonl, write_json, write_jsonl
 from ..models import build_model, family_of
 from ..plots import plot_loss
@@ -39,7 +39,8 @@ from ..runs import WEIGHTS, LoadedModel, check_out_dir, default_run_dir, load, r
 from ..tokenizers import Tokenizer, build_tokenizer
 from ..tracking import Logger, make_logger
 from . import distributed
-from .checkpoint import load_checkpoint, read_state, save_checkpoint, save_weights
+from .checkpoint import load_checkpoint, read_carried, read_state, save_checkpoint, save_weights
+from .optim import build_optimizer
 
 Echo = Callable[[str], None]
 
@@ -59,15 +60,16 @@ class TrainingState:
     best_val_loss: float | None = None
     best_epoch: int | None = None
     bad_epochs: int = 0  # epochs since the best validation loss
-    elapsed_seconds: float = 0.0
+    elapsed_seconds: float = 0.0  # training steps only
+    wall_seconds: float = 0.0  # training steps and the work after each epoch: what --time-budget counts
     finished: bool = False
     stop_reason: str | None = None
     data_sha256: str = ""
 
 
 def lr_at(step: int, cfg, total_steps: int, elapsed: float = 0.0) -> float:
-    """Linear warm-up, then constant or cosine decay to min_lr_ratio * lr. With a time budget the decay
-    follows whichever runs out first, the steps or the seconds."""
+    """Linear warm-up, then constant, or cosine or linear decay to min_lr_ratio * lr. With a time budget the
+    decay follows whichever runs out first, the steps or the seconds."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.lr_schedule == "constant":
@@ -75,7 +77,8 @@ def lr_at(step: int, cfg, total_steps: int, elapsed: float = 0.0) -> float:
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
     if cfg.time_budget:
         progress = max(progress, min(1.0, elapsed / cfg.time_budget))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    left = 1 - progress if cfg.lr_schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * left)
 
 
 def _fingerprint(train_text: str, val_text: str) -> str:
@@ -86,8 +89,7 @@ def _fingerprint(train_text: str, val_text: str) -> str:
 
 
 def _make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    return build_optimizer(model, cfg)  # Adam(W), or Muon + AdamW; never imports torch._dynamo (see optim.py)
 
 
 class _StopRequest:
@@ -129,13 +131,25 @@ def train(config: RunConfig | None = None, out: str | Path | None = None, *, ove
     model_name = getattr(config.model, "cell", None) or family_of(config.model)
     run_dir = Path(out) if out is not None else default_run_dir(config.data.source, model_name)
     check_out_dir(run_dir, overwrite)
-    train_text, val_text = load_split(config.data)  # fail on bad data before touching the disk
-    tokenizer = build_tokenizer(config.tokenizer, train_text)
+    from ..data.tokenfile import fixed_tokenizer_config, is_prepared, large_text_note, open_prepared
+
+    # A prepared folder (tinylm prepare) brings its tokenizer and memory-mapped token files: no text is read.
+    prepared = open_prepared(config.data.source) if is_prepared(config.data.source) else None
+    if prepared is None:
+        note = large_text_note(config.data.source)
+        if note and ddp.main:
+            echo(note)
+        train_text, val_text = load_split(config.data)  # fail on bad data before touching the disk
+        tokenizer = build_tokenizer(config.tokenizer, train_text)
+        head = train_text
+    else:
+        config.tokenizer = fixed_tokenizer_config(prepared, config.tokenizer)
+        tokenizer, train_text, val_text, head = prepared.tokenizer, None, None, prepared.head
     config.model.vocab_size = tokenizer.vocab_size
     if config.train.sample_prompt is None:  # line mode: a new line from <eos>; else the text's opening words
-        opening = train_text.lstrip()[:32].split("\n")[0] or train_text[:8]
+        opening = head.lstrip()[:32].split("\n")[0] or head[:8]
         config.train.sample_prompt = "" if config.data.lines else opening
-    windows, val_set = _examples(tokenizer, train_text, val_text, config.data)
+    windows, val_set = _examples(tokenizer, train_text, val_text, config.data, prepared)
     if ddp.main:
         # The run directory appears whole (config + tokenizer) or not at all: a kill here leaves nothing half-made.
         staging = run_dir.parent / f".{run_dir.name}.tmp"
@@ -146,7 +160,7 @@ def train(config: RunConfig | None = None, out: str | Path | None = None, *, ove
         shutil.rmtree(run_dir, ignore_errors=True)  # empty, or a run the user asked to overwrite (check_out_dir)
         os.replace(staging, run_dir)
     ddp.barrier()
-    state = TrainingState(data_sha256=_fingerprint(train_text, val_text))
+    state = TrainingState(data_sha256=_fingerprint(train_text, val_text) if prepared is None else prepared.fingerprint)
     return _fit(run_dir, config, tokenizer, windows, val_set, state, ddp, resumed=False, progress=progress,
                 echo=echo)
 
@@ -160,6 +174,8 @@ def resume(run_dir: str | Path, epochs: int | None = None, max_steps: int | None
     ddp = distributed.setup("auto")
     config = RunConfig.load(run_dir / "config.json")
     raw = read_state(run_dir)
+    if raw is None and (run_dir / "summary.json").is_file():  # a counting model: one pass, no checkpoint
+        raise TinyLMError(f"{run_dir} already finished: a counting model learns in one pass; start a new run instead")
     # Killed before its first checkpoint: start over from the saved config and tokenizer.
     state = TrainingState(**raw) if raw is not None else TrainingState(data_sha256="")
     if epochs is not None:
@@ -167,33 +183,55 @@ def resume(run_dir: str | Path, epochs: int | None = None, max_steps: int | None
     if max_steps is not None:
         config.train.max_steps = max_steps
     config.train.__post_init__()
-    if state.stop_reason == "early_stopping":
+    # Killed after its last checkpoint but before summary.json: only the closing work is left to do.
+    completing = raw is not None and state.finished and not (run_dir / "summary.json").is_file()
+    if completing:
+        echo(f"{run_dir} had finished training ({state.stop_reason}); writing what its end left unwritten")
+    elif state.stop_reason == "early_stopping":
         raise TinyLMError(f"{run_dir} already stopped early at epoch {state.epoch} (patience "
                           f"{config.train.patience}); its best weights are final — start a new run instead")
-    if state.epoch >= config.train.epochs:
+    elif state.epoch >= config.train.epochs:
         raise TinyLMError(f"{run_dir} already has {state.epoch} epochs; pass --epochs N with N > {state.epoch}")
-    if config.train.max_steps is not None and state.step >= config.train.max_steps:
+    elif config.train.max_steps is not None and state.step >= config.train.max_steps:
         raise TinyLMError(f"{run_dir} already took {state.step} steps; pass a larger --max-steps")
-    train_text, val_text = load_split(config.data)
+    from ..data.tokenfile import is_prepared, open_prepared
+
+    prepared = open_prepared(config.data.source) if is_prepared(config.data.source) else None
+    if prepared is None:
+        train_text, val_text = load_split(config.data)
+        fingerprint = _fingerprint(train_text, val_text)
+    else:  # the text and tokenizer the folder was prepared from (tokens.json)
+        train_text = val_text = None
+        fingerprint = prepared.fingerprint
     if raw is None:
-        state.data_sha256 = _fingerprint(train_text, val_text)
+        state.data_sha256 = fingerprint
         echo(f"{run_dir} has no checkpoint yet: training it from the start")
-    if _fingerprint(train_text, val_text) != state.data_sha256:
-        raise TinyLMError(f"the text of {config.data.source!r} changed since {run_dir} started; cannot resume exactly")
-    state.finished, state.stop_reason = False, None
+    if fingerprint != state.data_sha256:
+        what = "the prepared tokens" if prepared is not None else "the text"
+        raise TinyLMError(f"{what} of {config.data.source!r} changed since {run_dir} started; cannot resume exactly")
+    if not completing:
+        state.finished, state.stop_reason = False, None
     ddp.barrier()  # every rank has read config.json before rank 0 rewrites it
     if ddp.main:
         config.save(run_dir / "config.json")
     tokenizer = Tokenizer.load(run_dir)
-    return _fit(run_dir, config, tokenizer, *_examples(tokenizer, train_text, val_text, config.data), state, ddp,
+    return _fit(run_dir, config, tokenizer, *_examples(tokenizer, train_text, val_text, config.data, prepared),
+                state, ddp,
                 resumed=raw is not None,
                 progress=progress, echo=echo)
 
 
-def _examples(tokenizer: Tokenizer, train_text: str, val_text: str, dc) -> tuple[TokenWindows | LineSamples, EvalSet]:
-    """Training examples and the validation set; refuses data too short for either (before any file is written)."""
-    windows = training_examples(tokenizer, train_text, dc)
-    val_set = evaluation_examples(tokenizer, val_text, dc)
+def _examples(tokenizer: Tokenizer, train_text: str | None, val_text: str | None, dc,
+              prepared=None) -> tuple[TokenWindows | LineSamples, EvalSet]:
+    """Training examples and the validation set, from the texts or from a prepared folder's token files;
+    refuses data too short for either (before any file is written)."""
+    if prepared is not None:
+        from ..data import prepared_examples
+
+        windows, val_set = prepared_examples(prepared, dc)
+    else:
+        windows = training_examples(tokenizer, train_text, dc)
+        val_set = evaluation_examples(tokenizer, val_text, dc)
     if val_set.tokens < 2 or (dc.target == "last" and not dc.lines and val_set.tokens <= dc.block_size):
         raise TinyLMError(
             f"the validation split has {val_set.tokens} tokens, too few to evaluate "
@@ -210,15 +248,27 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, windows: TokenW
     if not ddp.main:  # only rank 0 speaks
         echo, progress = (lambda line: None), False
     torch.manual_seed(tc.seed)
-    steps_per_epoch = windows.num_batches(tc.batch_size, ddp.world)
+    if tc.stateful:
+        steps_per_epoch = windows.num_stream_batches(tc.batch_size, ddp.world)
+        if steps_per_epoch < 1:
+            raise TinyLMError(f"--stateful cuts the training text into {tc.batch_size * ddp.world} streams of at "
+                              f"least --block-size {dc.block_size} tokens: it has only {windows.num_tokens}; "
+                              f"use a smaller --batch-size or --block-size")
+    else:
+        steps_per_epoch = windows.num_batches(tc.batch_size, ddp.world)
     total_steps = tc.epochs * steps_per_epoch
     if tc.max_steps is not None:
         total_steps = min(total_steps, tc.max_steps)
 
     model = build_model(config.model).to(device)
+    if device.type == "cuda" and isinstance(windows, TokenWindows) and windows.num_tokens <= 100_000_000:
+        windows = windows.to(device)  # batches gathered on the GPU, no host copy per step (<= 800 MB of ids)
     optimizer = _make_optimizer(model, tc) if model.trainable else None
+    carried = None  # stateful training stopped inside an epoch: the state to go on from
     if resumed:
         load_checkpoint(run_dir, model, optimizer, device)
+        if tc.stateful and state.batch_in_epoch and not ddp.active:  # (several ranks: only rank 0's is saved)
+            carried = read_carried(run_dir, device)
     if ddp.rank:  # each rank its own dropout masks
         torch.manual_seed(tc.seed + 7919 * ddp.rank + state.step)
     # Records past the checkpoint (written just before a crash) are redone.
@@ -254,16 +304,19 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, windows: TokenW
     logger.start(config.to_dict(), info)
     failed = True
     try:
+        info["startup_seconds"] = process_age()  # from process start to the first training step
         ctx = _EpochContext(run_dir, config, model, tokenizer, val_set, steps_per_epoch, echo, device, logger, ddp)
         if model.trainable:
-            _train_epochs(ctx, windows, optimizer, state, total_steps, use_bf16, progress)
-        else:
+            _train_epochs(ctx, windows, optimizer, state, total_steps, use_bf16, progress, carried)
+        elif not state.finished:
             _fit_counts(ctx, windows.token_stream, state)
             info["parameters"] = model.num_parameters()  # a counting model's size is known after fitting
+        ctx.plot(force=True)
         failed = False
     finally:
         summary = {**info, "best_val_loss": state.best_val_loss, "best_epoch": state.best_epoch,
                    "epochs": state.epoch, "steps": state.step, "train_seconds": round(state.elapsed_seconds, 2),
+                   "wall_seconds": round(state.wall_seconds, 2),
                    "stop_reason": state.stop_reason, "finished": state.finished}
         if not failed and ddp.main:
             write_json(run_dir / "summary.json", summary)
@@ -289,6 +342,21 @@ class _EpochContext:
     device: torch.device
     logger: Logger
     ddp: distributed.Distributed
+    plotted_at: float | None = None  # perf_counter() of the last loss.png redraw
+
+    def plot(self, force: bool = False) -> None:
+        """Redraw loss.png: after an epoch at most every PLOT_EVERY_SECONDS (a redraw costs 0.2-0.7 s, more
+        than a short epoch's training on a GPU), and always at the end of training."""
+        now = time.perf_counter()
+        if not self.ddp.main or (not force and self.plotted_at is not None
+                                 and now - self.plotted_at < PLOT_EVERY_SECONDS):
+            return
+        plot_loss(read_jsonl(self.run_dir / "metrics.jsonl"), self.run_dir / "loss.png",
+                  title=f"{self.model.describe()} on {self.config.data.source}")
+        self.plotted_at = time.perf_counter()
+
+
+PLOT_EVERY_SECONDS = 20.0
 
 
 def _fit_counts(ctx: _EpochContext, train_ids: torch.Tensor, state: TrainingState) -> None:
@@ -302,7 +370,7 @@ def _fit_counts(ctx: _EpochContext, train_ids: torch.Tensor, state: TrainingStat
 
 
 def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optimizer: torch.optim.Optimizer,
-                  state: TrainingState, total_steps: int, use_bf16: bool, progress: bool) -> None:
+                  state: TrainingState, total_steps: int, use_bf16: bool, progress: bool, carried=None) -> None:
     from tqdm.auto import tqdm
 
     tc, model, device, run_dir, ddp = ctx.config.train, ctx.model, ctx.device, ctx.run_dir, ctx.ddp
@@ -314,6 +382,11 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
 
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     log_every = max(1, steps_per_epoch // 25)
+    wall_start, wall_before = time.perf_counter(), state.wall_seconds
+
+    def wall() -> float:  # seconds of this run's training phase, evaluations included (the budget's clock)
+        return wall_before + time.perf_counter() - wall_start
+
     with _StopRequest() as stop:
         while state.epoch < tc.epochs and not state.finished:
             epoch_index = state.epoch
@@ -324,15 +397,19 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
             t0 = time.perf_counter()
             running = None
             budget_hit = None
-            batches = windows.epoch(tc.batch_size, seed=tc.seed * 1_000_003 + epoch_index, skip=state.batch_in_epoch,
-                                    rank=ddp.rank, world=ddp.world)
+            make_batches = windows.stream_epoch if tc.stateful else windows.epoch
+            batches = make_batches(tc.batch_size, seed=tc.seed * 1_000_003 + epoch_index, skip=state.batch_in_epoch,
+                                   rank=ddp.rank, world=ddp.world)
+            if not state.batch_in_epoch:
+                carried = None  # stateful training: the state at the end of the previous batch, cut from its graph
             for x, y in batches:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                lr = lr_at(state.step, tc, total_steps, state.elapsed_seconds + time.perf_counter() - t0)
+                lr = lr_at(state.step, tc, total_steps, wall())
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)  # Muon's group runs at muon_lr / lr times
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    logits, _ = train_model(x, None)
+                    logits, carried = train_model(x, carried)
+                carried = _detached(carried) if tc.stateful else None
                 loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=IGNORE)
                 if not torch.isfinite(loss):
                     bar.close()
@@ -363,8 +440,7 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
                 bar.update(1)
                 if tc.max_steps is not None and state.step >= tc.max_steps:
                     budget_hit = "max_steps"
-                elif tc.time_budget is not None and ddp.any(
-                        state.elapsed_seconds + time.perf_counter() - t0 >= tc.time_budget, device):
+                elif tc.time_budget is not None and ddp.any(wall() >= tc.time_budget, device):
                     budget_hit = "time_budget"  # all ranks stop at the same step
                 if budget_hit:
                     break
@@ -373,8 +449,9 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
                     state.epoch_seconds += time.perf_counter() - t0
                     state.elapsed_seconds += time.perf_counter() - t0
                     t0 = time.perf_counter()
+                    state.wall_seconds = wall()
                     if ddp.main:
-                        save_checkpoint(run_dir, model, optimizer, asdict(state))
+                        save_checkpoint(run_dir, model, optimizer, asdict(state), carried)
                     if stop.requested:
                         bar.close()
                         raise Interrupted(
@@ -385,6 +462,7 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
             now = time.perf_counter()
             state.epoch_seconds += now - t0
             state.elapsed_seconds += now - t0
+            state.wall_seconds = wall()
             _end_epoch(ctx, state, optimizer.param_groups[0]["lr"], partial=bool(budget_hit))
             if budget_hit:
                 state.finished, state.stop_reason = True, budget_hit
@@ -394,8 +472,26 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
                          f"(best {state.best_val_loss:.4f} at epoch {state.best_epoch})")
             elif state.epoch >= tc.epochs:
                 state.finished, state.stop_reason = True, "epochs"
+            state.wall_seconds = wall()
             if ddp.main:
                 save_checkpoint(run_dir, model, optimizer, asdict(state))
+
+
+def _detached(state):
+    """A model state (a tensor or nested tuples of tensors) cut from the graph that made it."""
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return type(state)(_detached(s) for s in state) if isinstance(state, (tuple, list)) else state
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (from /proc on Linux; None elsewhere)."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def hardware_description(device: torch.device) -> str:
@@ -422,10 +518,9 @@ def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: boo
     tc, dc = config.train, config.data
     epoch = state.epoch + 1
     t0 = time.perf_counter()
-    batch_size = safe_batch_size(tc.eval_batch_size, dc.block_size, tokenizer.vocab_size)
-    total, count = token_losses(model, ctx.val_set.batches(batch_size), device)
-    total = ctx.ddp.broadcast_float(total, device)  # every rank takes rank 0's early-stopping decision
-    result = summarize(total, count, ctx.val_set.chars, ctx.val_set.tokens)
+    result = score(model, ctx.val_set, tc.eval_batch_size, dc.block_size, tokenizer.vocab_size, device)
+    # every rank takes rank 0's early-stopping decision
+    result.loss = ctx.ddp.broadcast_float(result.loss, device)
     eval_seconds = time.perf_counter() - t0
     in_sync = ctx.ddp.in_sync(model, device)
     loss_sum, loss_count, tokens = ctx.ddp.sum([state.epoch_loss_sum, state.epoch_loss_count, state.epoch_tokens],
@@ -445,11 +540,13 @@ def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: boo
         "val_loss": round(result.loss, 6),
         "val_perplexity": round(result.perplexity, 4),
         "val_bits_per_char": round(result.bits_per_char, 5),
+        "val_context": result.context,
         "lr": lr,
         "tokens_per_s": round(tokens / max(state.epoch_seconds, 1e-9), 1),
         "epoch_seconds": round(state.epoch_seconds, 2),
         "eval_seconds": round(eval_seconds, 2),
         "elapsed_seconds": round(state.elapsed_seconds, 2),
+        "wall_seconds": round(state.wall_seconds + eval_seconds, 2),
         "best": improved,
         "steps_per_epoch": ctx.steps_per_epoch,
         "train_curve": state.curve,
@@ -474,8 +571,7 @@ def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: boo
     sample_record = {"epoch": epoch, "prompt": tc.sample_prompt, "temperature": tc.sample_temperature, "text": sample}
     append_jsonl(run_dir / "samples.jsonl", sample_record)
     ctx.logger.log_epoch(epoch, state.step, record, sample_record)
-    plot_loss(read_jsonl(run_dir / "metrics.jsonl"), run_dir / "loss.png",
-              title=f"{model.describe()} on {dc.source}")
+    ctx.plot()
     _advance_epoch(state, partial)
 
 

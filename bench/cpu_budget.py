@@ -1,0 +1,111 @@
+"""Quality at a fixed wall-clock budget on this CPU: full-validation loss reached by a < 1M-parameter
+recipe from the moment `tinylm train` is typed to the moment it exits.
+
+    python bench/cpu_budget.py                                  # cpu-best and the best small GPT, ~215 s each
+    python bench/cpu_budget.py --recipes cpu-best --repeats 2   # one recipe, twice (seeds 1337, 1338)
+    python bench/cpu_budget.py --recipes "my-lstm=--model lstm --hidden 320 --time-budget 200"
+
+Each recipe runs `python -m tinylm train RECIPE --data shakespeare --out TMP --quiet` in a fresh process
+(Tiny Shakespeare, last 10% of the characters validate; val loss = mean nats per character over the WHOLE
+validation split). The clock starts just before the process is launched, so interpreter start-up,
+imports, data loading and the final evaluation and save are all inside the budget. Printed per recipe:
+parameters, epochs, tokens/s, the best full-validation loss, the wall time of the whole command, and when
+the best checkpoint was saved; then the nanoGPT reference measured on this kind of machine (its CPU
+config: 0.80M parameters, 215 s, val 1.898) for the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+NANOGPT_CPU = {"seconds": 215.0, "val_loss": 1.898}  # nanoGPT's CPU config on a 2-core machine like CI's
+
+# The best GPT under 1M parameters found for the same budget: 4 x 128 (804k parameters) with the modern options
+# of models/gpt.py, no dropout, AdamW 3e-3 decaying linearly to zero at the end of the same 205 s budget.
+GPT_CPU_BEST = ("--model gpt --layers 4 --heads 4 --embed 128 --block-size 128 --positions rope --norm rmsnorm "
+                "--qk-norm --activation relu2 --no-tie-head --zero-init-proj --no-bias --dropout 0 --batch-size 32 "
+                "--lr 3e-3 --lr-schedule linear --min-lr-ratio 0 --warmup-steps 50 --time-budget 205 "
+                "--epochs 1000000 --patience 0")
+RECIPES = {
+    "cpu-best": "--preset cpu-best",
+    "gpt-cpu-best": GPT_CPU_BEST,
+}
+
+
+def run_recipe(name: str, flags: str, seed: int, threads: int | None, data: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        command = [sys.executable, "-m", "tinylm", "train", *shlex.split(flags), "--data", data, "--out", str(out),
+                   "--quiet", "--seed", str(seed)]
+        if threads:
+            command += ["--threads", str(threads)]
+        start = time.perf_counter()
+        proc = subprocess.run(command, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"{name} failed:\n{proc.stderr[-2000:]}")
+        summary = json.loads((out / "summary.json").read_text())
+        metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    best = min(metrics, key=lambda m: m["val_loss"])
+    # the best checkpoint is on disk a moment after its evaluation; start-up = the whole wall minus training
+    startup = wall - summary.get("wall_seconds", summary["train_seconds"]) - best.get("eval_seconds", 0)
+    return {
+        "recipe": name,
+        "seed": seed,
+        "parameters": summary["parameters"],
+        "epochs": len(metrics),
+        "tokens_per_s": round(sum(m["tokens_per_s"] * m["epoch_seconds"] for m in metrics)
+                              / max(sum(m["epoch_seconds"] for m in metrics), 1e-9)),
+        "best_val_loss": best["val_loss"],
+        "val_losses": [m["val_loss"] for m in metrics],
+        "val_context": best.get("val_context", "windows"),
+        "wall_seconds": round(wall, 1),
+        "outside_training_seconds": round(startup, 1),
+        "best_saved_at_seconds": round(startup + best.get("wall_seconds", best["elapsed_seconds"]), 1),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipes", nargs="+", default=list(RECIPES),
+                   help="recipe names (cpu-best, gpt-cpu-best), other presets, or NAME=FLAGS")
+    p.add_argument("--repeats", type=int, default=1, help="runs per recipe, seeds 1337, 1338, ...")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice, all cores)")
+    p.add_argument("--data", default="shakespeare")
+    p.add_argument("--json", action="store_true", help="also print the results as JSON lines")
+    args = p.parse_args()
+    os.environ.setdefault("TINYLM_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    print(f"{os.cpu_count()} cores; budget recipes on {args.data}; nanoGPT CPU reference: val "
+          f"{NANOGPT_CPU['val_loss']} in {NANOGPT_CPU['seconds']:.0f} s")
+    header = (f"{'recipe':<14} {'seed':>5} {'params':>9} {'epochs':>6} {'tok/s':>7} {'best val':>9} {'eval':>7} "
+              f"{'wall s':>7} {'best at s':>9} {'start+end s':>11}  val by epoch")
+    print(header)
+    results = []
+    for recipe in args.recipes:
+        name, _, flags = recipe.partition("=")
+        flags = flags or RECIPES.get(name) or f"--preset {name}"
+        for i in range(args.repeats):
+            r = run_recipe(name, flags, 1337 + i, args.threads, args.data)
+            results.append(r)
+            print(f"{r['recipe']:<14} {r['seed']:>5} {r['parameters']:>9,} {r['epochs']:>6} {r['tokens_per_s']:>7,} "
+                  f"{r['best_val_loss']:>9.4f} {r['val_context']:>7} {r['wall_seconds']:>7.1f} "
+                  f"{r['best_saved_at_seconds']:>9.1f} {r['outside_training_seconds']:>11.1f}  "
+                  + " ".join(f"{v:.3f}" for v in r["val_losses"]), flush=True)
+            if args.json:
+                print(json.dumps(r))
+    for r in results:
+        gap = NANOGPT_CPU["val_loss"] - r["best_val_loss"]
+        print(f"{r['recipe']} (seed {r['seed']}): {gap:+.3f} nats/char below nanoGPT's CPU config at "
+              f"{r['wall_seconds'] / NANOGPT_CPU['seconds']:.2f}x its wall time")
+
+
+if __name__ == "__main__":
+    main()
