@@ -31,3 +31,19 @@ def test_two_processes_train_in_sync_and_rank_zero_writes(tmp_path, shakespeare_
     assert records[0]["steps_per_epoch"] == -(-(windows // 2) // 16)
     run = tinylm.load(out)
     assert run.evaluate().loss == pytest.approx(records[-1]["val_loss"], rel=1e-4)
+
+
+def test_processes_flag_relaunches_through_torchrun_and_resume_keeps_it(tmp_path, shakespeare_text, capfd):
+    from tinylm.cli import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(shakespeare_text[:20_000], encoding="utf-8")
+    out = tmp_path / "run"
+    flags = ["--data", str(corpus), "--out", str(out), "--hidden", "32", "--embed", "16", "--layers", "1",
+             "--block-size", "32", "--batch-size", "16", "--lr", "0.01", "--quiet", "--sample-tokens", "0"]
+    assert main(["train", *flags, "--epochs", "1", "--processes", "2", "--stateful"]) == 0
+    assert "2 processes (DDP)" in capfd.readouterr().out
+    assert main(["train", "--resume", str(out), "--epochs", "2"]) == 0  # config.json says 2 processes
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["world_size"] for r in records] == [2, 2] and all(r["ranks_in_sync"] for r in records)
+    assert tinylm.load(out).config.train.processes == 2

@@ -32,18 +32,21 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                   "betas": (0.9, 0.99), "min_lr_ratio": 0.1},
     },
     # The best < 1M-parameter recipe for a 2-core CPU at a fixed wall-clock budget (215 s from the command to
-    # its exit, start-up and the final evaluation included): a 1-layer LSTM 384 wide (721,732 parameters on
-    # Tiny Shakespeare), which runs 4x more tokens per second than a GPT of the same size here; bf16 autocast
-    # with oneDNN; no dropout (one pass of the budget does not overfit); the state carried from batch to batch
-    # (--stateful) so it learns from, and is evaluated with, more than one window of context; AdamW 4e-3 with
-    # beta2 0.99, 50 warm-up steps, then a linear decay to zero at the end of the time budget.
-    # bench/cpu_budget.py measures it.
+    # its exit, start-up and the final evaluation included): a 1-layer LSTM 384 wide with 128-wide embeddings
+    # (824,388 parameters on Tiny Shakespeare; an LSTM runs 4x more tokens per second than a GPT of the same
+    # size here), trained by two single-threaded processes (DDP, 1.2x the tokens/s of one process with two
+    # threads), batch 2 x 32, bf16 autocast with oneDNN, no dropout (the budget is about 9 epochs), the state
+    # carried from batch to batch (--stateful) so it learns from, and is evaluated with, more than one window
+    # of context; AdamW 1.2e-2 with beta2 0.99, 50 warm-up steps, then a linear decay to zero at the end of the
+    # 203 s budget. At equal tokens (1,060 steps of 64 x 128), measured one lever at a time: lr 4e-3 -> 8e-3
+    # -> 1.2e-2: 1.531 (windows, not stateful) / 1.479 / 1.472; embed 64 -> 128: 1.472 -> 1.452; hidden 448
+    # instead of 384 at equal time: no gain; batch 128 at equal tokens: worse. bench/cpu_budget.py measures it.
     "cpu-best": {
-        "model": {"name": "lstm", "layers": 1, "hidden": 384, "embed": 64, "dropout": 0.0},
+        "model": {"name": "lstm", "layers": 1, "hidden": 384, "embed": 128, "dropout": 0.0},
         "data": {"block_size": 128},
-        "train": {"batch_size": 64, "lr": 4e-3, "optimizer": "adamw", "betas": (0.9, 0.99), "grad_clip": 1.0,
-                  "warmup_steps": 50, "lr_schedule": "linear", "min_lr_ratio": 0.0, "stateful": True,
-                  "time_budget": 205.0, "epochs": UNLIMITED_EPOCHS, "patience": 0},
+        "train": {"batch_size": 32, "processes": 2, "lr": 1.2e-2, "optimizer": "adamw", "betas": (0.9, 0.99),
+                  "grad_clip": 1.0, "warmup_steps": 50, "lr_schedule": "linear", "min_lr_ratio": 0.0,
+                  "stateful": True, "time_budget": 203.0, "epochs": UNLIMITED_EPOCHS, "patience": 0},
     },
     # The fastest recipe to validation loss 1.47 on one GPU (Tiny Shakespeare, char-level), after what the
     # Performance issue's experimental trainer measured: nanoGPT's 6 x 384 shape (10.6M parameters) with the

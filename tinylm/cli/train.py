@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..errors import TinyLMError
 
@@ -87,7 +88,9 @@ def add_parser(sub) -> None:
     g.add_argument("--out", help="run directory (default runs/<data>-<model>-<time>)")
     g.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     g.add_argument("--resume", metavar="RUN", help="continue RUN until it has --epochs epochs in total")
-    g.add_argument("--threads", type=int, help="CPU threads for torch")
+    g.add_argument("--threads", type=int, help="CPU threads for torch (per process)")
+    g.add_argument("--processes", type=int,
+                   help="train with N processes on this machine (DDP through torchrun's launcher; default 1)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -100,7 +103,8 @@ _TRAIN_FLAGS = ["epochs", "max_steps", "batch_size", "lr", "optimizer", "muon_lr
                 "lr_schedule", "min_lr_ratio",
                 "warmup_steps", "grad_clip", "patience", "seed", "device", "precision", "eval_batch_size",
                 "checkpoint_every",
-                "sample_prompt", "sample_tokens", "stateful", "time_budget", "logger", "wandb_project", "run_name"]
+                "sample_prompt", "sample_tokens", "stateful", "processes", "time_budget", "logger", "wandb_project",
+                "run_name"]
 
 
 def config_from_args(args: argparse.Namespace):
@@ -139,19 +143,51 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+def _relaunch(processes: int, args: argparse.Namespace) -> int:
+    """Run this same command as `processes` DDP processes through PyTorch's torchrun launcher, each with its
+    share of the cores (unless --threads says otherwise)."""
+    import os
+
+    from torch.distributed.run import main as torchrun
+
+    if not args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
+    try:
+        torchrun(["--standalone", "--nproc_per_node", str(processes), "-m", "tinylm", *args._argv])
+    except Exception as e:  # noqa: BLE001 - torchrun raises ChildFailedError after the workers printed why
+        if type(e).__name__ != "ChildFailedError":
+            raise
+        return 1
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    import os
+
     import torch
 
     from ..training import resume, train
 
+    launched = "LOCAL_RANK" in os.environ  # already one of torchrun's processes
+    if args.resume:
+        from ..config import RunConfig
+
+        saved = Path(args.resume) / "config.json"
+        processes = args.processes or (RunConfig.load(saved).train.processes if saved.is_file() else 1)
+        config = None
+    else:
+        config = config_from_args(args)
+        processes = config.train.processes
+    if processes > 1 and not launched and getattr(args, "_argv", None) is not None:
+        return _relaunch(processes, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.resume:
         ignored = [f"--{n.replace('_', '-')}" for n in _DATA_FLAGS[2:] + _MODEL_FLAGS + _TRAIN_FLAGS[2:]
-                   if getattr(args, n, None) is not None] + (["--data"] if args.data else [])
+                   if getattr(args, n, None) is not None and n != "processes"] + (["--data"] if args.data else [])
         if ignored:
             print(f"note: --resume continues with the run's own config; ignored: {' '.join(ignored)}", file=sys.stderr)
         resume(args.resume, epochs=args.epochs, max_steps=args.max_steps, progress=not args.quiet)
     else:
-        train(config_from_args(args), out=args.out, overwrite=args.overwrite, progress=not args.quiet)
+        train(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
     return 0

@@ -155,9 +155,9 @@ class CausalSelfAttention(nn.Module):
                 rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         B, T, C = x.shape
         t = cache.length  # positions already in the cache; x holds positions t..t+T-1
-        q, k, v = self.c_attn(x).split(C, dim=2)
         hs = C // self.heads
-        q, k, v = (z.view(B, T, self.heads, hs).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hs)
+        # one view and one permute instead of split + 3 x (view, transpose): (3, B, nh, T, hs)
+        q, k, v = self.c_attn(x).view(B, T, 3, self.heads, hs).permute(2, 0, 3, 1, 4).unbind(0)
         if self.qk_norm:  # autocast may run the norm in fp32: back to v's dtype, as attention needs
             q, k = (F.rms_norm(z, (hs,)).type_as(v) for z in (q, k))
         if rotary is not None:  # the cos, sin rows of positions t..t+T-1: cached keys keep their rotation
@@ -171,8 +171,8 @@ class CausalSelfAttention(nn.Module):
             # query i (position t+i) sees keys 0..t+i; a single new token sees them all, so needs no mask
             mask = None if T == 1 else torch.ones(T, t + T, dtype=torch.bool, device=x.device).tril(t)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
-        return self.resid_dropout(self.c_proj(y))
+        y = self.c_proj(y.transpose(1, 2).reshape(B, T, C))  # heads side by side again (no copy at T = 1)
+        return self.resid_dropout(y) if self.training else y  # eval: no module call for a no-op
 
     def _append(self, cache: KVCache, layer: int, t: int, k: torch.Tensor,
                 v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,8 +200,8 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.c_fc(x)
-        h = F.relu(h).square() if self.relu2 else F.gelu(h, approximate="tanh")
-        return self.dropout(self.c_proj(h))
+        h = self.c_proj(F.relu(h).square() if self.relu2 else F.gelu(h, approximate="tanh"))
+        return self.dropout(h) if self.training else h
 
 
 def norm(c: GPTConfig) -> nn.Module:
@@ -293,12 +293,13 @@ class GPT(LanguageModel):
         t, n = cache.length, ids.size(1)
         rotary = None
         if "wpe" in self.transformer:
-            positions = torch.arange(t, t + n, device=ids.device)  # (n,)
-            x = self.transformer.wte(ids) + self.transformer.wpe(positions)  # (B, n, E)
+            # the rows of positions t..t+n-1: a slice, not arange + an embedding lookup
+            x = self.transformer.wte(ids) + self.transformer.wpe.weight[t : t + n]  # (B, n, E)
         else:
             x = self.transformer.wte(ids)
             rotary = self.rotary_cos[t : t + n], self.rotary_sin[t : t + n]  # (n, head size // 2) each
-        x = self.transformer.drop(x)
+        if self.training:
+            x = self.transformer.drop(x)
         for layer, block in enumerate(self.transformer.h):
             x = block(x, cache, layer, rotary)
         cache.ids = torch.cat([cache.ids, ids], dim=1)

@@ -1,0 +1,209 @@
+"""The generation fast path (tinylm/inference.py): bf16 and int8 inference copies of any model, the
+`precision` option of sampling, and its fallback where oneDNN cannot pack bf16."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import tiny_config
+
+import tinylm
+from tinylm import inference
+from tinylm.errors import TinyLMError
+from tinylm.generation import SamplingConfig, generate_ids
+from tinylm.inference import TOLERANCES, BF16Linear, Int8Linear, PackedLinear, inference_copy, model_for_generation
+from tinylm.models import build_model, model_config
+
+VOCAB = 37
+
+
+def small_model(name: str, seed: int = 0) -> torch.nn.Module:
+    """A small random GPT or LSTM (tens of thousands of parameters) with every Linear layer in play, its
+    matrices scaled up so that the logits spread over a few units, as a trained model's do."""
+    torch.manual_seed(seed)
+    if name == "gpt":
+        config = model_config("gpt", vocab_size=VOCAB, block_size=16, layers=2, heads=2, embed=32, dropout=0.0)
+    else:
+        config = model_config("lstm", vocab_size=VOCAB, embed=16, hidden=64, layers=2, dropout=0.0, head="mlp")
+    model = build_model(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(5.0)
+    return model
+
+
+def relative_difference(fast: torch.nn.Module, model: torch.nn.Module, ids: torch.Tensor) -> float:
+    """max |logit difference| / max |fp32 logit| over the steps of `ids` (what TOLERANCES bound)."""
+    reference = steps(model, ids)
+    return ((steps(fast, ids) - reference).abs().max() / reference.abs().max()).item()
+
+
+def steps(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """Logits of a prompt pass, then one token at a time with the carried state (the path generation takes)."""
+    with torch.inference_mode():
+        logits, state = model(ids[:, :5], None)
+        out = [logits]
+        for i in range(5, ids.size(1)):
+            logits, state = model(ids[:, i : i + 1], state)
+            out.append(logits)
+    return torch.cat(out, dim=1)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("name", ["gpt", "lstm"])
+def test_fast_copy_logits_match_fp32_within_the_stated_tolerance(name, precision):
+    model = small_model(name)
+    ids = torch.randint(0, VOCAB, (1, 40))  # past the GPT's block of 16: the sliding cache runs in bf16 too
+    reference = steps(model, ids)
+    fast = inference_copy(model, precision)
+    expected = {"bf16": PackedLinear if inference.bf16_packing_supported() else BF16Linear,
+                "int8": Int8Linear}[precision]
+    linears = [m for m in fast.modules() if isinstance(m, (PackedLinear, BF16Linear, Int8Linear))]
+    assert linears and all(type(m) is expected for m in linears)
+    assert not any(type(m) is torch.nn.Linear for m in fast.modules())
+    assert reference.abs().max() > 1.0  # logits of a few units: the tolerance is tested at a real scale
+    assert 0 < relative_difference(fast, model, ids) < TOLERANCES[precision]  # > 0: lower precision for real
+    # the original is untouched and still trainable
+    assert not any(isinstance(m, (PackedLinear, BF16Linear, Int8Linear)) for m in model.modules())
+    assert all(p.requires_grad for p in model.parameters())
+    assert torch.equal(steps(model, ids), reference)
+
+
+def test_int8_leaves_layers_its_kernel_cannot_take_in_bf16():
+    torch.manual_seed(0)
+    model = build_model(model_config("lstm", vocab_size=VOCAB, embed=8, hidden=40, layers=1, dropout=0.0,
+                                     head="mlp")).eval()  # head: Linear(40, 40), Linear(40, V): 40 % 16 != 0
+    fast = inference_copy(model, "int8")
+    assert not any(isinstance(m, Int8Linear) for m in fast.modules())
+    ids = torch.randint(0, VOCAB, (1, 12))
+    assert relative_difference(fast, model, ids) < TOLERANCES["bf16"]
+    with pytest.raises(TinyLMError, match="CPUs only"):
+        inference.resolve_precision(model, "int8", "cuda")
+
+
+def test_fallback_without_bf16_packing(monkeypatch):
+    monkeypatch.setattr(inference, "bf16_packing_supported", lambda: False)
+    model = small_model("gpt")
+    assert inference.resolve_precision(model, "auto") == "fp32"  # auto never picks an unpacked bf16
+    fast = inference_copy(model, "bf16")  # asked for explicitly: the same numerics through F.linear
+    assert any(isinstance(m, BF16Linear) for m in fast.modules())
+    assert not any(isinstance(m, PackedLinear) for m in fast.modules())
+    ids = torch.randint(0, VOCAB, (1, 20))
+    assert relative_difference(fast, model, ids) < TOLERANCES["bf16"]
+    config = SamplingConfig(max_new_tokens=10, temperature=1.0, seed=0, precision="bf16", stop_at_eos=False)
+    assert len(list(generate_ids(model, [1, 2], config))) == 10
+
+
+@pytest.mark.parametrize("name", ["gpt", "lstm"])
+def test_fp32_generation_runs_the_model_itself_unchanged(name):
+    model = small_model(name)
+    assert model_for_generation(model, "fp32") is model
+    prompt, n = [3, 1, 4], 30
+    for config in (SamplingConfig(max_new_tokens=n, greedy=True, precision="fp32"),
+                   SamplingConfig(max_new_tokens=n, temperature=1.5, seed=0, precision="fp32")):
+        generated = list(generate_ids(model, prompt, config))
+        # the same choices by hand, with the same random draws
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            logits, state = model(torch.tensor([prompt]), None)
+            expected = []
+            for _ in range(n):
+                last = logits[:, -1]
+                token = last.argmax(-1) if config.greedy else torch.multinomial(
+                    torch.softmax(last / config.temperature, -1), 1, generator=generator).squeeze(-1)
+                expected.append(int(token))
+                logits, state = model(token.view(1, 1), state)
+        assert generated == expected
+
+
+def test_auto_takes_the_fast_path_only_where_it_pays(monkeypatch):
+    model = small_model("gpt")
+    assert inference.linear_weights(model) < inference.AUTO_MIN_LINEAR_WEIGHTS
+    assert inference.resolve_precision(model, "auto") == "fp32"  # small: the weights stay in the cache anyway
+    assert model_for_generation(model, "auto") is model
+    monkeypatch.setattr(inference, "AUTO_MIN_LINEAR_WEIGHTS", 1)
+    monkeypatch.setattr(inference, "native_bf16_cpu", lambda: True)
+    assert inference.resolve_precision(model, "auto") == "bf16"
+    assert inference.resolve_precision(model, "auto", "cuda") == "fp32"  # the fast path is for CPUs
+    monkeypatch.setattr(inference, "native_bf16_cpu", lambda: False)
+    assert inference.resolve_precision(model, "auto") == "fp32"  # emulated bf16 saves nothing
+    assert inference.resolve_precision(model, "bf16") == "bf16"  # explicit choices are kept
+    with pytest.raises(TinyLMError, match="precision"):
+        inference.resolve_precision(model, "fp8")
+    with pytest.raises(TinyLMError, match="precision"):
+        SamplingConfig(precision="fp16").validate(vocab_size=VOCAB)
+
+
+def test_copy_is_made_once_and_rebuilt_when_the_weights_change():
+    model = small_model("gpt")
+    first = model_for_generation(model, "bf16")
+    assert first is not model and model_for_generation(model, "bf16") is first
+    with torch.no_grad():
+        model.lm_head.weight.mul_(2.0)  # an optimizer step, in place
+    second = model_for_generation(model, "bf16")
+    assert second is not first
+    ids = torch.randint(0, VOCAB, (1, 8))
+    assert relative_difference(second, model, ids) < TOLERANCES["bf16"]  # the new weights
+    assert relative_difference(first, model, ids) > 0.2  # not the old ones
+    assert any(isinstance(m, Int8Linear) for m in model_for_generation(model, "int8").modules())
+
+
+def test_inference_copy_refuses_training():
+    fast = inference_copy(small_model("lstm"), "bf16")
+    assert not fast.training and not any(p.requires_grad for p in fast.parameters())
+    fast.eval()  # allowed: generation calls it
+    with pytest.raises(TinyLMError, match="inference copy"):
+        fast.train()
+
+
+def test_recurrent_fast_path_keeps_onednn_off_while_sampling(monkeypatch):
+    model = small_model("lstm")
+    seen = []
+    real_forward = type(model).forward
+
+    def spy(self, ids, state=None):
+        seen.append(torch.backends.mkldnn.enabled)
+        return real_forward(self, ids, state)
+
+    monkeypatch.setattr(type(model), "forward", spy)
+    before = torch.backends.mkldnn.enabled
+    out = list(generate_ids(model, [1], SamplingConfig(max_new_tokens=5, seed=0, precision="bf16")))
+    assert len(out) == 5 and seen and not any(seen)
+    assert torch.backends.mkldnn.enabled == before
+
+
+@pytest.fixture(scope="module")
+def gpt_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inference")
+    corpus = folder / "corpus.txt"
+    corpus.write_text("To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 40,
+                      encoding="utf-8")
+    config = tiny_config(corpus, model="gpt", epochs=1, sample_tokens=5)
+    tinylm.train(config, out=folder / "run", progress=False, echo=lambda s: None)
+    return folder / "run"
+
+
+def test_sample_cli_with_bf16_precision_end_to_end(gpt_run):
+    def sample(*flags):
+        result = subprocess.run([sys.executable, "-m", "tinylm", "sample", str(gpt_run), "--prompt", "To be",
+                                 "--max-new-tokens", "30", "--seed", "1", *flags],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    fast = sample("--precision", "bf16", "--threads", "1")
+    assert fast.startswith("To be") and len(fast.rstrip("\n")) > len("To be")
+    run = tinylm.load(gpt_run)  # the command is the API call, in another process: the same text for the seed
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert fast.rstrip("\n") == run.generate("To be", max_new_tokens=30, seed=1, precision="bf16")
+    finally:
+        torch.set_num_threads(threads)
+    bad = subprocess.run([sys.executable, "-m", "tinylm", "sample", str(gpt_run), "--precision", "fp8"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "precision" in bad.stderr
