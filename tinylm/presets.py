@@ -33,7 +33,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     # The best < 1M-parameter recipe for a 2-core CPU at a fixed wall-clock budget (215 s from the command to
     # its exit, start-up and the final evaluation included): a 1-layer LSTM 384 wide with 128-wide embeddings
-    # (824,388 parameters on Tiny Shakespeare; an LSTM runs 4x more tokens per second than a GPT of the same
+    # (824,388 parameters on Tiny Shakespeare; an LSTM runs 2.8x more tokens per second than a GPT of the same
     # size here), trained by two single-threaded processes (DDP, 1.2x the tokens/s of one process with two
     # threads), batch 2 x 32, bf16 autocast with oneDNN, no dropout (the budget is about 9 epochs), the state
     # carried from batch to batch (--stateful) so it learns from, and is evaluated with, more than one window
