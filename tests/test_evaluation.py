@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from tinylm.data import eval_batches
@@ -85,3 +86,25 @@ def test_fixed_context_models_are_scored_by_windows():
     total, count = token_losses(gpt, eval_batches(ids, 16, "every", 4))
     assert result.context == "windows" and count == result.tokens == 99
     assert math.isclose(result.loss, total / count, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gpt"])
+def test_ranks_share_the_evaluation_and_their_sums_equal_one_process(name):
+    from tinylm.evaluation import score
+    from tinylm.models import build_model, model_config
+
+    torch.manual_seed(0)
+    extra = {"hidden": 16, "layers": 1} if name == "lstm" else {"layers": 1, "heads": 1, "block_size": 16}
+    model = build_model(model_config(name, vocab_size=11, embed=8, **extra)).eval()
+    ids = torch.randint(0, 11, (500,))
+    whole = score(model, _text_examples(ids, block_size=16), 4, 16, 11)
+    parts = []  # what each of 3 ranks contributes to the all-reduce
+    for rank in range(3):
+        score(model, _text_examples(ids, block_size=16), 4, 16, 11, shard=(rank, 3),
+              all_sum=lambda values: parts.append(values) or values)
+    assert all(0 < count < whole.tokens for _, count in parts)  # each rank scored only its share
+    assert sum(count for _, count in parts) == whole.tokens
+    assert math.isclose(sum(total for total, _ in parts) / whole.tokens, whole.loss, rel_tol=1e-6)
+    summed = score(model, _text_examples(ids, block_size=16), 4, 16, 11, shard=(1, 3),
+                   all_sum=lambda values: [sum(p[0] for p in parts), sum(p[1] for p in parts)])
+    assert summed.tokens == whole.tokens and math.isclose(summed.loss, whole.loss, rel_tol=1e-6)

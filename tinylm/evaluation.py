@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -74,19 +74,42 @@ def token_losses(
 
 
 def score(model: torch.nn.Module, examples: EvalSet, batch_size: int, block_size: int, vocab_size: int,
-          device: torch.device | str = "cpu") -> EvalResult:
-    """Score every token of an EvalSet once: as streams for models that carry their state, else by windows."""
+          device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1),
+          all_sum: Callable[[list[float]], list[float]] | None = None) -> EvalResult:
+    """Score every token of an EvalSet once: as streams for models that carry their state, else by windows.
+
+    Several processes (DDP) share the work: with `shard=(rank, world)` each scores its own streams (or every
+    world-th batch of windows) and `all_sum` adds up the nats and token counts of all of them, so every rank
+    gets the same result as one process would, in 1/world of the time.
+    """
     if getattr(model, "carries_state", False) and examples.streams is not None:
         chunk = max(1, min(512, _MAX_LOGITS // (EVAL_STREAMS * vocab_size)))
-        total, count = token_losses(model, examples.streams(EVAL_STREAMS, chunk), device, carry_state=True)
-        context = "stream"
+        batches, carry_state, context = examples.streams(EVAL_STREAMS, chunk), True, "stream"
     else:
         batch_size = safe_batch_size(batch_size, block_size, vocab_size)
-        total, count = token_losses(model, examples.batches(batch_size), device)
-        context = "windows"
+        batches, carry_state, context = examples.batches(batch_size), False, "windows"
+    rank, world = shard
+    if world > 1:
+        batches = _shard(batches, rank, world, by_rows=carry_state)
+    total, count = token_losses(model, batches, device, carry_state=carry_state)
+    if all_sum is not None:
+        total, count = all_sum([total, count])
+        count = round(count)
     if count == 0:
         raise TinyLMError("the evaluation text has nothing to score (too short)")
     return summarize(total, count, examples.chars, examples.tokens, context)
+
+
+def _shard(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], rank: int, world: int,
+           by_rows: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This rank's part: every world-th row of each batch (streams, whose rows continue from batch to batch),
+    or every world-th batch (independent windows)."""
+    for i, (x, y) in enumerate(batches):
+        if by_rows:
+            if rank < x.size(0):
+                yield x[rank::world], y[rank::world]
+        elif i % world == rank:
+            yield x, y
 
 
 def evaluate_text(model: torch.nn.Module, tokenizer, text: str, data, batch_size: int,

@@ -343,17 +343,20 @@ class _EpochContext:
     logger: Logger
     ddp: distributed.Distributed
     plotted_at: float | None = None  # perf_counter() of the last loss.png redraw
+    plotted_epochs: int = -1  # metrics records drawn then
 
     def plot(self, force: bool = False) -> None:
         """Redraw loss.png: after an epoch at most every PLOT_EVERY_SECONDS (a redraw costs 0.2-0.7 s, more
-        than a short epoch's training on a GPU), and always at the end of training."""
+        than a short epoch's training on a GPU), and at the end of training unless nothing changed since."""
         now = time.perf_counter()
         if not self.ddp.main or (not force and self.plotted_at is not None
                                  and now - self.plotted_at < PLOT_EVERY_SECONDS):
             return
-        plot_loss(read_jsonl(self.run_dir / "metrics.jsonl"), self.run_dir / "loss.png",
-                  title=f"{self.model.describe()} on {self.config.data.source}")
-        self.plotted_at = time.perf_counter()
+        records = read_jsonl(self.run_dir / "metrics.jsonl")
+        if force and len(records) == self.plotted_epochs:
+            return
+        plot_loss(records, self.run_dir / "loss.png", title=f"{self.model.describe()} on {self.config.data.source}")
+        self.plotted_at, self.plotted_epochs = time.perf_counter(), len(records)
 
 
 PLOT_EVERY_SECONDS = 20.0
@@ -518,7 +521,9 @@ def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: boo
     tc, dc = config.train, config.data
     epoch = state.epoch + 1
     t0 = time.perf_counter()
-    result = score(model, ctx.val_set, tc.eval_batch_size, dc.block_size, tokenizer.vocab_size, device)
+    ddp = ctx.ddp
+    result = score(model, ctx.val_set, tc.eval_batch_size, dc.block_size, tokenizer.vocab_size, device,
+                   shard=(ddp.rank, ddp.world), all_sum=lambda values: ddp.sum(values, device))
     # every rank takes rank 0's early-stopping decision
     result.loss = ctx.ddp.broadcast_float(result.loss, device)
     eval_seconds = time.perf_counter() - t0
