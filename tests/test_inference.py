@@ -127,6 +127,9 @@ def test_auto_takes_the_fast_path_only_where_it_pays(monkeypatch):
     assert model_for_generation(model, "auto") is model
     monkeypatch.setattr(inference, "AUTO_MIN_LINEAR_WEIGHTS", 1)
     monkeypatch.setattr(inference, "native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(inference, "int8_kernel_available", lambda: True)
+    assert inference.resolve_precision(model, "auto") == "int8"
+    monkeypatch.setattr(inference, "int8_kernel_available", lambda: False)  # e.g. Arm: not measured there
     assert inference.resolve_precision(model, "auto") == "bf16"
     assert inference.resolve_precision(model, "auto", "cuda") == "fp32"  # the fast path is for CPUs
     monkeypatch.setattr(inference, "native_bf16_cpu", lambda: False)
@@ -207,3 +210,23 @@ def test_sample_cli_with_bf16_precision_end_to_end(gpt_run):
     bad = subprocess.run([sys.executable, "-m", "tinylm", "sample", str(gpt_run), "--precision", "fp8"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "precision" in bad.stderr
+
+
+def test_auto_int8_is_checked_against_fp32_and_falls_back_to_bf16_when_off(monkeypatch):
+    model = small_model("gpt")
+    monkeypatch.setattr(inference, "AUTO_MIN_LINEAR_WEIGHTS", 1)
+    monkeypatch.setattr(inference, "native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(inference, "int8_kernel_available", lambda: True)
+    fast = model_for_generation(model, "auto")
+    assert any(isinstance(m, Int8Linear) for m in fast.modules())  # a kernel that works is kept
+    assert model_for_generation(model, "auto") is fast  # checked once, then reused
+
+    other = small_model("gpt")
+    real_forward = Int8Linear.forward
+    monkeypatch.setattr(Int8Linear, "forward", lambda self, x: real_forward(self, x) * 1.5)  # a wrong kernel
+    with pytest.warns(RuntimeWarning, match="bf16 instead"):
+        fallback = model_for_generation(other, "auto")
+    assert not any(isinstance(m, Int8Linear) for m in fallback.modules())
+    ids = torch.randint(0, VOCAB, (1, 12))
+    assert relative_difference(fallback, other, ids) < TOLERANCES["bf16"]
+    assert any(isinstance(m, Int8Linear) for m in model_for_generation(other, "int8").modules())  # asked for
