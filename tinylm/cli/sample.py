@@ -21,8 +21,8 @@ def add_sampling_flags(p) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="auto",
                    help="fp32: exact; bf16: Linear layers in bf16, ~2x faster on CPUs for models of millions of "
-                        "parameters; int8: int8 weights (CPU), faster, less exact; auto (default): bf16 where "
-                        "the CPU and model size make it pay, else fp32")
+                        "parameters; int8: int8 weights (CPU), faster, less exact; auto (default): where the CPU "
+                        "and model size make it pay, int8 on x86-64 (checked against fp32) or bf16, else fp32")
     p.add_argument("--threads", type=int, help="CPU threads for torch (1 is often as fast at batch 1, and "
                                                "steadier on a busy machine)")
 
