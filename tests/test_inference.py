@@ -122,12 +122,14 @@ def test_fp32_generation_runs_the_model_itself_unchanged(name):
 
 def test_auto_takes_the_fast_path_only_where_it_pays(monkeypatch):
     model = small_model("gpt")
-    assert inference.linear_weights(model) < inference.AUTO_MIN_LINEAR_WEIGHTS
+    assert inference.linear_weights(model) < inference.AUTO_MIN_INT8_LINEAR_WEIGHTS < inference.AUTO_MIN_LINEAR_WEIGHTS
     assert inference.resolve_precision(model, "auto") == "fp32"  # small: the weights stay in the cache anyway
     assert model_for_generation(model, "auto") is model
     monkeypatch.setattr(inference, "AUTO_MIN_LINEAR_WEIGHTS", 1)
     monkeypatch.setattr(inference, "native_bf16_cpu", lambda: True)
     monkeypatch.setattr(inference, "int8_kernel_available", lambda: True)
+    assert inference.resolve_precision(model, "auto") == "bf16"  # big enough for bf16, not yet for int8
+    monkeypatch.setattr(inference, "AUTO_MIN_INT8_LINEAR_WEIGHTS", 1)
     assert inference.resolve_precision(model, "auto") == "int8"
     monkeypatch.setattr(inference, "int8_kernel_available", lambda: False)  # e.g. Arm: not measured there
     assert inference.resolve_precision(model, "auto") == "bf16"
@@ -214,7 +216,7 @@ def test_sample_cli_with_bf16_precision_end_to_end(gpt_run):
 
 def test_auto_int8_is_checked_against_fp32_and_falls_back_to_bf16_when_off(monkeypatch):
     model = small_model("gpt")
-    monkeypatch.setattr(inference, "AUTO_MIN_LINEAR_WEIGHTS", 1)
+    monkeypatch.setattr(inference, "AUTO_MIN_INT8_LINEAR_WEIGHTS", 1)
     monkeypatch.setattr(inference, "native_bf16_cpu", lambda: True)
     monkeypatch.setattr(inference, "int8_kernel_available", lambda: True)
     fast = model_for_generation(model, "auto")

@@ -20,8 +20,8 @@ bf16 only around its product. Precisions:
 - "int8": `Int8Linear`, weight-only int8 (torch's `_weight_int8pack_mm`, bf16 activations), CPU only, the
   fastest and the least exact (logits within ~2%); a layer the kernel cannot take stays bf16;
 - "auto" (the default of sampling): where the fast path pays (a CPU with native bf16 dot products and a
-  model big enough that its weights do not stay in the cache between tokens anyway), int8 on x86-64 (where
-  it was measured: 1.5x bf16's tokens/s, validation loss +0.01%), bf16 elsewhere; else fp32. An int8 copy
+  model big enough: AUTO_MIN_INT8_LINEAR_WEIGHTS, AUTO_MIN_LINEAR_WEIGHTS), int8 on x86-64 (where it was
+  measured: 1.5x bf16's tokens/s, validation loss +0.01%), bf16 elsewhere; else fp32. An int8 copy
   chosen by auto is checked once against fp32 on a probe sequence, and replaced by bf16 (with a warning)
   if its logits are further off than TOLERANCES allows.
 The copy is for inference only: it refuses `train()`, its weights do not require gradients, and it cannot
@@ -49,6 +49,11 @@ AUTO_MIN_LINEAR_WEIGHTS = 2_000_000
 caches between tokens and each Linear's fixed cost in oneDNN (~15 us a call, against ~5 us for F.linear)
 outweighs what bf16 saves. Measured, bf16 against fp32 tokens/s at 1 thread for GPTs of 0.8M, 1.8M, 3.2M,
 4.7M and 10.6M Linear weights: 0.67x, 1.03x, 1.25x, 1.29x, 1.62x (a 2-core AMD EPYC, 32 MB L3)."""
+
+AUTO_MIN_INT8_LINEAR_WEIGHTS = 750_000
+"""`auto` uses int8 (where int8_kernel_available) from this many Linear weights on: its fixed cost per call
+is lower than oneDNN's. Measured, int8 against fp32 tokens/s at 1 thread for GPTs of 0.4M, 0.8M, 1.8M and
+10.6M Linear weights: 0.78x, 1.18-1.35x (three runs), 2.13x, 2.6-2.7x."""
 
 TOLERANCES = {"bf16": 2e-2, "int8": 4e-2}
 """Max |logit difference| against fp32, as a share of the largest |fp32 logit|, that the tests allow
@@ -93,10 +98,12 @@ def resolve_precision(model: nn.Module, precision: str, device: torch.device | s
         raise TinyLMError(f"--precision int8 runs on CPUs only (this model is on {device}); use bf16 or fp32")
     if precision != "auto":
         return precision
-    fast = on_cpu and native_bf16_cpu() and linear_weights(model) >= AUTO_MIN_LINEAR_WEIGHTS
-    if not fast:
+    if not (on_cpu and native_bf16_cpu()):
         return "fp32"
-    return "int8" if int8_kernel_available() else "bf16"
+    weights = linear_weights(model)
+    if int8_kernel_available() and weights >= AUTO_MIN_INT8_LINEAR_WEIGHTS:
+        return "int8"
+    return "bf16" if weights >= AUTO_MIN_LINEAR_WEIGHTS else "fp32"
 
 
 def int8_kernel_available() -> bool:
