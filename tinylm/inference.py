@@ -21,7 +21,7 @@ bf16 only around its product. Precisions:
   fastest and the least exact (logits within ~2%); a layer the kernel cannot take stays bf16;
 - "auto" (the default of sampling): where the fast path pays (a CPU with native bf16 dot products and a
   model big enough: AUTO_MIN_INT8_LINEAR_WEIGHTS, AUTO_MIN_LINEAR_WEIGHTS), int8 on x86-64 (where it was
-  measured: 1.5x bf16's tokens/s, validation loss +0.01%), bf16 elsewhere; else fp32. An int8 copy
+  measured: 1.3-1.5x bf16's tokens/s, validation loss +0.01%), bf16 elsewhere; else fp32. An int8 copy
   chosen by auto is checked once against fp32 on a probe sequence, and replaced by bf16 (with a warning)
   if its logits are further off than TOLERANCES allows.
 The copy is for inference only: it refuses `train()`, its weights do not require gradients, and it cannot
