@@ -42,6 +42,8 @@ class DataConfig:
     """Split of a Hugging Face dataset."""
     hf_config: str | None = None
     """Configuration name of a Hugging Face dataset."""
+    strip_gutenberg: bool = False
+    """Cut the Project Gutenberg licence header and footer off a text file (gutenberg:ID sources always are)."""
     lines: bool = False
     """One sample per line: each line ends with <eos>, batches are padded, lines are never cut."""
     target: str = "every"

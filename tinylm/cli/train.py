@@ -21,6 +21,8 @@ def add_parser(sub) -> None:
     g.add_argument("--text-column", help="column of a Hugging Face dataset (text)")
     g.add_argument("--hf-split", help="split of a Hugging Face dataset (train)")
     g.add_argument("--hf-config", help="configuration of a Hugging Face dataset")
+    g.add_argument("--strip-gutenberg", action="store_true", default=None,
+                   help="cut the Project Gutenberg licence header and footer off the text file(s)")
     g.add_argument("--lines", action="store_true", default=None,
                    help="one sample per line: each ends with <eos>, lines are never cut or joined")
     g.add_argument("--target", choices=["every", "last"],
@@ -95,7 +97,7 @@ def add_parser(sub) -> None:
 
 
 _DATA_FLAGS = ["source", "val_source", "val_fraction", "encoding", "text_column", "hf_split", "hf_config",
-               "lines", "target", "block_size", "stride"]
+               "lines", "target", "block_size", "stride", "strip_gutenberg"]
 _TOKENIZER_FLAGS = ["vocab_size", "min_freq"]
 _MODEL_FLAGS = ["layers", "hidden", "embed", "dropout", "head", "heads", "order", "smoothing", "positions", "norm",
                 "qk_norm", "activation", "tie_head", "zero_init_proj", "bias"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ class CorpusFile:
     min_bytes: int = 0  # plausibility checks for files without a pinned checksum
     max_bytes: int = 1 << 40
     starts_with: str = ""
+    contains: str = ""  # a regular expression (any case) that must match near the beginning of the file
 
 
 _WT2 = "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/"
@@ -92,6 +94,11 @@ def _verify(path: Path, spec: CorpusFile) -> str | None:
         head = f.read(len(spec.starts_with.encode()))
     if head != spec.starts_with.encode():
         return "unexpected beginning of file"
+    if spec.contains:
+        with open(path, "rb") as f:
+            head = f.read(1 << 18).decode("utf-8", errors="replace")
+        if not re.search(spec.contains, head, re.IGNORECASE | re.MULTILINE):
+            return "not the expected kind of text (a marker line is missing near its beginning)"
     return None
 
 
@@ -151,12 +158,17 @@ def _read(path: Path, encoding: str) -> str:
         raise TinyLMError(f"unknown encoding {encoding!r}") from None
 
 
-def read_folder(folder: Path, encoding: str) -> str:
+def read_folder(folder: Path, encoding: str, strip_gutenberg_text: bool = False) -> str:
     files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
     if not files:
         raise TinyLMError(f"folder {folder} holds no .txt files")
+
+    def read(path: Path) -> str:  # each book of a folder loses its own licence text
+        text = _read(path, encoding)
+        return strip_gutenberg(text, str(path)) if strip_gutenberg_text else text
+
     # Documents are separated by a blank line so that one file's end does not run into the next.
-    return "\n\n".join(_read(p, encoding).strip("\n") for p in files) + "\n"
+    return "\n\n".join(read(p).strip("\n") for p in files) + "\n"
 
 
 def _builtin(name: str) -> Corpus | None:
@@ -178,6 +190,50 @@ def _builtin(name: str) -> Corpus | None:
             ) from None
         return Corpus(name, _read(train, "utf-8"), _read(builtin_file(files["valid"]), "utf-8"))
     return Corpus(name, _read(builtin_file(files["train"]), "utf-8"))
+
+
+# -- Project Gutenberg ---------------------------------------------------------------------------------
+# Every Project Gutenberg text is framed by licence text: a header ending with a line like
+#   *** START OF THE PROJECT GUTENBERG EBOOK PRIDE AND PREJUDICE ***
+# and a footer starting with "*** END OF THE PROJECT GUTENBERG EBOOK ..." (older files: "THIS PROJECT",
+# "EBOOK" or "E-BOOK", often preceded by a line "End of the Project Gutenberg EBook of ...").
+GUTENBERG_START = r"^[ \t]*\*\*\*[ \t]*START OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK[^\n]*$"
+_GUTENBERG_END = (r"^[ \t]*\*\*\*[ \t]*END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK[^\n]*$",
+                  r"^[ \t]*End of (?:the )?Project Gutenberg'?s?\b[^\n]*$")
+GUTENBERG_URL = "https://www.gutenberg.org/cache/epub/{id}/pg{id}.txt"
+
+
+def strip_gutenberg(text: str, name: str = "the text") -> str:
+    """The book inside a Project Gutenberg file: what lies between its START and END marker lines (the
+    licence header and footer cut off), with Windows line ends made plain."""
+    text = text.lstrip("\ufeff").replace("\r\n", "\n")
+    start = re.search(GUTENBERG_START, text, re.IGNORECASE | re.MULTILINE)
+    if start is None:
+        raise TinyLMError(f"{name} has no Project Gutenberg '*** START OF THE PROJECT GUTENBERG EBOOK' line: "
+                          f"it is not a Project Gutenberg text (drop --strip-gutenberg)")
+    body = text[start.end():]
+    ends = [m.start() for m in (re.search(p, body, re.IGNORECASE | re.MULTILINE) for p in _GUTENBERG_END) if m]
+    body = body[: min(ends)] if ends else body  # no footer (a cut file): keep everything after the header
+    return body.strip("\n") + "\n"
+
+
+def gutenberg_file(book_id: str) -> CorpusFile:
+    """The plain-text file of Project Gutenberg book `book_id`: looked up in $TINYLM_DATA_DIR/gutenberg/,
+    then in the cache, then downloaded (checked to be a Gutenberg text before it is cached)."""
+    if not book_id.isdigit():
+        raise TinyLMError(f"--data gutenberg:{book_id}: a Project Gutenberg book is a number, e.g. gutenberg:1342")
+    book_id = str(int(book_id))
+    return CorpusFile(f"gutenberg/pg{book_id}.txt", GUTENBERG_URL.format(id=book_id), None,
+                      min_bytes=1_000, max_bytes=100_000_000, contains=GUTENBERG_START)
+
+
+def _gutenberg(source: str, encoding: str) -> Corpus:
+    spec = gutenberg_file(source.partition(":")[2])
+    try:
+        path = builtin_file(spec)
+    except TinyLMError as e:
+        raise TinyLMError(f"{e} (the book is at {spec.url})") from None
+    return Corpus(source, strip_gutenberg(_read(path, encoding), source))
 
 
 def load_hf_dataset(name: str, text_column: str, split: str, config: str | None) -> str:
@@ -213,17 +269,24 @@ def load_corpus(
     text_column: str = "text",
     hf_split: str = "train",
     hf_config: str | None = None,
+    strip_gutenberg_text: bool = False,
 ) -> Corpus:
-    """Resolve a --data value to text. Order: hf:NAME, an existing path, a built-in corpus name."""
+    """Resolve a --data value to text. Order: hf:NAME, gutenberg:ID, an existing path, a built-in corpus name.
+    `strip_gutenberg_text` cuts the Project Gutenberg licence header and footer off a file (gutenberg:ID
+    texts are always cut)."""
     if source.startswith("hf:"):
         return Corpus(source, load_hf_dataset(source[3:], text_column, hf_split, hf_config))
+    if source.startswith("gutenberg:"):
+        return _gutenberg(source, encoding)
     path = Path(source).expanduser()
     if path.is_file():
-        return Corpus(source, _read(path, encoding))
+        text = _read(path, encoding)
+        return Corpus(source, strip_gutenberg(text, str(path)) if strip_gutenberg_text else text)
     if path.is_dir():
-        return Corpus(source, read_folder(path, encoding))
+        return Corpus(source, read_folder(path, encoding, strip_gutenberg_text))
     corpus = _builtin(source)
     if corpus is None:
         names = ", ".join(BUILTIN_CORPORA)
-        raise TinyLMError(f"--data {source!r} is neither a file, a folder, hf:NAME nor a built-in corpus ({names})")
+        raise TinyLMError(f"--data {source!r} is neither a file, a folder, hf:NAME, gutenberg:ID nor a built-in "
+                          f"corpus ({names})")
     return corpus

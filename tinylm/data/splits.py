@@ -16,9 +16,11 @@ def load_split(data: Any) -> tuple[str, str]:
     if is_prepared(data.source):  # training reads its token files (open_prepared); the text is not there
         raise TinyLMError(f"{data.source} is a prepared token folder (tinylm prepare): it holds token ids, not "
                           f"the text this needs; use the text it was prepared from (or, to evaluate, --text FILE)")
-    corpus = load_corpus(data.source, data.encoding, data.text_column, data.hf_split, data.hf_config)
+    strip = getattr(data, "strip_gutenberg", False)
+    corpus = load_corpus(data.source, data.encoding, data.text_column, data.hf_split, data.hf_config, strip)
     if data.val_source:
-        val = load_corpus(data.val_source, data.encoding, data.text_column, data.hf_split, data.hf_config).train
+        val = load_corpus(data.val_source, data.encoding, data.text_column, data.hf_split, data.hf_config,
+                          strip).train
         train = corpus.train
     elif corpus.val is not None:
         train, val = corpus.train, corpus.val
