@@ -8,9 +8,14 @@ from .io import atomic_path
 
 
 def _pyplot():
+    import os
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    # Agg: a script or a server never opens a window. A notebook keeps its inline backend (ipykernel and Colab
+    # name it in MPLBACKEND), or its own plots would stop showing after a tinylm plot.
+    if "inline" not in os.environ.get("MPLBACKEND", ""):
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
