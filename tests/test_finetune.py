@@ -78,10 +78,13 @@ def read_jsonl(path):
 
 def test_finetuning_lowers_the_validation_loss_and_writes_a_run_directory(finetuned):
     _, out, lines = finetuned
-    for name in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors",
-                 "metrics.jsonl", "samples.jsonl", "loss.png", "summary.json"]:
+    for name in ["config.json", "generation_config.json", "tinylm_config.json", "tokenizer.json",
+                 "tokenizer_config.json", "model.safetensors", "metrics.jsonl", "samples.jsonl", "loss.png",
+                 "summary.json"]:
         assert (out / name).is_file(), name
     assert not (out / "trainer").exists()  # the Trainer's checkpoints are gone
+    assert json.loads((out / "config.json").read_text())["model_type"] == "gpt2"  # transformers' config
+    assert json.loads((out / "tinylm_config.json").read_text())["model"]["family"] == "hf"
     records = read_jsonl(out / "metrics.jsonl")
     summary = json.loads((out / "summary.json").read_text())
     assert [r["epoch"] for r in records] == [1, 2, 3]
@@ -93,8 +96,11 @@ def test_finetuning_lowers_the_validation_loss_and_writes_a_run_directory(finetu
     assert val[-1] < val[0] < summary["val_loss_before"]
     assert summary["perplexity_after"] < summary["perplexity_before"] / 3
     assert summary["perplexity_before"] == pytest.approx(math.exp(summary["val_loss_before"]))
-    # The Trainer's per-epoch evaluation and tinylm's agree, and the saved weights are the best epoch's.
-    assert summary["val_loss_after"] == pytest.approx(summary["best_val_loss"], abs=0.01)
+    # The per-epoch evaluation is tinylm's: the saved weights are the best epoch's, and the epoch line and
+    # the summary print the same perplexity.
+    assert summary["val_loss_after"] == pytest.approx(summary["best_val_loss"], abs=1e-6)
+    best = min(records, key=lambda r: r["val_loss"])
+    assert f"ppl {summary['perplexity_after']:.2f}" in next(x for x in lines if x.startswith(f"epoch {best['epoch']}/"))
     assert len(read_jsonl(out / "samples.jsonl")) == 3
     assert any(line.startswith("epoch 3/3: ") for line in lines)
     assert lines[-1].startswith("done: validation perplexity")
@@ -161,15 +167,15 @@ def test_cli_line_mode_with_wandb_offline_then_sample(tiny_base, corpus, tmp_pat
                  "--lr", "3e-3", "--batch-size", "16", "--block-size", "32", "--sample-tokens", "10",
                  "--logger", "wandb", "--quiet", "--out", str(out)])
     assert code == 0
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((out / "tinylm_config.json").read_text())
     assert config["data"]["lines"] and config["model"]["family"] == "hf"
     summary = json.loads((out / "summary.json").read_text())
-    # What the Trainer's WandbCallback logged (report_to), and the perplexities added to the run's summary.
+    # What tinylm's W&B logger logged, read back by wandb's own reader, and the summary's perplexities.
     [folder] = (tmp_path / "wandb" / "wandb").glob("offline-run-*")
     inspected = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json",
                                 str(folder)], capture_output=True, text=True, timeout=120, check=True)
     logged = json.loads(inspected.stdout)["summary"]
-    assert logged["eval/loss"] == pytest.approx(summary["best_val_loss"], abs=1e-5)
+    assert logged["val/loss"] == pytest.approx(summary["best_val_loss"], abs=1e-5)
     assert logged["perplexity_after"] == pytest.approx(summary["perplexity_after"])
     capsys.readouterr()
     assert main(["sample", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "20", "--seed", "1"]) == 0
@@ -220,3 +226,76 @@ def test_mistakes_are_one_line_errors(tiny_base, corpus, trained_run, tmp_path):
     assert "unknown logger" in error(tiny_base, logger="carrier-pigeon")
     assert "no such directory" in error("./missing/folder")
     assert not (tmp_path / "x").exists()  # nothing is written before the inputs are known to be good
+
+
+def test_the_run_is_a_transformers_model_pipeline_and_auto_classes_load(finetuned):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    run, out, _ = finetuned
+    model = AutoModelForCausalLM.from_pretrained(out)
+    # Every weight of the file is used and none is missing (the tied lm_head is the embedding).
+    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
+    ids = torch.tensor([run.tokenizer.encode("ROMEO: and")])
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, run.module(ids)[0], atol=1e-5)
+    generator = pipeline("text-generation", model=str(out))
+    text = generator("ROMEO:", max_new_tokens=12, do_sample=False)[0]["generated_text"]
+    assert text == run.generate("ROMEO:", max_new_tokens=12, greedy=True, stop_at_eos=False)
+    assert AutoTokenizer.from_pretrained(out)("ROMEO:")["input_ids"] == run.tokenizer.encode("ROMEO:")
+
+
+def test_a_run_of_the_earlier_layout_still_loads(finetuned, tmp_path):
+    """Before: tinylm's config as config.json, weights named by the wrapper (`model.` + transformers' name)."""
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM
+
+    run, out, _ = finetuned
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ["tokenizer.json", "tokenizer_config.json", "metrics.jsonl", "summary.json"]:
+        (old / name).write_bytes((out / name).read_bytes())
+    (old / "config.json").write_bytes((out / "tinylm_config.json").read_bytes())
+    wrapper = torch.nn.Module()  # how the file was written: save_model of the HFCausalLM wrapper
+    wrapper.model = AutoModelForCausalLM.from_pretrained(out)
+    save_model(wrapper, str(old / "model.safetensors"), metadata={"format": "pt"})
+    loaded = tinylm.load(old)
+    assert loaded.evaluate().loss == pytest.approx(run.evaluate().loss, rel=1e-6)
+
+
+def test_finetune_logs_the_keys_tinylm_train_logs(tiny_base, corpus, tmp_path):
+    """TensorBoard tags and CSV columns of a fine-tune are those of a `tinylm train` run, each point once."""
+    from conftest import tiny_config
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def logged(run_dir):
+        events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+        events.Reload()
+        tags = events.Tags()
+        for tag in tags["scalars"]:
+            steps = [e.step for e in events.Scalars(tag)]
+            assert len(steps) == len(set(steps)), f"{tag} logged twice at a step in {run_dir.name}"
+        return sorted(tags["scalars"]), sorted(tags["tensors"]), events
+
+    trained = tmp_path / "train"
+    tinylm.train(tiny_config(corpus, epochs=2, logger="tensorboard"), out=trained, progress=False,
+                 echo=lambda s: None)
+    tuned = tmp_path / "finetune"
+    tinylm.finetune(tiny_base, corpus, out=tuned, config=FinetuneConfig(epochs=2, logger="tensorboard", **FAST),
+                    progress=False, echo=lambda s: None)
+    train_scalars, train_tensors, _ = logged(trained)
+    tune_scalars, tune_tensors, events = logged(tuned)
+    assert tune_scalars == train_scalars and tune_tensors == train_tensors
+    assert {"train/loss", "val/loss", "val/perplexity"} <= set(tune_scalars)
+    assert "samples/text_summary" in tune_tensors
+    # The HParams tab's entry: the settings and the best validation perplexity, in the same run folder.
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    start = HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    settings = start.session_start_info.hparams
+    assert settings["train.lr"].number_value == FAST["lr"] and settings["model.family"].string_value == "hf"
+    summary = json.loads((tuned / "summary.json").read_text())
+    [best] = events.Scalars("hparams/best_val_perplexity")
+    assert best.value == pytest.approx(math.exp(summary["best_val_loss"]), rel=1e-5)
+    records = read_jsonl(tuned / "metrics.jsonl")
+    assert [(e.step, round(e.value, 4)) for e in events.Scalars("val/perplexity")] == \
+        [(r["step"], round(r["val_perplexity"], 4)) for r in records]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from .tokenizers import TokenizerConfig
 from .tracking import LOGGERS
 
 FORMAT_VERSION = 1
+TINYLM_CONFIG = "tinylm_config.json"  # tinylm's config in a run whose config.json is transformers' (fine-tunes)
 
 
 @dataclass
@@ -101,8 +103,11 @@ class TrainConfig:
     device: str = "auto"
     """auto, cpu, cuda, cuda:N or mps."""
     precision: str = "auto"
-    """Autocast for training: bf16, fp32, or auto (bf16 on CPUs and on GPUs that support it).
-    Evaluation runs in fp32."""
+    """Autocast for training: bf16, fp32, or auto: bf16 on GPUs that support it and on CPUs that compute bf16
+    natively where a probe step of the model runs and is faster; else fp32 (tinylm/devices.py). Evaluation runs
+    in fp32."""
+    threads: int | None = None
+    """CPU threads for torch in each process (default: the physical cores shared among the processes)."""
     eval_batch_size: int = 128
     checkpoint_every: int = 0
     """Also checkpoint every N optimizer steps inside an epoch (0: only at the end of each epoch)."""
@@ -154,6 +159,19 @@ class TrainConfig:
             raise TinyLMError(f"unknown logger {self.logger!r}; choose one of {', '.join(LOGGERS)}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise TinyLMError(f"--precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise TinyLMError(f"--threads must be a whole number >= 1, got {self.threads!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise TinyLMError(f"--weight-decay must be a finite number >= 0, got {self.weight_decay}")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
+            raise TinyLMError(f"--grad-clip must be a finite number >= 0 (0 disables), got {self.grad_clip}")
+        if self.eval_batch_size < 1:
+            raise TinyLMError(f"--eval-batch-size must be at least 1, got {self.eval_batch_size}")
+        if self.time_budget is not None and not (math.isfinite(self.time_budget) and self.time_budget > 0):
+            raise TinyLMError(f"--time-budget must be a positive number of seconds, got {self.time_budget}")
+        if not math.isfinite(self.lr):
+            raise TinyLMError(f"--lr must be a finite number, got {self.lr}")
         if self.processes < 1:
             raise TinyLMError(f"--processes must be at least 1, got {self.processes}")
         if self.patience < 0 or self.warmup_steps < 0 or self.checkpoint_every < 0:
@@ -219,6 +237,9 @@ class RunConfig:
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
         path = Path(path)
+        # A fine-tune's config.json is transformers' (so transformers loads the folder); tinylm's is beside it.
+        if path.name == "config.json" and (path.parent / TINYLM_CONFIG).is_file():
+            path = path.parent / TINYLM_CONFIG
         if not path.is_file():
             raise TinyLMError(f"{path} not found: is {path.parent} a tinylm run directory?")
         try:

@@ -9,13 +9,22 @@ run (a GPT run is exported to the transformers format on the fly; an earlier fin
 The text comes from tinylm's own data stage (`load_split`: the sources and the train/validation split of
 `tinylm train`) and is tokenized with the base's tokenizer: cut into blocks, or one example per line
 (`lines`) framed by the end-of-text token. This is the one place tinylm uses transformers' `Trainer`:
-evaluation every epoch, the best checkpoint kept, early stopping, bf16 on GPUs that support it, trackers
-such as W&B through `report_to`.
+the best checkpoint kept, early stopping, bf16 on GPUs that support it. The validation after each epoch is
+tinylm's own evaluation (the numbers `tinylm eval RUN` prints), and what is logged goes through tinylm's
+loggers (`--logger csv|tensorboard|wandb`) under the keys `tinylm train` uses.
 
-The run directory holds what every run holds (config.json with the model family "hf", tokenizer.json +
-tokenizer_config.json, model.safetensors, metrics.jsonl, samples.jsonl, loss.png, summary.json), so
-`tinylm sample`, `eval`, `push` and `serve` treat it like any other. summary.json adds the validation
-perplexity before and after fine-tuning, both by tinylm's evaluation (the numbers `tinylm eval RUN` prints).
+The run directory is a transformers model folder and a tinylm run at once:
+
+    config.json, generation_config.json, model.safetensors   as save_pretrained writes them, so
+        `pipeline("text-generation", model=RUN)` and `AutoModelForCausalLM.from_pretrained(RUN)` load it
+    tokenizer.json, tokenizer_config.json (+ the base's other tokenizer files)   AutoTokenizer and tinylm
+    tinylm_config.json   tinylm's run config (data, tokenizer, model family "hf", training settings)
+    metrics.jsonl, samples.jsonl, loss.png, summary.json   as every run has
+
+so `tinylm sample`, `eval`, `push` and `serve` treat it like any other (RunConfig.load reads
+tinylm_config.json when it is there; runs of earlier versions, with tinylm's config as config.json and
+weights prefixed `model.`, still load). summary.json adds the base model and the validation perplexity
+before and after fine-tuning.
 """
 
 from __future__ import annotations
@@ -35,18 +44,18 @@ from pathlib import Path
 import tokenizers
 import torch
 
-from .config import DataConfig, RunConfig, TrainConfig
+from .config import TINYLM_CONFIG, DataConfig, RunConfig, TrainConfig
 from .data import IGNORE, load_split
+from .devices import hardware_description
 from .errors import TinyLMError
-from .evaluation import summarize
 from .io import append_jsonl, atomic_path, read_jsonl, write_json, write_text
 from .models import family_of
 from .models.hf import HFCausalLM, HFCausalLMConfig, hf_config_dict
 from .plots import plot_loss
 from .runs import WEIGHTS, LoadedModel, check_out_dir, default_run_dir, load
 from .tokenizers import Tokenizer, TokenizerConfig
-from .training.loop import hardware_description
-from .weights import save_weights
+from .tracking import LOGGERS, Logger, make_logger
+from .weights import load_weights
 
 Echo = Callable[[str], None]
 
@@ -73,7 +82,7 @@ class FinetuneConfig:
     weight_decay: float = 0.0
     seed: int = 1337
     logger: str = "none"
-    """none, or a tracker of transformers' `report_to`: wandb, tensorboard, mlflow, ..."""
+    """none, csv, tensorboard or wandb: tinylm's loggers, with the keys `tinylm train` logs."""
     wandb_project: str | None = None
     """W&B project (default: tinylm)."""
     run_name: str | None = None
@@ -93,6 +102,8 @@ class FinetuneConfig:
             raise TinyLMError(f"--block-size must be at least 2, got {self.block_size}")
         if min(self.patience, self.warmup_steps, self.sample_tokens) < 0:
             raise TinyLMError("--patience, --warmup-steps and --sample-tokens must not be negative")
+        if self.logger not in LOGGERS:
+            raise TinyLMError(f"unknown logger {self.logger!r}; choose one of {', '.join(LOGGERS)}")
 
 
 def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | None = None,
@@ -102,7 +113,6 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
     the best model. `data` is a source (file, folder, built-in corpus, hf:NAME) or a DataConfig for its split
     options; the block size and line mode come from `config`."""
     config = config or FinetuneConfig()
-    report_to = _report_to(config.logger)
     data = data if isinstance(data, DataConfig) else DataConfig(source=str(data))
     train_text, val_text = load_split(data)  # fail on bad data before loading a large model
     hf_model, hf_tokenizer = _load_base(str(base))
@@ -125,14 +135,16 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
     run_dir = Path(out) if out is not None else default_run_dir(data.source, str(base))
     run_config = _run_config(data, block_size, config, tokenizer, module, train_text)
     check_out_dir(run_dir, overwrite, resumable=False)
+    logger = make_logger(config.logger, run_dir, config.wandb_project, config.run_name)  # its package is there
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    run_config.save(run_dir / "config.json")
+    run_config.save(run_dir / TINYLM_CONFIG)
+    hf_model.config.save_pretrained(run_dir)  # config.json (transformers'); the weights come after epoch 1
     _save_tokenizer(hf_tokenizer, tokenizer, run_dir)
 
     steps_per_epoch = math.ceil(len(train_examples) / config.batch_size)
-    trainer = _make_trainer(run_dir, run_config, config, report_to, module, tokenizer, train_examples,
-                            val_examples, val_text, steps_per_epoch, progress, echo)
+    trainer = _make_trainer(run_dir, run_config, config, module, tokenizer, train_examples, val_examples,
+                            val_text, steps_per_epoch, progress, echo, logger)
     device = trainer.args.device
     run = LoadedModel(module.to(device), tokenizer, run_config, run_dir, device)
     train_tokens, val_tokens = (_targets(examples) for examples in (train_examples, val_examples))
@@ -148,38 +160,33 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
     echo(f"  before      val loss {before.loss:.4f}  ppl {before.perplexity:.2f}  "
          f"bpc {before.bits_per_char:.3f}")
 
-    tracker = _start_wandb(run_dir, run_config, config, echo) if config.logger == "wandb" else None
+    info = {"base_model": str(base), "parameters": module.num_parameters(), "device": str(device),
+            "hardware": hardware_description(device), "train_tokens": train_tokens, "val_tokens": val_tokens,
+            "steps_per_epoch": steps_per_epoch}
+    logger.start(run_config.to_dict(), info)
+    summary: dict = {**info, "finished": False}
     t0 = time.perf_counter()
     try:
-        trainer.train()  # ends with the best epoch's weights loaded (they are in model.safetensors already)
+        trainer.train()
+        train_seconds = time.perf_counter() - t0
+        load_weights(module, run_dir / WEIGHTS, device)  # the best epoch's weights
+        after = run.evaluate(val_text)
+        metrics = read_jsonl(run_dir / "metrics.jsonl")
+        best = min(metrics, key=lambda r: r["val_loss"])
+        summary.update({
+            "best_val_loss": best["val_loss"], "best_epoch": best["epoch"], "epochs": len(metrics),
+            "steps": trainer.state.global_step, "train_seconds": round(train_seconds, 2),
+            "stop_reason": "early_stopping" if trainer.state.global_step < trainer.state.max_steps else "epochs",
+            "finished": True, "val_loss_before": before.loss, "val_loss_after": after.loss,
+            "perplexity_before": before.perplexity, "perplexity_after": after.perplexity,
+        })
+        write_json(run_dir / "summary.json", summary)
     except BaseException:
-        if tracker is not None:
-            tracker.finish(exit_code=1)
+        logger.finish({**summary, "steps": trainer.state.global_step}, failed=True)
         raise
     finally:
         shutil.rmtree(run_dir / TRAINER_DIR, ignore_errors=True)  # the Trainer's own checkpoints
-    train_seconds = time.perf_counter() - t0
-
-    after = run.evaluate(val_text)
-    metrics = read_jsonl(run_dir / "metrics.jsonl")
-    best = min(metrics, key=lambda r: r["val_loss"])
-    summary = {
-        "base_model": str(base), "parameters": module.num_parameters(), "device": str(device),
-        "hardware": hardware_description(device),
-        "train_tokens": train_tokens, "val_tokens": val_tokens, "steps_per_epoch": steps_per_epoch,
-        "best_val_loss": best["val_loss"], "best_epoch": best["epoch"], "epochs": len(metrics),
-        "steps": trainer.state.global_step, "train_seconds": round(train_seconds, 2),
-        "stop_reason": "early_stopping" if trainer.state.global_step < trainer.state.max_steps else "epochs",
-        "finished": True, "val_loss_before": before.loss, "val_loss_after": after.loss,
-        "perplexity_before": before.perplexity, "perplexity_after": after.perplexity,
-    }
-    write_json(run_dir / "summary.json", summary)
-    if tracker is not None:
-        tracker.summary.update(summary)
-        folder = Path(tracker.dir).parent  # run.dir is the run's files/ folder; `wandb sync` takes its parent
-        tracker.finish()
-        if tracker.offline:
-            echo(f"wandb: offline run saved; upload it with: wandb sync {folder}")
+    logger.finish(summary)
     echo(f"done: validation perplexity {before.perplexity:.2f} -> {after.perplexity:.2f} (best epoch "
          f"{best['epoch']}, {summary['stop_reason']}); {train_seconds:.0f} s. Run: {run_dir}")
     module.eval()
@@ -200,8 +207,10 @@ def _load_base(base: str):
 
 
 def _is_tinylm_run(path: Path) -> bool:
+    """A tinylm run: its config is tinylm_config.json (a fine-tune) or config.json (every other run)."""
     try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        config = json.loads(((path / TINYLM_CONFIG) if (path / TINYLM_CONFIG).is_file() else
+                             (path / "config.json")).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return "format_version" in config and isinstance(config.get("model"), dict)
@@ -358,44 +367,10 @@ def _run_config(data: DataConfig, block_size: int, config: FinetuneConfig, token
 
 
 # -- the Trainer ----------------------------------------------------------------------------------
-def _report_to(logger: str) -> str:
-    from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
-
-    if logger == "none":
-        return "none"
-    if logger not in INTEGRATION_TO_CALLBACK:
-        raise TinyLMError(f"unknown logger {logger!r}; choose none or one of "
-                          f"{', '.join(INTEGRATION_TO_CALLBACK)}")
-    if logger not in get_available_reporting_integrations():
-        raise TinyLMError(f"--logger {logger} needs its Python package installed (e.g. pip install {logger})")
-    return logger
-
-
-def _start_wandb(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, echo: Echo):
-    """Our own W&B run, which the Trainer's WandbCallback then logs into (it uses a run already started):
-    so the project, mode and folder follow tinylm's rules (see tracking.WandbLogger) and the perplexities
-    before and after reach the run's summary."""
-    import wandb
-
-    from .tracking import wandb_mode
-
-    mode = wandb_mode()
-    try:
-        run = wandb.init(project=config.wandb_project or "tinylm", name=config.run_name or run_dir.name,
-                         mode=mode, config=run_config.to_dict(),
-                         dir=None if os.environ.get("WANDB_DIR") else str(run_dir),
-                         settings=wandb.Settings(silent=True))
-    except wandb.errors.Error as e:
-        raise TinyLMError(f"wandb could not start a run ({str(e).strip().splitlines()[0]}); "
-                          f"set WANDB_MODE=offline to log offline, or choose another --logger") from None
-    echo(f"wandb: {mode} run {run.name!r} in project {run.project!r}")
-    return run
-
-
-def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, report_to: str,
-                  module: HFCausalLM, tokenizer: Tokenizer, train_examples: list, val_examples: list,
-                  val_text: str, steps_per_epoch: int, progress: bool, echo: Echo):
-    from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, module: HFCausalLM,
+                  tokenizer: Tokenizer, train_examples: list, val_examples: list, val_text: str,
+                  steps_per_epoch: int, progress: bool, echo: Echo, logger: Logger):
+    from transformers import Trainer, TrainerCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     args = TrainingArguments(
@@ -409,18 +384,14 @@ def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, 
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr_rate": 0.1},
         max_grad_norm=1.0,
-        eval_strategy="epoch",
-        # Only improvements are checkpointed (weights only: no pickled optimizer state), the best is reloaded.
-        save_strategy="best",
-        save_total_limit=1,
-        save_only_model=True,
-        load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
+        eval_strategy="epoch",  # by tinylm's evaluation: see TinyLMTrainer.evaluate below
+        # No Trainer checkpoints: _RunDirEvents writes the best weights into the run directory after each
+        # improving epoch, stops after `patience` epochs without one, and finetune() reloads the best.
+        save_strategy="no",
         prediction_loss_only=True,  # never hold (examples x block x vocabulary) logits during evaluation
         logging_strategy="steps",
         logging_steps=max(1, steps_per_epoch // 25),
-        report_to=report_to,
+        report_to="none",  # tinylm's own loggers log, with the keys of `tinylm train` (see _RunDirEvents)
         run_name=config.run_name or run_dir.name,
         bf16=_bf16(),
         seed=config.seed,
@@ -430,12 +401,23 @@ def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, 
     )
     # transformers is imported only when fine-tuning (it takes seconds), so the classes get their base here.
     run_dir_callback = type("RunDirCallback", (_RunDirEvents, TrainerCallback), {})
-    callbacks = [run_dir_callback(run_dir, run_config, module, tokenizer, train_examples, val_examples,
-                                  val_text, steps_per_epoch, echo)]
-    if config.patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.patience))
-    trainer = Trainer(model=module.model, args=args, train_dataset=train_examples, eval_dataset=val_examples,
-                      data_collator=_collate, compute_loss_func=_next_token_loss, callbacks=callbacks)
+    callbacks = [run_dir_callback(run_dir, run_config, module, tokenizer, train_examples, steps_per_epoch,
+                                  echo, logger)]
+
+    class TinyLMTrainer(Trainer):
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            """tinylm's evaluation of the validation text (as `tinylm eval RUN` scores it: every token once,
+            a mean over tokens), so epoch lines, early stopping, the best checkpoint and the summary agree."""
+            run = LoadedModel(module, tokenizer, run_config, run_dir, self.args.device)
+            result = run.evaluate(val_text)
+            metrics = {f"{metric_key_prefix}_loss": result.loss, "epoch": self.state.epoch}
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control,
+                                                             metrics=metrics, result=result)
+            return metrics
+
+    trainer = TinyLMTrainer(model=module.model, args=args, train_dataset=train_examples,
+                            eval_dataset=val_examples,  # unused (see evaluate), but eval_strategy needs one
+                            data_collator=_collate, compute_loss_func=_next_token_loss, callbacks=callbacks)
     # Our per-epoch lines replace the log dicts the Trainer prints; its progress bar stays, without them.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -446,26 +428,28 @@ def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, 
 
 class _RunDirEvents:
     """Trainer callback (combined with TrainerCallback in _make_trainer) that keeps the run directory up to
-    date after every evaluation as tinylm's own loop does: the best weights, metrics.jsonl (the loop's
-    fields), a sample, loss.png."""
+    date after every evaluation as tinylm's own loop does (the best weights, metrics.jsonl with the loop's
+    fields, a sample, loss.png) and calls the logger where the loop does: log_step every few steps,
+    log_epoch after each evaluation, with the same keys."""
 
     def __init__(self, run_dir: Path, run_config: RunConfig, module: HFCausalLM, tokenizer: Tokenizer,
-                 train_examples: list, val_examples: list, val_text: str, steps_per_epoch: int, echo: Echo):
-        self.run_dir, self.run_config, self.echo = run_dir, run_config, echo
+                 train_examples: list, steps_per_epoch: int, echo: Echo, logger: Logger):
+        self.run_dir, self.run_config, self.echo, self.logger = run_dir, run_config, echo, logger
         self.module, self.tokenizer = module, tokenizer
-        self.val_text, self.steps_per_epoch = val_text, steps_per_epoch
+        self.steps_per_epoch = steps_per_epoch
         self.train_tokens = sum(map(len, train_examples))  # tokens read per epoch
-        self.val_targets = _targets(val_examples)
-        self.val_tokens = len(tokenizer.encode(val_text))  # bits per char counts the chars of scored tokens
         self.best: float | None = None
+        self.bad_epochs = 0  # evaluations since the last improvement (early stopping, as the loop counts)
         self.last_logged_step, self.loss_sum, self.loss_steps = 0, 0.0, 0
         self.curve: list[list[float]] = []  # [step, mean training loss since the previous point]
         self.lr = 0.0
         self.epoch_started = self.eval_started = 0.0
+        self.epoch_first_step = 0
         self.epoch_seconds = self.elapsed_seconds = 0.0  # training time, evaluation left out
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.epoch_started = time.perf_counter()
+        self.epoch_first_step = state.global_step
 
     def on_epoch_end(self, args, state, control, **kwargs):
         self.eval_started = time.perf_counter()
@@ -475,27 +459,32 @@ class _RunDirEvents:
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:  # the mean training loss of the steps since the previous log
-            steps = state.global_step - self.last_logged_step
-            self.loss_sum += logs["loss"] * steps
-            self.loss_steps += steps
-            self.last_logged_step = state.global_step
-            self.curve.append([state.global_step, round(logs["loss"], 5)])
-            self.lr = logs.get("learning_rate", self.lr)
+        steps = state.global_step - self.last_logged_step
+        if not logs or "loss" not in logs or steps <= 0:  # evaluation and end-of-training logs: not steps
+            return
+        # logs["loss"]: the mean training loss of the steps since the previous log.
+        self.loss_sum += logs["loss"] * steps
+        self.loss_steps += steps
+        self.last_logged_step = state.global_step
+        self.curve.append([state.global_step, round(logs["loss"], 5)])
+        self.lr = logs.get("learning_rate", self.lr)
+        seconds = time.perf_counter() - self.epoch_started
+        tokens = self.train_tokens * (state.global_step - self.epoch_first_step) / self.steps_per_epoch
+        self.logger.log_step(state.global_step, {"train/loss": logs["loss"], "train/lr": self.lr,
+                                                 "train/tokens_per_s": tokens / max(seconds, 1e-9)})
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+    def on_evaluate(self, args, state, control, metrics=None, result=None, **kwargs):
         epoch = round(state.epoch)
-        val_loss = metrics["eval_loss"]
-        # The Trainer averages over batches; with full blocks that is the mean over tokens tinylm reports.
-        result = summarize(val_loss * self.val_targets, self.val_targets, len(self.val_text), self.val_tokens)
-        improved = self.best is None or val_loss < self.best
+        improved = self.best is None or result.loss < self.best
         if improved:  # as tinylm's loop does: the run directory holds the best weights at every moment
-            self.best = val_loss
-            save_weights(self.module, self.run_dir / WEIGHTS)
+            self.best, self.bad_epochs = result.loss, 0
+            _save_transformers(self.module.model, self.run_dir)
+        else:
+            self.bad_epochs += 1
         train_loss = self.loss_sum / max(self.loss_steps, 1)
         record = {
             "epoch": epoch, "step": state.global_step, "train_loss": round(train_loss, 6),
-            "val_loss": round(val_loss, 6), "val_perplexity": round(result.perplexity, 4),
+            "val_loss": round(result.loss, 6), "val_perplexity": round(result.perplexity, 4),
             "val_bits_per_char": round(result.bits_per_char, 5), "lr": self.lr,
             "tokens_per_s": round(self.train_tokens / max(self.epoch_seconds, 1e-9), 1),
             "epoch_seconds": round(self.epoch_seconds, 2),
@@ -505,7 +494,7 @@ class _RunDirEvents:
         }
         append_jsonl(self.run_dir / "metrics.jsonl", record)
         tc = self.run_config.train
-        self.echo(f"epoch {epoch}/{tc.epochs}: train {train_loss:.4f}  val {val_loss:.4f}  "
+        self.echo(f"epoch {epoch}/{tc.epochs}: train {train_loss:.4f}  val {result.loss:.4f}  "
                   f"ppl {result.perplexity:.2f}  bpc {result.bits_per_char:.3f}  "
                   f"({record['tokens_per_s']:,.0f} tok/s, {self.epoch_seconds:.1f} s)"
                   + (" *best*" if improved else ""))
@@ -513,8 +502,24 @@ class _RunDirEvents:
         sample = run.generate(tc.sample_prompt, max_new_tokens=tc.sample_tokens,
                               temperature=tc.sample_temperature, seed=tc.seed)
         self.echo("  sample: " + sample.replace("\n", "\n          "))
-        append_jsonl(self.run_dir / "samples.jsonl", {"epoch": epoch, "prompt": tc.sample_prompt,
-                                                      "temperature": tc.sample_temperature, "text": sample})
+        sample_record = {"epoch": epoch, "prompt": tc.sample_prompt, "temperature": tc.sample_temperature,
+                         "text": sample}
+        append_jsonl(self.run_dir / "samples.jsonl", sample_record)
+        self.logger.log_epoch(epoch, state.global_step, record, sample_record)
         plot_loss(read_jsonl(self.run_dir / "metrics.jsonl"), self.run_dir / "loss.png",
                   title=f"{self.module.describe()} on {self.run_config.data.source}")
         self.loss_sum, self.loss_steps, self.curve = 0.0, 0, []
+        if tc.patience and self.bad_epochs >= tc.patience:
+            self.echo(f"early stopping: no better validation loss for {tc.patience} epochs")
+            control.should_training_stop = True
+        return control
+
+
+def _save_transformers(model, run_dir: Path) -> None:
+    """model.safetensors, config.json and generation_config.json as save_pretrained writes them (what
+    AutoModelForCausalLM and pipeline read; a tied lm_head is stored once), each file replacing the earlier
+    one atomically so the run directory is never half-written."""
+    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".save-") as folder:
+        model.save_pretrained(folder)
+        for file in Path(folder).iterdir():
+            os.replace(file, run_dir / file.name)

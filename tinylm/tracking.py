@@ -18,6 +18,7 @@ import csv
 import importlib
 import io
 import json
+import math
 import netrc
 import os
 import sys
@@ -35,7 +36,7 @@ EPOCH_METRICS = {
     "val_loss": "val/loss",
     "val_perplexity": "val/perplexity",
     "val_bits_per_char": "val/bits_per_char",
-    "lr": "train/lr",
+    "lr": "epoch/lr",  # not train/lr: log_step writes that one, often at the step an epoch ends
     "tokens_per_s": "epoch/tokens_per_s",
     "epoch_seconds": "epoch/seconds",
     "eval_seconds": "epoch/eval_seconds",
@@ -127,9 +128,19 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+def _hparams(config: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """The run's settings as TensorBoard hyperparameters: `section.field` for every scalar of the config
+    (nested values such as a transformers config are left to the config text) and the run's facts."""
+    values = {f"{section}.{key}": value for section, fields in config.items() if isinstance(fields, dict)
+              for key, value in fields.items()}
+    values.update(info)
+    return {k: v for k, v in values.items() if isinstance(v, (bool, int, float, str))}
+
+
 class TensorBoardLogger(Logger):
     """Event files in RUN/tensorboard/: scalars per step and per epoch, the config and samples as text,
-    and the loss curve as an image."""
+    the loss curve as an image, and an hparams entry (settings + best validation loss and perplexity) for
+    TensorBoard's HParams tab, in the same event files (one run folder, not one per call)."""
 
     def __init__(self, run_dir: Path, project: str | None = None, name: str | None = None):
         super().__init__(run_dir, project, name)
@@ -144,6 +155,7 @@ class TensorBoardLogger(Logger):
         from torch.utils.tensorboard import SummaryWriter
 
         self._writer = SummaryWriter(log_dir=str(self.log_dir))
+        self._hparams = _hparams(config, info)
         # TensorBoard renders text as Markdown: a fenced block keeps the JSON readable.
         self._writer.add_text("config", f"```json\n{json.dumps({**config, 'info': info}, indent=2)}\n```", 0)
 
@@ -169,6 +181,16 @@ class TensorBoardLogger(Logger):
 
             pixels = matplotlib.image.imread(str(curve))[..., :3]  # (H, W, RGBA) floats; drop alpha
             self._writer.add_image("loss_curve", pixels, summary.get("steps") or 0, dataformats="HWC")
+        if summary.get("best_val_loss") is not None:
+            from torch.utils.tensorboard.summary import hparams
+
+            best = summary["best_val_loss"]
+            scores = {"hparams/best_val_loss": best, "hparams/best_val_perplexity": math.exp(min(best, 700.0))}
+            # SummaryWriter.add_hparams would write them to a new sub-folder, a second run in the UI.
+            for summary_proto in hparams(self._hparams, scores):
+                self._writer._get_file_writer().add_summary(summary_proto)
+            for key, value in scores.items():
+                self._writer.add_scalar(key, value, summary.get("steps") or 0)
         self._writer.close()
         print(f"tensorboard: view with: tensorboard --logdir {self.log_dir}", file=sys.stderr)
 

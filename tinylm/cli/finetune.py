@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
     g.add_argument("--warmup-steps", type=int, default=0)
     g.add_argument("--weight-decay", type=float, default=0.0)
     g.add_argument("--seed", type=int, default=1337)
-    g.add_argument("--logger", default="none", help="none, wandb, tensorboard or another report_to tracker")
+    g.add_argument("--logger", default="none",
+                   help="none, csv, tensorboard or wandb (the keys `tinylm train` logs)")
     g.add_argument("--wandb-project", help="W&B project (default: tinylm)")
     g.add_argument("--run-name", help="name of the run in the tracker (default: the run directory name)")
     g.add_argument("--sample-prompt", help="prompt of the sample written after each epoch")

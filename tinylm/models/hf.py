@@ -3,13 +3,17 @@
     ids (B, T) -> AutoModelForCausalLM built from `hf_config` -> logits (B, T, V)
     state = (the KV cache, the ids it covers)
 
-The run's config.json keeps the transformers model config as a JSON dict, so `tinylm.load` rebuilds the
+The run's tinylm config keeps the transformers model config as a JSON dict, so `tinylm.load` rebuilds the
 architecture with `AutoConfig.for_model` (no remote code, no download) and loads model.safetensors into it.
-These runs come from `tinylm finetune`; `tinylm train` cannot start one (MODEL_NAMES is empty).
+The weights go by transformers' own names (`transformer.h.0...`, no `model.` prefix: see state_dict), so the
+same model.safetensors is the one `AutoModelForCausalLM.from_pretrained(RUN)` reads. Files written before
+(every name prefixed `model.`) still load. These runs come from `tinylm finetune`; `tinylm train` cannot
+start one (MODEL_NAMES is empty).
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +25,7 @@ from .base import LanguageModel
 
 # Keys of a transformers config dict that describe where or by which version it was written, not the model.
 _VOLATILE_KEYS = ("transformers_version", "_name_or_path", "dtype", "torch_dtype")
+_OLD_PREFIX = "model."  # fine-tunes written before weights went by transformers' names
 
 
 def hf_config_dict(hf_config: Any) -> dict[str, Any]:
@@ -67,11 +72,25 @@ class HFCausalLM(LanguageModel):
             # float32 whatever dtype the base was published in: tinylm trains and saves float32 weights.
             model = AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32)
         self.model = model
+        # transformers 5 renamed the KV cache argument (and output) `past_key_values` to `cache`.
+        self._cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         if model.config.vocab_size < config.vocab_size:
             raise TinyLMError(f"the tokenizer has {config.vocab_size} tokens but the model only "
                               f"{model.config.vocab_size} embeddings")
         # Absolute position embeddings (GPT-2) cannot go past this many tokens: see forward.
         self.context: int = getattr(model.config, "max_position_embeddings", None) or sys.maxsize
+
+    # The weights under transformers' names: this wrapper adds nothing of its own, and model.safetensors is
+    # then the file transformers loads (tied weights such as GPT-2's lm_head are stored once, as it does).
+    def state_dict(self, *args, **kwargs):
+        return self.model.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        own = self.model.state_dict().keys()
+        # An earlier tinylm's file: every name prefixed, none of them ours (Llama's own names start "model.").
+        if all(name.startswith(_OLD_PREFIX) and name not in own for name in state_dict):
+            state_dict = {name[len(_OLD_PREFIX):]: tensor for name, tensor in state_dict.items()}
+        return self.model.load_state_dict(state_dict, strict=strict, assign=assign)
 
     def describe(self) -> str:
         c = self.model.config
@@ -92,9 +111,9 @@ class HFCausalLM(LanguageModel):
                 kept, cache, seen = seen[:, seen.size(1) - self.context // 2:], None, ids[:, :0]
             room = self.context - kept.size(1) - seen.size(1)
             x = torch.cat([kept, ids[:, :room]], dim=1)  # (B, n): the cache covers seen + n <= context ids
-            out = self.model(input_ids=x, past_key_values=cache, use_cache=True)
+            out = self.model(input_ids=x, use_cache=True, **{self._cache_name: cache})
             logits.append(out.logits[:, kept.size(1):, : self.config.vocab_size])  # (B, n - kept, V)
-            cache, seen, ids = out.past_key_values, torch.cat([seen, x], dim=1), ids[:, room:]
+            cache, seen, ids = getattr(out, self._cache_name), torch.cat([seen, x], dim=1), ids[:, room:]
         return torch.cat(logits, dim=1), (cache, seen)
 
 
