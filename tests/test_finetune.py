@@ -40,6 +40,10 @@ def corpus(tmp_path_factory, data_dir):
 
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory, corpus):
+    return make_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), corpus.read_text(encoding="utf-8"))
+
+
+def make_tiny_gpt2(folder, text: str):
     """A random GPT-2 and its tokenizer saved with save_pretrained, like a downloaded Hub model."""
     import tokenizers as hf
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
@@ -49,7 +53,7 @@ def tiny_base(tmp_path_factory, corpus):
     backend.decoder = hf.decoders.ByteLevel()
     trainer = hf.trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
                                      initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet())
-    backend.train_from_iterator([corpus.read_text(encoding="utf-8")], trainer)
+    backend.train_from_iterator([text], trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|endoftext|>",
                                         eos_token="<|endoftext|>", unk_token="<|endoftext|>")
     torch.manual_seed(0)
@@ -57,7 +61,6 @@ def tiny_base(tmp_path_factory, corpus):
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=32, n_embd=32, n_layer=2, n_head=2,
                         bos_token_id=eos, eos_token_id=eos)
     model = GPT2LMHeadModel(config)
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
     tokenizer.save_pretrained(folder)
     model.save_pretrained(folder)
     return folder

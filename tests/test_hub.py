@@ -259,3 +259,43 @@ def test_gpt_run_is_published_for_transformers_and_for_tinylm(gpt_run, hub, tmp_
     out = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     greedy = tinylm.load(run_dir_of(dry)).generate("ROMEO:", max_new_tokens=12, greedy=True)
     assert tokenizer.decode(out[0], skip_special_tokens=True) == greedy
+
+
+# -- fine-tunes: a transformers model folder at the root, with tinylm_config.json ------------------------
+def test_a_finetune_is_pushed_as_a_transformers_repo_that_names_its_base(hub, tmp_path, data_dir):
+    pytest.importorskip("transformers")
+    from test_finetune import make_tiny_gpt2
+
+    text = (data_dir / "tinyshakespeare/input.txt").read_text(encoding="utf-8")[:20_000]
+    (tmp_path / "corpus.txt").write_text(text, encoding="utf-8")
+    env = hub_env(hub, tmp_path / "hf")
+    # The base comes from the (loopback) Hub, as `--base gpt2` would from huggingface.co.
+    make_tiny_gpt2(tmp_path / "base", text)
+    run_python("import sys; from huggingface_hub import HfApi; api = HfApi(); api.create_repo('alice/tiny-base'); "
+               "api.upload_folder(repo_id='alice/tiny-base', folder_path=sys.argv[1])", tmp_path / "base", env=env)
+    run_dir = tmp_path / "ft"
+    result = run_cli("finetune", "--base", "alice/tiny-base", "--data", tmp_path / "corpus.txt", "--epochs", "1",
+                     "--lr", "3e-3", "--batch-size", "16", "--block-size", "32", "--sample-tokens", "10",
+                     "--quiet", "--out", run_dir, env=env)
+    assert result.returncode == 0, result.stderr
+    result = run_cli("push", run_dir, "--repo", "alice/tiny-ft", env=env)
+    assert result.returncode == 0, result.stderr
+
+    files = hub.files("alice/tiny-ft")
+    assert set(files) == {"README.md"} | {p.name for p in run_dir.iterdir() if p.is_file()}
+    assert {"config.json", "tinylm_config.json", "generation_config.json", "model.safetensors"} <= set(files)
+    meta, body = split_card(files["README.md"].decode())
+    assert meta["base_model"] == "alice/tiny-base" and meta["library_name"] == "transformers"
+    assert meta["widget"] == [{"text": json.loads(files["tinylm_config.json"])["train"]["sample_prompt"]}]
+    assert "fine-tuned from alice/tiny-base with tinylm on corpus.txt" in body and "from scratch" not in body
+    assert "1 full epoch of 1 planned (all planned epochs done)" in body
+    listed = re.findall(r"^- `([^`]+)`: ", body.split("## Files", 1)[1], re.MULTILINE)
+    assert sorted(listed) == sorted(files)  # the card lists exactly the repo's files
+
+    # transformers' pipeline loads the pushed repo (what the Hub's widget runs), and writes tinylm's text.
+    code = ("import sys; from transformers import pipeline; g = pipeline('text-generation', model=sys.argv[1]); "
+            "print(g('ROMEO:', max_new_tokens=12, do_sample=False)[0]['generated_text'], end='')")
+    greedy = ("import sys, tinylm; print(tinylm.load(sys.argv[1]).generate('ROMEO:', max_new_tokens=12, "
+              "greedy=True, stop_at_eos=False), end='')")
+    assert run_python(code, "alice/tiny-ft", env=env) == run_python(greedy, "alice/tiny-ft", env=env) == \
+        run_python(greedy, run_dir, env=env)

@@ -160,7 +160,8 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
     echo(f"  before      val loss {before.loss:.4f}  ppl {before.perplexity:.2f}  "
          f"bpc {before.bits_per_char:.3f}")
 
-    info = {"base_model": str(base), "parameters": module.num_parameters(), "device": str(device),
+    info = {"base_model": str(base), "base_model_id": _hub_id(str(base)), "parameters": module.num_parameters(),
+            "device": str(device),
             "hardware": hardware_description(device), "train_tokens": train_tokens, "val_tokens": val_tokens,
             "steps_per_epoch": steps_per_epoch}
     logger.start(run_config.to_dict(), info)
@@ -204,6 +205,16 @@ def _load_base(base: str):
     if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", base) or base.startswith("."):
         raise TinyLMError(f"--base {base}: no such directory, and not a Hub model name")
     return _from_pretrained(base, local=False)
+
+
+def _hub_id(base: str) -> str | None:
+    """The Hub id of the base (a model card's `base_model:`): the name itself, or the repo of a folder in the
+    Hugging Face cache (.../models--ORG--NAME/snapshots/COMMIT); None for other local folders and runs."""
+    path = Path(base)
+    if not path.is_dir():
+        return base
+    match = re.fullmatch(r"models--(.+)", path.resolve().parent.parent.name)
+    return match.group(1).replace("--", "/") if match and path.resolve().parent.name == "snapshots" else None
 
 
 def _is_tinylm_run(path: Path) -> bool:

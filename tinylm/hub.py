@@ -14,8 +14,10 @@ A pushed repo (and a --dry-run folder, byte for byte) holds:
 
 GPT runs are also exported to the transformers GPT-2 format (tinylm.export). The Hub's widgets,
 `pipeline("text-generation", model="alice/name")` and `AutoModelForCausalLM` read the repo's root, so the
-export takes the root and the run's files move to the subfolder tinylm/. `run_dir_of` and `download_run`
-find the run either way, so `tinylm.load("alice/name")` loads every family in one call.
+export takes the root and the run's files move to the subfolder tinylm/. A fine-tune run is a transformers
+folder already (config.json is transformers', tinylm's is tinylm_config.json beside it): its files all go to
+the root, with generation_config.json and the base's tokenizer files. `run_dir_of` and `download_run` find
+the run in each layout, so `tinylm.load("alice/name")` loads every family in one call.
 
 huggingface_hub is imported only when something is published or downloaded.
 """
@@ -29,19 +31,23 @@ import os
 import re
 import shlex
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ._version import __version__
+from .config import TINYLM_CONFIG
 from .errors import TinyLMError
 from .io import read_jsonl, write_text
 from .runs import WEIGHTS, load
 
-# The run's files a repo carries, and those tinylm.load cannot do without.
-RUN_FILES = ["config.json", WEIGHTS, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-             "metrics.jsonl", "samples.jsonl", "summary.json"]
+# The run's files a repo carries (those the run has), and those tinylm.load cannot do without.
+RUN_FILES = ["config.json", TINYLM_CONFIG, WEIGHTS, "generation_config.json", "tokenizer.json",
+             "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json",
+             "chat_template.jinja", "metrics.jsonl", "samples.jsonl", "summary.json"]
 REQUIRED = ["config.json", WEIGHTS, "tokenizer.json"]
 RUN_SUBFOLDER = "tinylm"  # where the run's files go when a transformers export takes the root
 CARD_TEMPERATURES = (0.5, 0.8, 1.0)
@@ -53,7 +59,7 @@ CORPORA = {
     "wikitext2": ("WikiText-2", "Salesforce/wikitext", "en", "its validation split (valid.txt)"),
 }
 TOKENIZER_LEVELS = {"char": ("character-level", "char-level"), "word": ("word-level", "word-level"),
-                    "bpe": ("subword (byte-level BPE)", "bpe")}
+                    "bpe": ("subword (byte-level BPE)", "bpe"), "pretrained": ("subword", None)}
 
 
 def _huggingface_hub():
@@ -77,11 +83,20 @@ def _is_run_config(path: Path) -> bool:
     return isinstance(data, dict) and "tinylm_version" in data
 
 
+def _config_file(folder: Path) -> Path:
+    """Where a run keeps tinylm's config: tinylm_config.json in a fine-tune, config.json in other runs."""
+    return folder / TINYLM_CONFIG if (folder / TINYLM_CONFIG).is_file() else folder / "config.json"
+
+
+def _is_run(folder: Path) -> bool:
+    return _is_run_config(_config_file(folder))
+
+
 def run_dir_of(folder: str | Path) -> Path:
     """The tinylm run inside a pushed repo or --dry-run folder: the folder itself, or its tinylm/ subfolder
     (GPT runs, whose root holds the transformers export)."""
     folder = Path(folder)
-    if not _is_run_config(folder / "config.json") and _is_run_config(folder / RUN_SUBFOLDER / "config.json"):
+    if not _is_run(folder) and _is_run(folder / RUN_SUBFOLDER):
         return folder / RUN_SUBFOLDER
     return folder
 
@@ -89,6 +104,11 @@ def run_dir_of(folder: str | Path) -> Path:
 def _exports_transformers(config: dict[str, Any]) -> bool:
     """Whether the run is published in the transformers format as well (GPT runs)."""
     return config["model"].get("family") == "gpt"
+
+
+def _hub_base_model(summary: dict[str, Any]) -> str | None:
+    """The Hub id a fine-tune started from (`base_model:` of the card), None for a local folder or run."""
+    return summary.get("base_model_id")
 
 
 # -- the model card ------------------------------------------------------------------------------------
@@ -126,14 +146,18 @@ def _model_tag(model: Any, family: str) -> str:
 
 
 def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
-               language: str | list[str] | None = None, transformers: bool = False) -> str:
-    """README.md for the run in `run_dir` published as `repo_id`: YAML metadata, then the description."""
+               language: str | list[str] | None = None, transformers: bool = False,
+               datasets: list[str] | None = None, files: list[str] | None = None) -> str:
+    """README.md for the run in `run_dir` published as `repo_id`: YAML metadata, then the description.
+    `datasets`: Hub dataset ids of the training text (default: the built-in corpus' own); `files`: the
+    repo's files, listed in the card (default: what a push of this run uploads)."""
     hub = _huggingface_hub()
     run_dir = Path(run_dir)
     run = load(run_dir)
     config, model = run.config, run.module
-    raw = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    raw = json.loads(_config_file(run_dir).read_text(encoding="utf-8"))
     family = raw["model"]["family"]
+    finetuned = family == "hf"
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     if not metrics:
         raise TinyLMError(f"{run_dir} has no metrics.jsonl records: train it for at least one epoch first")
@@ -141,7 +165,13 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
         if (run_dir / "summary.json").is_file() else {}
     best = min(metrics, key=lambda r: r["val_loss"])
     title, dataset, corpus_language, own_validation = _corpus(config.data.source)
+    datasets = datasets or ([dataset] if dataset else None)
     language = language or corpus_language
+    base = summary.get("base_model")
+    base_id = _hub_base_model(summary) if finetuned else None
+    base_name = base_id or (Path(base).name if base else "a pretrained model")
+    if finetuned:
+        transformers = True  # the run directory is a transformers model folder
     languages = [language] if isinstance(language, str) else language  # one form, from the CLI or the API
     level, level_tag = TOKENIZER_LEVELS.get(run.tokenizer.kind, (f"{run.tokenizer.kind} tokenizer", None))
     name = repo_id.split("/")[-1]
@@ -150,13 +180,17 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
     scores = [("perplexity", "Validation perplexity", round(best["val_perplexity"], 4)),
               ("loss", "Validation loss (nats/token)", round(best["val_loss"], 5)),
               ("bits_per_character", "Validation bits per character", round(best["val_bits_per_char"], 5))]
+    prompt = tc_prompt = config.train.sample_prompt or ""
     card_data = hub.ModelCardData(
         language=languages, license=license, library_name="transformers" if transformers else "tinylm",
-        pipeline_tag="text-generation", datasets=[dataset] if dataset else None, metrics=["perplexity"],
-        tags=[t for t in ["tinylm", "text-generation", level_tag, model_tag, "pytorch", "safetensors"] if t],
+        pipeline_tag="text-generation", datasets=datasets, metrics=["perplexity"],
+        base_model=base_id, tags=[t for t in ["tinylm", "text-generation", level_tag, model_tag,
+                                             "fine-tuned" if finetuned else None, "pytorch", "safetensors"] if t],
         model_name=name,
+        # The Hub's inference widget starts from the run's own sample prompt (an empty one is no use there).
+        widget=[{"text": tc_prompt or "The"}] if transformers else None,
         eval_results=[hub.EvalResult(task_type="text-generation", task_name="Text generation",
-                                     dataset_type=dataset or "text", dataset_name=title,
+                                     dataset_type=(datasets or ["text"])[0], dataset_name=title,
                                      dataset_split="validation", metric_type=kind, metric_name=label,
                                      metric_value=value)
                       for kind, label, value in scores],
@@ -190,8 +224,7 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
                           f"weight decay {tc.weight_decay:g}), gradient clipping {tc.grad_clip:g}"],
             ["learning rate", f"{tc.lr:g}, {tc.warmup_steps} warm-up steps, then {tc.lr_schedule}"],
             ["batch", f"{tc.batch_size} windows x {dc.block_size} tokens"],
-            ["epochs", f"{len([r for r in metrics if not r.get('partial')])} trained (planned {tc.epochs_label}; "
-                       f"best at epoch {best['epoch']}), {metrics[-1]['step']:,} optimizer steps"],
+            ["epochs", _epochs_line(metrics, summary, tc.epochs_label, best["epoch"])],
             ["early stopping", f"patience {tc.patience}" if tc.patience else "off"],
             ["precision", tc.precision],
         ]
@@ -208,7 +241,6 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
                    f"{r['val_perplexity']:.2f}", f"{r['val_bits_per_char']:.3f}", f"{r['tokens_per_s']:,.0f}"]
                   for r in metrics]
 
-    prompt = tc.sample_prompt or ""
     samples = []
     for temperature in CARD_TEMPERATURES:
         text = run.generate(prompt, max_new_tokens=tc.sample_tokens, temperature=temperature, seed=tc.seed)
@@ -216,7 +248,9 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
         samples.append(f"**temperature {temperature}**\n\n{fence}text\n{text}\n{fence}")
 
     usage = [
-        "With tinylm installed (`pip install -e '.[hf]'` in its repository):",
+        f"With tinylm {raw['tinylm_version']} or later installed from its source repository "
+        "(`pip install -e '.[hf]'` in a checkout of tinylm; this card was written by tinylm "
+        f"{__version__}):",
         "",
         "```bash",
         f"tinylm sample {repo_id} --prompt {shlex.quote(prompt or 'The')} --temperature 0.8 "
@@ -232,10 +266,14 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
     ]
     if transformers:
         start = prompt or "The"
-        room = max(1, dc.block_size - len(run.tokenizer.encode(start)))  # GPT-2 stops at its context
+        context = (model.context if model.context < sys.maxsize else None) if finetuned else dc.block_size
+        used = len(run.tokenizer.encode(start))
+        room = max(1, min(200, context - used) if context else 200)  # learned positions stop at the context
+        where = ("the repo is a transformers model folder; tinylm's config is `tinylm_config.json`"
+                 if finetuned else "the repo's root is a GPT-2 model; tinylm's own files are in `tinylm/`")
         usage += [
             "",
-            "With transformers only (the repo's root is a GPT-2 model; tinylm's own files are in `tinylm/`):",
+            f"With transformers only ({where}):",
             "",
             "```python",
             "from transformers import pipeline",
@@ -244,15 +282,18 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
             f"print(generator({json.dumps(start)}, max_new_tokens={room}, do_sample=True, "
             f"temperature=0.8)[0][\"generated_text\"])",
             "```",
-            "",
-            f"GPT-2's context rule applies there: at most {dc.block_size} tokens, prompt included "
-            "(tinylm's own generation slides past it).",
         ]
+        if context:
+            usage += ["", f"The model's learned positions allow at most {context} tokens there, prompt "
+                          "included: transformers fails past that (tinylm's own generation slides the "
+                          "window on)."]
 
+    origin = (f"fine-tuned from {base_name} with tinylm on {title}" if finetuned
+              else f"trained from scratch with tinylm on {title}")
     lines = [
         f"# {name}",
         "",
-        f"A {level} language model trained from scratch with tinylm on {title}: {model.describe()}, "
+        f"A {level} language model {origin}: {model.describe()}, "
         f"{params:,} parameters. It continues a text prompt "
         f"{'one character at a time' if run.tokenizer.kind == 'char' else 'one token at a time'}. "
         f"Best validation loss: {best['val_loss']:.4f} nats/token (perplexity {best['val_perplexity']:.2f}, "
@@ -286,11 +327,14 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
         "",
         "## Limitations",
         "",
-        f"- A small model trained on {title} only: it imitates the surface of that text (spelling, layout, "
-        "style) and produces fluent-looking but mostly meaningless text. It knows no facts and follows no "
-        "instructions.",
-        f"- The vocabulary is fixed by the training text ({run.tokenizer.vocab_size} tokens); "
-        "symbols it never saw are read as `<unk>`.",
+        *([f"- Fine-tuned from {base_name}: it keeps what that model learned (and its biases) and imitates "
+           f"{title}; it follows no instructions and its statements are not facts.",
+           f"- The tokenizer is {base_name}'s ({run.tokenizer.vocab_size} tokens)."] if finetuned else
+          [f"- A small model trained on {title} only: it imitates the surface of that text (spelling, layout, "
+           "style) and produces fluent-looking but mostly meaningless text. It knows no facts and follows no "
+           "instructions.",
+           f"- The vocabulary is fixed by the training text ({run.tokenizer.vocab_size} tokens); "
+           "symbols it never saw are read as `<unk>`."]),
         "- It reproduces whatever the training text holds, including its biases and dated language; do not "
         "use it where its output could be mistaken for a person's or for facts.",
         "- The validation loss is measured on the held-out part of the same corpus; it says little about "
@@ -302,17 +346,58 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
         "",
         "## Files",
         "",
-        ("The root holds the transformers export (config.json, model.safetensors, generation_config.json, "
-         "tokenizer files); `tinylm/` holds the tinylm run: config.json, model.safetensors, tokenizer files, "
-         "metrics.jsonl, samples.jsonl, summary.json." if transformers else
-         "A tinylm run directory: config.json (data, tokenizer, model and training settings), "
-         "model.safetensors (the best weights), tokenizer.json (+ tokenizer_config.json, "
-         "special_tokens_map.json: "
-         "`transformers.AutoTokenizer` loads them), metrics.jsonl (one record per epoch), samples.jsonl, "
-         "summary.json, loss.png."),
+        *[f"- `{file}`: {_file_role(file, finetuned)}" for file in (files or _repo_files(run_dir, raw))],
         "",
     ]
     return f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines)
+
+
+def _epochs_line(metrics: list[dict], summary: dict[str, Any], planned: str, best_epoch: int) -> str:
+    """What training did: full epochs, an epoch cut short by a budget, why it stopped, where the best was."""
+    full = len([r for r in metrics if not r.get("partial")])
+    done = f"{full} full epoch{'s' if full != 1 else ''}"
+    if len(metrics) > full:
+        done += " + 1 cut short"
+    reason = {"epochs": "all planned epochs done", "early_stopping": "early stopping",
+              "time_budget": "time budget reached", "max_steps": "step budget reached"}.get(
+                  summary.get("stop_reason"), "stop reason not recorded")
+    return (f"{done} of {planned} planned ({reason}); best at epoch {best_epoch}; "
+            f"{metrics[-1]['step']:,} optimizer steps")
+
+
+_FILE_ROLES = {
+    "README.md": "this card",
+    "loss.png": "training and validation loss per epoch",
+    TINYLM_CONFIG: "tinylm's run config (data, tokenizer, model and training settings)",
+    WEIGHTS: "the best weights (safetensors)",
+    "generation_config.json": "transformers' generation defaults",
+    "tokenizer.json": "the tokenizer (`tokenizers`; `transformers.AutoTokenizer` loads it)",
+    "tokenizer_config.json": "the tokenizer's special tokens and settings",
+    "special_tokens_map.json": "the tokenizer's special tokens",
+    "metrics.jsonl": "one record per epoch (losses, perplexity, bits per character, speed)",
+    "samples.jsonl": "the sample written after each epoch",
+    "summary.json": "the run's summary (best epoch, time, hardware)",
+}
+
+
+def _file_role(path: str, finetuned: bool) -> str:
+    name = path.rsplit("/", 1)[-1]
+    if name == "config.json":
+        transformers_config = finetuned or not path.startswith(f"{RUN_SUBFOLDER}/")
+        return ("transformers' model config (AutoModelForCausalLM, pipeline)" if transformers_config
+                else "tinylm's run config (data, tokenizer, model and training settings)")
+    if path.startswith(f"{RUN_SUBFOLDER}/") and name == WEIGHTS:
+        return "the best weights in tinylm's layout"
+    return _FILE_ROLES.get(name, "a file of the base model's tokenizer")
+
+
+def _repo_files(run_dir: Path, config: dict[str, Any]) -> list[str]:
+    """The files a push of the run uploads (what _write_repo_folder writes), in the card's order."""
+    names = [name for name in RUN_FILES if (run_dir / name).is_file()]
+    if _exports_transformers(config):
+        export = ["config.json", WEIGHTS, "generation_config.json", "tokenizer.json", "tokenizer_config.json"]
+        names = export + [f"{RUN_SUBFOLDER}/{name}" for name in names]
+    return ["README.md", *(["loss.png"] if (run_dir / "loss.png").is_file() else []), *names]
 
 
 # -- the folder that is uploaded -----------------------------------------------------------------------
@@ -322,13 +407,13 @@ def _check_run(run_dir: Path) -> dict[str, Any]:
     missing = [name for name in REQUIRED if not (run_dir / name).is_file()]
     if missing:
         raise TinyLMError(f"{run_dir} is not a trained tinylm run (no {', '.join(missing)})")
-    if not _is_run_config(run_dir / "config.json"):
-        raise TinyLMError(f"{run_dir / 'config.json'} is not a tinylm run config")
-    return json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    if not _is_run(run_dir):
+        raise TinyLMError(f"{_config_file(run_dir)} is not a tinylm run config")
+    return json.loads(_config_file(run_dir).read_text(encoding="utf-8"))
 
 
 def _write_repo_folder(run_dir: Path, config: dict[str, Any], folder: Path, repo_id: str, license: str,
-                       language: str | list[str] | None) -> None:
+                       language: str | list[str] | None, datasets: list[str] | None = None) -> None:
     """Fill the empty (or absent) `folder` with exactly what is uploaded."""
     transformers = _exports_transformers(config)
     files = folder
@@ -343,12 +428,14 @@ def _write_repo_folder(run_dir: Path, config: dict[str, Any], folder: Path, repo
             shutil.copyfile(run_dir / name, files / name)
     if (run_dir / "loss.png").is_file():
         shutil.copyfile(run_dir / "loss.png", folder / "loss.png")
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    files = ["README.md", *files]  # the card lists exactly what the folder holds
     write_text(folder / "README.md", model_card(run_dir, repo_id, license=license, language=language,
-                                                transformers=transformers))
+                                                transformers=transformers, datasets=datasets, files=files))
 
 
 def _write_dry_run(run_dir: Path, config: dict[str, Any], out: Path, repo_id: str, license: str,
-                   language: str | list[str] | None) -> None:
+                   language: str | list[str] | None, datasets: list[str] | None = None) -> None:
     """Write the folder into `out`: built beside it, then renamed into place, so `out` is never half-made."""
     if out.resolve() == run_dir.resolve() or run_dir.resolve() in out.resolve().parents:
         raise TinyLMError(f"--dry-run {out} is inside the run {run_dir}; choose a folder outside it")
@@ -356,13 +443,13 @@ def _write_dry_run(run_dir: Path, config: dict[str, Any], out: Path, repo_id: st
         raise TinyLMError(f"--dry-run {out} exists and is not a folder")
     # Only an empty folder or an earlier dry run's output (a card beside a run) is replaced.
     if out.is_dir() and any(out.iterdir()) and not ((out / "README.md").is_file()
-                                                    and _is_run_config(run_dir_of(out) / "config.json")):
+                                                    and _is_run(run_dir_of(out))):
         raise TinyLMError(f"--dry-run {out} is not empty and is not an earlier dry run; choose another "
                           "folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write_repo_folder(run_dir, config, staging, repo_id, license, language)
+        _write_repo_folder(run_dir, config, staging, repo_id, license, language, datasets)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             os.replace(out, old / "folder")
@@ -422,9 +509,10 @@ def _hub_errors(repo_id: str, endpoint: str, action: str, not_found: str) -> Ite
 
 def push(run_dir: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
          dry_run: str | Path | None = None, license: str = "mit",
-         language: str | list[str] | None = None) -> str:
+         language: str | list[str] | None = None, datasets: list[str] | None = None) -> str:
     """Publish the run in `run_dir` as the model repo `repo_id` (USER/NAME) and return the repo's URL; with
     `dry_run`, write the exact folder that would be uploaded there instead (no network) and return its path.
+    `language` and `datasets` (Hub dataset ids) fill the card's metadata; the built-in corpora have their own.
 
     The token is `token`, else HF_TOKEN, else the one saved by `hf auth login`. The run directory is only
     read: the upload is built in a temporary folder."""
@@ -434,7 +522,7 @@ def push(run_dir: str | Path, repo_id: str, *, private: bool = False, token: str
     config = _check_run(run_dir)
     hub = _huggingface_hub()
     if dry_run is not None:
-        _write_dry_run(run_dir, config, Path(dry_run), repo_id, license, language)
+        _write_dry_run(run_dir, config, Path(dry_run), repo_id, license, language, datasets)
         return str(dry_run)
     token = token or hub.get_token()
     if not token:
@@ -447,7 +535,7 @@ def push(run_dir: str | Path, repo_id: str, *, private: bool = False, token: str
         url = api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tinylm-push-") as tmp:
         folder = Path(tmp) / "repo"
-        _write_repo_folder(run_dir, config, folder, repo_id, license, language)
+        _write_repo_folder(run_dir, config, folder, repo_id, license, language, datasets)
         with _hub_errors(repo_id, endpoint, action, not_found):
             api.upload_folder(repo_id=repo_id, folder_path=str(folder),
                               commit_message=f"Upload tinylm run {run_dir.resolve().name}")
@@ -486,7 +574,9 @@ def download_run(repo_id: str, revision: str | None = None) -> Path:
         # The cache names snapshot folders by commit: the other files are pinned to that commit, so a push
         # landing between two downloads cannot mix two versions of the run.
         commit = snapshot.name
-        subfolder = None if _is_run_config(root_config) else RUN_SUBFOLDER
+        # tinylm's config is config.json (most runs), tinylm_config.json (fine-tunes), or in tinylm/ (GPT).
+        own_config = None if _is_run_config(root_config) else fetch(TINYLM_CONFIG, None, commit)
+        subfolder = None if _is_run_config(root_config) or own_config else RUN_SUBFOLDER
         for name in RUN_FILES:
             fetch(name, subfolder, commit)
     return snapshot / subfolder if subfolder else snapshot

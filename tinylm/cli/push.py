@@ -21,13 +21,16 @@ def add_parser(sub) -> None:
     p.add_argument("--license", default="mit", help="license of the weights in the model card (mit)")
     p.add_argument("--language", help="language code(s) of the training text for the model card, comma "
                                       "separated, e.g. en or en,fr (default: en for the built-in corpora)")
+    p.add_argument("--dataset", help="Hub dataset id(s) of the training text for the model card, comma "
+                                     "separated (default: the built-in corpus' own dataset)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..hub import push
 
     where = push(args.run, args.repo, private=args.private, token=args.token, dry_run=args.dry_run,
-                 license=args.license, language=args.language.split(",") if args.language else None)
+                 license=args.license, language=args.language.split(",") if args.language else None,
+                 datasets=args.dataset.split(",") if args.dataset else None)
     if args.dry_run:
         print(f"wrote the folder that `tinylm push {args.run} --repo {args.repo}` would upload: {where}")
     else:
