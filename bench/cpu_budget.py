@@ -4,6 +4,11 @@ recipe from the moment `tinylm train` is typed to the moment it exits.
     python bench/cpu_budget.py                                  # cpu-best and the best small GPT, ~215 s each
     python bench/cpu_budget.py --recipes cpu-best --repeats 2   # one recipe, twice (seeds 1337, 1338)
     python bench/cpu_budget.py --recipes "my-lstm=--model lstm --hidden 320 --time-budget 200"
+    python bench/cpu_budget.py --recipes default --sides native avx2   # the README's first command, both CPU kinds
+
+`--sides avx2` runs the command as on a CPU without native bf16: the process starts with
+ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 (oneDNN and ATen limited to AVX2), so that a machine with
+native bf16 measures the other kind too; `native` is the machine as it is.
 
 Each recipe runs `python -m tinylm train RECIPE --data shakespeare --out TMP --quiet` in a fresh process
 (Tiny Shakespeare, last 10% of the characters validate; val loss = mean nats per character over the WHOLE
@@ -38,12 +43,16 @@ GPT_CPU_BEST = ("--model gpt --layers 4 --heads 4 --embed 128 --block-size 128 -
                 "--optimizer muon --muon-lr 0.02 --lr 8e-3 --weight-decay 0.1 --lr-schedule linear --min-lr-ratio 0 "
                 "--warmup-steps 50 --time-budget 205 --epochs 1000000 --patience 0")
 RECIPES = {
+    "default": "",  # the README's first command: no preset, no model (preset default)
     "cpu-best": "--preset cpu-best",
     "gpt-cpu-best": GPT_CPU_BEST,
 }
 
 
-def run_recipe(name: str, flags: str, seed: int, threads: int | None, data: str) -> dict:
+SIDES = {"native": {}, "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
+
+
+def run_recipe(name: str, flags: str, seed: int, threads: int | None, data: str, side: str = "native") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         command = [sys.executable, "-m", "tinylm", "train", *shlex.split(flags), "--data", data, "--out", str(out),
@@ -51,18 +60,23 @@ def run_recipe(name: str, flags: str, seed: int, threads: int | None, data: str)
         if threads:
             command += ["--threads", str(threads)]
         start = time.perf_counter()
-        proc = subprocess.run(command, capture_output=True, text=True)
+        proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **SIDES[side]})
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"{name} failed:\n{proc.stderr[-2000:]}")
         summary = json.loads((out / "summary.json").read_text())
         metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line.strip()]
     best = min(metrics, key=lambda m: m["val_loss"])
     # outside the training phase: start-up (to the first step) and the closing work (summary, reload)
     outside = wall - summary.get("wall_seconds", summary["train_seconds"])
     startup = summary.get("startup_seconds", 0.0)
     return {
         "recipe": name,
+        "side": side,
+        "precision": summary.get("precision"),
+        "cpu": f"{summary.get('cpu')} ({summary.get('cpu_capability')})",
+        "last_sample": samples[-1]["text"] if samples else "",
         "seed": seed,
         "parameters": summary["parameters"],
         "epochs": len(metrics),
@@ -86,31 +100,40 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1, help="runs per recipe, seeds 1337, 1338, ...")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice, all cores)")
     p.add_argument("--data", default="shakespeare")
+    p.add_argument("--sides", nargs="+", choices=list(SIDES), default=["native"],
+                   help="native: this CPU as it is; avx2: as a CPU without native bf16 (see above)")
+    p.add_argument("--show-sample", action="store_true", help="print each run's last sample")
     p.add_argument("--json", action="store_true", help="also print the results as JSON lines")
     args = p.parse_args()
     os.environ.setdefault("TINYLM_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     print(f"{os.cpu_count()} cores; budget recipes on {args.data}; nanoGPT CPU reference: val "
           f"{NANOGPT_CPU['val_loss']} in {NANOGPT_CPU['seconds']:.0f} s")
-    header = (f"{'recipe':<14} {'seed':>5} {'params':>9} {'epochs':>6} {'tok/s':>7} {'best val':>9} {'eval':>7} "
+    header = (f"{'recipe':<14} {'side':<6} {'prec':<4} "
+              f"{'seed':>5} {'params':>9} {'epochs':>6} {'tok/s':>7} {'best val':>9} {'eval':>7} "
               f"{'wall s':>7} {'best at s':>9} {'start-up s':>10} {'outside s':>9}  val by epoch")
     print(header)
     results = []
     for recipe in args.recipes:
         name, _, flags = recipe.partition("=")
         flags = flags or RECIPES.get(name) or f"--preset {name}"
-        for i in range(args.repeats):
-            r = run_recipe(name, flags, 1337 + i, args.threads, args.data)
-            results.append(r)
-            print(f"{r['recipe']:<14} {r['seed']:>5} {r['parameters']:>9,} {r['epochs']:>6} {r['tokens_per_s']:>7,} "
-                  f"{r['best_val_loss']:>9.4f} {r['val_context']:>7} {r['wall_seconds']:>7.1f} "
-                  f"{r['best_saved_at_seconds']:>9.1f} {r['startup_seconds']:>10.1f} "
-                  f"{r['outside_training_seconds']:>9.1f}  "
-                  + " ".join(f"{v:.3f}" for v in r["val_losses"]), flush=True)
-            if args.json:
-                print(json.dumps(r))
+        for side in args.sides:
+            for i in range(args.repeats):
+                r = run_recipe(name, flags, 1337 + i, args.threads, args.data, side)
+                results.append(r)
+                print(f"{r['recipe']:<14} {r['side']:<6} {r['precision'] or '-':<4} "
+                      f"{r['seed']:>5} {r['parameters']:>9,} {r['epochs']:>6} {r['tokens_per_s']:>7,} "
+                      f"{r['best_val_loss']:>9.4f} {r['val_context']:>7} {r['wall_seconds']:>7.1f} "
+                      f"{r['best_saved_at_seconds']:>9.1f} {r['startup_seconds']:>10.1f} "
+                      f"{r['outside_training_seconds']:>9.1f}  "
+                      + " ".join(f"{v:.3f}" for v in r["val_losses"]), flush=True)
+                if args.show_sample:
+                    print("    " + r["last_sample"].replace("\n", "\n    "))
+                if args.json:
+                    print(json.dumps(r))
     for r in results:
         gap = NANOGPT_CPU["val_loss"] - r["best_val_loss"]
-        print(f"{r['recipe']} (seed {r['seed']}): {gap:+.3f} nats/char below nanoGPT's CPU config at "
+        print(f"{r['recipe']} ({r['side']}: {r['cpu']}, seed {r['seed']}): {gap:+.3f} nats/char below "
+              f"nanoGPT's CPU config at "
               f"{r['wall_seconds'] / NANOGPT_CPU['seconds']:.2f}x its wall time")
 
 

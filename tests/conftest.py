@@ -12,6 +12,9 @@ import pytest
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_name, "1")
 os.environ.setdefault("WANDB_MODE", "offline")
+# A relative TINYLM_DATA_DIR (the README's `../shared/data`) must hold for tests that run commands elsewhere.
+if os.environ.get("TINYLM_DATA_DIR"):
+    os.environ["TINYLM_DATA_DIR"] = os.path.abspath(os.environ["TINYLM_DATA_DIR"])
 
 import tinylm  # noqa: E402
 from tinylm.models import model_config  # noqa: E402

@@ -99,3 +99,22 @@ def test_empty_corpus_and_existing_run(cli_run, tmp_path):
     result = tinylm("train", "--data", empty, "--out", cli_run, check=False)
     assert result.returncode == 2
     assert (cli_run / "model.safetensors").read_bytes() == before
+
+
+def test_machine_flags_on_every_command_that_trains_or_generates():
+    from tinylm.cli import build_parser
+
+    parser = build_parser()
+    for command in (["train"], ["sample", "RUN"], ["eval", "RUN"], ["temperature", "RUN"], ["compare"],
+                    ["serve", "RUN"]):
+        args = parser.parse_args([*command, "--device", "cpu", "--precision", "fp32", "--threads", "1"])
+        assert (args.device, args.precision, args.threads) == ("cpu", "fp32", 1), command
+
+
+def test_bf16_asked_for_where_it_cannot_run_is_one_line(cli_run, tmp_path):
+    env_run = subprocess.run([sys.executable, "-m", "tinylm", "train", "--resume", str(cli_run), "--epochs", "3",
+                              "--precision", "bf16", "--quiet"], capture_output=True, text=True, timeout=300,
+                             env={**__import__("os").environ, "TINYLM_CPU_BF16": "0"})
+    assert env_run.returncode == 2
+    assert env_run.stderr.strip().splitlines()[-1].startswith("error: --precision bf16")
+    assert "Traceback" not in env_run.stderr

@@ -284,3 +284,62 @@ def test_line_mode_trains_on_whole_lines_and_generation_stops_at_eos(tmp_path):
 
     val_text = split_lines(corpus.read_text(), 0.1)[1]
     assert run.evaluate().chars == len(val_text)
+
+
+def test_summary_names_the_machine_and_precision_of_the_run(small_corpus, tmp_path):
+    tinylm.train(tiny_config(small_corpus, epochs=1), out=tmp_path / "run", **QUIET)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    for key in ("device", "precision", "precision_reason", "threads", "processes", "cpu", "cpu_capability",
+                "native_bf16"):
+        assert key in summary, key
+    assert summary["precision"] in ("bf16", "fp32") and summary["processes"] == 1 and summary["threads"] >= 1
+
+
+def test_a_bf16_kernel_failing_on_the_first_step_falls_back_to_fp32(small_corpus, tmp_path, monkeypatch):
+    """The probe passed but the real step's kernel fails (as oneDNN's LSTM did on AVX2 CPUs): the step is redone
+    in fp32, said once, and the run completes and learns."""
+    import torch
+
+    from tinylm.devices import PrecisionChoice
+    from tinylm.models.rnn import RecurrentLM
+    from tinylm.training import loop
+
+    monkeypatch.setattr(loop, "training_precision", lambda *a, **k: PrecisionChoice("bf16", "simulated"))
+    forward = RecurrentLM.forward
+
+    def failing_under_autocast(self, ids, state=None):
+        if torch.is_autocast_enabled("cpu"):
+            raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation primitive")
+        return forward(self, ids, state)
+
+    monkeypatch.setattr(RecurrentLM, "forward", failing_under_autocast)
+    lines = []
+    run = tinylm.train(tiny_config(small_corpus, epochs=2), out=tmp_path / "run", progress=False, echo=lines.append)
+    assert any(line.startswith("note: bf16 autocast failed on the first step") for line in lines)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["precision"] == "fp32" and "primitive descriptor" in summary["precision_reason"]
+    assert run.metrics[-1]["val_loss"] < run.metrics[0]["val_loss"]
+
+
+def test_resume_takes_this_machines_settings_and_says_which_changed(small_corpus, tmp_path):
+    tinylm.train(tiny_config(small_corpus, epochs=1), out=tmp_path / "run", **QUIET)
+    lines = []
+    tinylm.resume(tmp_path / "run", epochs=2, precision="fp32", threads=1, progress=False, echo=lines.append)
+    assert any("--precision fp32 (was auto)" in line and "--threads 1 (was None)" in line for line in lines)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["precision"] == "fp32" and summary["threads"] == 1 and summary["epochs"] == 2
+    assert tinylm.RunConfig.load(tmp_path / "run" / "config.json").train.precision == "fp32"
+    with pytest.raises(TinyLMError, match="--precision must be"):
+        tinylm.resume(tmp_path / "run", epochs=3, precision="fp16", **QUIET)
+
+
+def test_the_run_keeps_its_data_source_absolute_and_leaves_the_callers_config_alone(small_corpus, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.chdir(small_corpus.parent)
+    config = tiny_config(small_corpus.name, epochs=1)
+    tinylm.train(config, out=tmp_path / "run", **QUIET)
+    assert config.data.source == small_corpus.name and config.model.vocab_size == 0  # not changed
+    saved = tinylm.RunConfig.load(tmp_path / "run" / "config.json")
+    assert saved.data.source == str(small_corpus.resolve())
+    monkeypatch.chdir(tmp_path)  # elsewhere: the run still finds its validation text
+    assert tinylm.load(tmp_path / "run").evaluate().tokens > 0

@@ -18,6 +18,7 @@ import torch
 from .config import RunConfig
 from .data import load_split
 from .data.tokenfile import is_prepared, open_prepared
+from .devices import resolve_device  # noqa: F401  (also part of this module's interface)
 from .errors import TinyLMError
 from .evaluation import EvalResult, evaluate_text
 from .generation import SamplingConfig, generate_ids
@@ -27,24 +28,6 @@ from .tokenizers import Tokenizer
 from .weights import load_weights
 
 WEIGHTS = "model.safetensors"
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise TinyLMError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TinyLMError("--device cuda was asked for, but no CUDA GPU is available (use --device cpu)")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise TinyLMError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA GPUs")
-    return device
 
 
 class LoadedModel:
@@ -57,6 +40,7 @@ class LoadedModel:
         self.config = config
         self.run_dir = Path(run_dir) if run_dir else None
         self.device = torch.device(device)
+        self.precision = "auto"  # generation's precision when a call names none (see SamplingConfig.precision)
 
     def __repr__(self) -> str:
         return (f"LoadedModel({self.config.model.__class__.__name__}, {self.num_parameters():,} parameters, "
@@ -88,7 +72,7 @@ class LoadedModel:
 
     def stream(self, prompt: str = "", **sampling) -> Iterator[str]:
         """Yield the generated text piece by piece as tokens are sampled (the prompt is not repeated)."""
-        config = sampling.pop("config", None) or SamplingConfig(**sampling)
+        config = sampling.pop("config", None) or SamplingConfig(**{"precision": self.precision, **sampling})
         config.validate(self.tokenizer.vocab_size)
         ids = self.prompt_ids(prompt)
         banned = tuple(i for i in (self.tokenizer.pad_id,) if i is not None)
@@ -193,9 +177,13 @@ def resolve_run_dir(name: str | Path) -> Path:
     raise TinyLMError(f"run directory {name} does not exist")
 
 
-def load(run_dir: str | Path, device: str = "cpu") -> LoadedModel:
+def load(run_dir: str | Path, device: str = "cpu", precision: str = "auto") -> LoadedModel:
     """Load a run in one call: a run directory (config.json, tokenizer.json, model.safetensors), a folder
-    written by `tinylm push --dry-run`, or a Hub repo id USER/NAME."""
+    written by `tinylm push --dry-run`, or a Hub repo id USER/NAME. `device` as in tinylm.devices.resolve_device
+    ("auto" for the fastest there is); `precision` is what generation uses unless a call says otherwise."""
+    from .devices import generation_candidates
+
+    generation_candidates(precision, resolve_device(device))  # a bad choice fails before anything is read
     run_dir = resolve_run_dir(run_dir)
     config = RunConfig.load(run_dir / "config.json")
     tokenizer = Tokenizer.load(run_dir)
@@ -207,4 +195,6 @@ def load(run_dir: str | Path, device: str = "cpu") -> LoadedModel:
     module = build_model(config.model)
     load_weights(module, run_dir / WEIGHTS, target)
     module.to(target).eval()
-    return LoadedModel(module, tokenizer, config, run_dir, target)
+    run = LoadedModel(module, tokenizer, config, run_dir, target)
+    run.precision = precision
+    return run

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from ._machine import add_machine_flags
+
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..compare import compare
-    from ..config import DataConfig, RunConfig
+    from ..config import DataConfig, RunConfig, TrainConfig
     from ..tokenizers import TokenizerConfig
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     config = RunConfig(data=DataConfig(source=args.data, block_size=args.block_size),
-                       tokenizer=TokenizerConfig(kind=args.tokenizer))
+                       tokenizer=TokenizerConfig(kind=args.tokenizer),
+                       train=TrainConfig(device=args.device, precision=args.precision, threads=args.threads))
     settings = {"order": args.order} if args.order is not None else None
     compare(args.models, budget_seconds=args.budget_seconds, out=args.out, config=config,
             model_settings=settings, prompt=args.prompt, samples=args.samples,
@@ -41,5 +40,5 @@ def add_parser(sub) -> None:
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--out", default="compare", help="report folder (compare)")
     p.add_argument("--overwrite", action="store_true", help="replace runs already in OUT/runs")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    add_machine_flags(p, training=True)
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -9,13 +9,15 @@ import sys
 from pathlib import Path
 
 from ..errors import TinyLMError
+from ._machine import add_machine_flags, apply_threads
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data import load_corpus
     from ..runs import load
 
-    run = load(args.run, device=args.device)
+    apply_threads(args)
+    run = load(args.run, device=args.device, precision=args.precision)
     text = None
     if args.text:
         if not Path(args.text).exists():
@@ -70,4 +72,4 @@ def add_parser(sub) -> None:
     g.add_argument("--max-new-tokens", type=int, default=300)
     g.add_argument("--temperature", type=float, default=0.8)
     g.add_argument("--seed", type=int, default=0, help="seed of the first sample (0)")
-    p.add_argument("--device", default="cpu")
+    add_machine_flags(p)  # the loss is computed in fp32 whatever --precision says; it sets the samples' precision

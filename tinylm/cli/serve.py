@@ -7,9 +7,11 @@ import argparse
 
 def run(args: argparse.Namespace) -> int:
     from ..runs import load
+    from ._machine import apply_threads
 
+    apply_threads(args)
     # Runs load before Gradio is imported (seconds): a mistyped run directory fails at once.
-    runs = [load(name, device=args.device) for name in args.runs]
+    runs = [load(name, device=args.device, precision=args.precision) for name in args.runs]
     from ..app import serve
 
     serve(runs, host=args.host, port=args.port)
@@ -24,4 +26,6 @@ def add_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (127.0.0.1: this machine only; 0.0.0.0: the whole network)")
     p.add_argument("--port", type=int, help="port (default: 7860, or the next free one)")
-    p.add_argument("--device", default="cpu")
+    from ._machine import add_machine_flags
+
+    add_machine_flags(p)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from ._machine import add_machine_flags, apply_threads
+
 
 def run(args: argparse.Namespace) -> int:
+    from ..runs import load
     from ..temperature import parse_temperatures, temperature_report
 
-    temperature_report(args.run, parse_temperatures(args.temperatures), args.prompts, args.out,
+    apply_threads(args)
+    loaded = load(args.run, device=args.device, precision=args.precision)
+    temperature_report(loaded, parse_temperatures(args.temperatures), args.prompts, args.out,
                        samples=args.samples, max_new_tokens=args.max_new_tokens, seed=args.seed,
                        threshold=args.threshold)
     return 0
@@ -29,3 +34,4 @@ def add_parser(sub) -> None:
     p.add_argument("--threshold", type=float, default=0.5,
                    help="share of real words below which words count as no longer recognisable (0.5)")
     p.add_argument("--out", default="temperature-report", help="report folder (temperature-report)")
+    add_machine_flags(p)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import TinyLMError
+from ._machine import add_machine_flags
 
 
 def add_parser(sub) -> None:
@@ -37,8 +38,9 @@ def add_parser(sub) -> None:
     g.add_argument("--min-freq", type=int, help="minimum count of a symbol to enter the vocabulary (1)")
     g = p.add_argument_group("model")
     g.add_argument("--model", help="a registered model name: rnn, gru, lstm, ... (default lstm)")
-    g.add_argument("--preset", help="a named recipe (flags you give override it): "
-                                    "exercise, gpt-cpu, gpt-gpu, ...; see tinylm/presets.py")
+    g.add_argument("--preset", help="a named recipe (flags you give override it): default (used when neither "
+                                    "--preset nor --model is given), exercise, gpt-cpu, cpu-best, ...; "
+                                    "see tinylm/presets.py")
     g.add_argument("--layers", type=int)
     g.add_argument("--hidden", type=int)
     g.add_argument("--embed", type=int)
@@ -73,8 +75,6 @@ def add_parser(sub) -> None:
     g.add_argument("--grad-clip", type=float, help="clip the gradient norm (1.0; 0 disables)")
     g.add_argument("--patience", type=int, help="early stopping patience in epochs (5; 0 disables)")
     g.add_argument("--seed", type=int)
-    g.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (auto)")
-    g.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="training autocast (auto: bf16 where fast)")
     g.add_argument("--eval-batch-size", type=int)
     g.add_argument("--stateful", action="store_true", default=None,
                    help="recurrent models: carry the state from batch to batch (truncated BPTT over streams)")
@@ -90,10 +90,11 @@ def add_parser(sub) -> None:
     g.add_argument("--out", help="run directory (default runs/<data>-<model>-<time>)")
     g.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     g.add_argument("--resume", metavar="RUN", help="continue RUN until it has --epochs epochs in total")
-    g.add_argument("--threads", type=int, help="CPU threads for torch (per process)")
-    g.add_argument("--processes", type=int,
-                   help="train with N processes on this machine (DDP through torchrun's launcher; default 1)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    machine = add_machine_flags(p, training=True, defaults=False)
+    machine.add_argument(
+        "--processes", type=int, help="train with N processes on this machine (DDP through torchrun's launcher; "
+                                      "default 1)")
 
 
 _DATA_FLAGS = ["source", "val_source", "val_fraction", "encoding", "text_column", "hf_split", "hf_config",
@@ -106,22 +107,26 @@ _TRAIN_FLAGS = ["epochs", "max_steps", "batch_size", "lr", "optimizer", "muon_lr
                 "warmup_steps", "grad_clip", "patience", "seed", "device", "precision", "eval_batch_size",
                 "checkpoint_every",
                 "sample_prompt", "sample_tokens", "stateful", "processes", "time_budget", "logger", "wandb_project",
-                "run_name"]
+                "run_name", "threads"]
+_MACHINE_FLAGS = ["device", "precision", "threads", "processes"]  # may change on --resume (another machine)
 
 
 def config_from_args(args: argparse.Namespace):
     """A RunConfig from defaults, then the preset, then the flags the user gave."""
     from ..config import UNLIMITED_EPOCHS, DataConfig, RunConfig, TrainConfig
     from ..models import model_config
-    from ..presets import PRESETS
+    from ..presets import DEFAULT_PRESET, PRESETS
     from ..tokenizers import TokenizerConfig
 
     args.source, args.val_source = args.data, args.val_data
+    name = args.preset or (DEFAULT_PRESET if not args.model else None)
     preset = {}
-    if args.preset:
-        if args.preset not in PRESETS:
-            raise TinyLMError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
-        preset = PRESETS[args.preset]
+    if name:
+        if name not in PRESETS:
+            raise TinyLMError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        preset = PRESETS[name]
+    if not args.preset and preset and (args.lines or args.target == "last"):  # no single stream to carry state
+        preset = {**preset, "train": {k: v for k, v in preset["train"].items() if k != "stateful"}}
 
     def pick(section: str, names: list[str]) -> dict:
         values = dict(preset.get(section, {}))
@@ -152,8 +157,10 @@ def _relaunch(processes: int, args: argparse.Namespace) -> int:
 
     from torch.distributed.run import main as torchrun
 
+    from ..devices import default_threads
+
     if not args.threads:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
+        os.environ["OMP_NUM_THREADS"] = str(default_threads(processes))
     try:
         torchrun(["--standalone", "--nproc_per_node", str(processes), "-m", "tinylm", *args._argv])
     except Exception as e:  # noqa: BLE001 - torchrun raises ChildFailedError after the workers printed why
@@ -165,8 +172,6 @@ def _relaunch(processes: int, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     import os
-
-    import torch
 
     from ..training import resume, train
 
@@ -182,14 +187,21 @@ def run(args: argparse.Namespace) -> int:
         processes = config.train.processes
     if processes > 1 and not launched and getattr(args, "_argv", None) is not None:
         return _relaunch(processes, args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if not launched:
+        from ..devices import apply_threads
+
+        apply_threads(args.threads, processes)
     if args.resume:
         ignored = [f"--{n.replace('_', '-')}" for n in _DATA_FLAGS[2:] + _MODEL_FLAGS + _TRAIN_FLAGS[2:]
-                   if getattr(args, n, None) is not None and n != "processes"] + (["--data"] if args.data else [])
+                   if getattr(args, n, None) is not None and n not in _MACHINE_FLAGS]
+        ignored += ["--data"] if args.data else []
         if ignored:
             print(f"note: --resume continues with the run's own config; ignored: {' '.join(ignored)}", file=sys.stderr)
-        resume(args.resume, epochs=args.epochs, max_steps=args.max_steps, progress=not args.quiet)
+        resume(args.resume, epochs=args.epochs, max_steps=args.max_steps, progress=not args.quiet,
+               **{n: getattr(args, n) for n in _MACHINE_FLAGS})
     else:
+        if not args.preset and not args.model and os.environ.get("RANK", "0") == "0":  # rank 0 speaks
+            print("preset default: the first-run recipe (see tinylm/presets.py); --model lstm for the plain "
+                  "defaults")
         train(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
     return 0

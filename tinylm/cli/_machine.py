@@ -1,0 +1,34 @@
+"""The flags every command that trains or generates shares: --device, --precision, --threads. Their meaning
+is decided in one place, tinylm/devices.py; this only declares and applies them."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..devices import GENERATION_PRECISIONS, TRAINING_PRECISIONS
+
+TRAINING_HELP = ("training autocast: auto (default: bf16 on GPUs that support it and on CPUs that compute bf16 "
+                 "natively, checked by a probe step; else fp32), bf16, fp32")
+GENERATION_HELP = ("generation: auto (default: the fastest path that agrees with fp32 on this machine), fp32 "
+                   "(exact), bf16 (Linear layers in bf16), int8 (int8 weights, CPUs)")
+
+
+def add_machine_flags(p: argparse.ArgumentParser, *, training: bool = False, defaults: bool = True):
+    """--device, --precision (training's or generation's choices) and --threads, in a "machine" group that is
+    returned. With defaults=False the flags default to None (train and --resume tell "not given" from a value)."""
+    g = p.add_argument_group("machine")
+    g.add_argument("--device", default="auto" if defaults else None,
+                   help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    g.add_argument("--precision", choices=TRAINING_PRECISIONS if training else GENERATION_PRECISIONS,
+                   default="auto" if defaults else None, help=TRAINING_HELP if training else GENERATION_HELP)
+    g.add_argument("--threads", type=int,
+                   help="CPU threads for torch (default: the physical cores" + (", shared among --processes)"
+                                                                                if training else ")"))
+    return g
+
+
+def apply_threads(args: argparse.Namespace) -> int:
+    """Set torch's threads from --threads (or the default); the one call every command makes."""
+    from ..devices import apply_threads as apply
+
+    return apply(args.threads)
