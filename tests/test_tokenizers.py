@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -187,3 +189,41 @@ def test_long_texts_encode_in_chunks_to_the_same_ids(kind, shakespeare_text):
     chunked = encode_text(tokenizer, text)
     assert chunked.dtype == torch.long and chunked.tolist() == whole
     assert tokenizer.encode_tensor(text).tolist() == whole
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=299), min_size=1, max_size=12))
+def test_byte_level_decoding_gives_text_only(bpe, ids):
+    """Any id sequence (an untrained model's sample, a character cut in two) decodes to text: no U+FFFD,
+    no control characters but newline and tab, no byte-alphabet stand-ins such as Ġ (the space byte)."""
+    ids = [i % bpe.vocab_size for i in ids]
+    text = bpe.decode(ids, text_only=True)
+    assert not any(c == "\ufffd" or (unicodedata.category(c) in ("Cc", "Cn", "Co", "Cs") and c not in "\n\t")
+                   for c in text), repr(text)
+    assert "Ġ" not in text and "Ċ" not in text
+    # Valid pieces are kept: a word and a character made of several bytes survive around the noise.
+    word = bpe.encode(" café")
+    assert bpe.decode([*word, *bpe.encode("\x01")], text_only=True) == " café"
+    assert bpe.decode([*word, *bpe.encode("\x01")]) == " café\x01"  # exact otherwise
+
+
+def test_generation_never_writes_pad_or_unk():
+    """A model that puts nearly all its probability on <pad> and <unk> still writes text (or stops at <eos>)."""
+    from tinylm.config import DataConfig, RunConfig
+    from tinylm.models import build_model, model_config
+    from tinylm.runs import LoadedModel
+
+    tok = build_tokenizer(TokenizerConfig("char"), "abc de\n")
+    config = RunConfig(data=DataConfig(source="unused"), tokenizer=TokenizerConfig("char"),
+                       model=model_config("lstm", embed=8, hidden=8, layers=1, vocab_size=tok.vocab_size))
+    module = build_model(config.model)
+    with torch.no_grad():
+        module.head.bias.fill_(0.0)
+        module.head.bias[[tok.pad_id, tok.unk_id]] = 30.0  # e^30: the other tokens are one in 10^13
+    run = LoadedModel(module, tok, config)
+    for sampling in ({"greedy": True}, {"temperature": 1.0, "seed": 1}, {"temperature": 2.0, "seed": 2}):
+        text = run.generate("ab", max_new_tokens=30, stop_at_eos=False, **sampling)
+        assert "<unk>" not in text and "<pad>" not in text, sampling
+        assert len(text.replace("<eos>", "_")) == 2 + 30  # 30 tokens: characters or <eos>, nothing else
+    chart = dict(run.next_token_distribution("ab"))
+    assert chart.get("<unk>", 0.0) == 0.0 and chart.get("<pad>", 0.0) == 0.0

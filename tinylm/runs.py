@@ -70,22 +70,28 @@ class LoadedModel:
             raise TinyLMError("this tokenizer has no <eos> token: give a non-empty prompt")
         return [self.tokenizer.eos_id]
 
+    def _never_generated(self) -> tuple[int, ...]:
+        """<pad> and <unk>: not text, so never sampled (<eos> ends a text; a pretrained tokenizer whose unk or
+        pad is its end-of-text token keeps that token as the stop)."""
+        t = self.tokenizer
+        return tuple(i for i in dict.fromkeys((t.pad_id, t.unk_id)) if i is not None and i != t.eos_id)
+
     def stream(self, prompt: str = "", **sampling) -> Iterator[str]:
         """Yield the generated text piece by piece as tokens are sampled (the prompt is not repeated)."""
         config = sampling.pop("config", None) or SamplingConfig(**{"precision": self.precision, **sampling})
         config.validate(self.tokenizer.vocab_size)
         ids = self.prompt_ids(prompt)
-        banned = tuple(i for i in (self.tokenizer.pad_id,) if i is not None)
+        banned = self._never_generated()
         # The continuation is read off the decoding of prompt + new tokens, so what joins them (the space a
         # word tokenizer puts between tokens) and characters made of several tokens (byte-level BPE) come
         # out right; a piece ending in an unfinished character waits for the next token.
-        context = self.tokenizer.decode(ids)
+        context = self.tokenizer.decode(ids, text_only=True)  # generated text holds text only (tokenizers.py)
         emitted = ""
         new: list[int] = []
 
         def continuation() -> str:
-            text = self.tokenizer.decode(ids + new)
-            return text[len(context):] if text.startswith(context) else self.tokenizer.decode(new)
+            text = self.tokenizer.decode(ids + new, text_only=True)
+            return text[len(context):] if text.startswith(context) else self.tokenizer.decode(new, text_only=True)
 
         for token in generate_ids(self.module, ids, config, self.tokenizer.eos_id, banned, self.device):
             new.append(token)
@@ -113,8 +119,8 @@ class LoadedModel:
         self.module.eval()
         logits, _ = self.module(ids, None)
         probs = tempered_softmax(logits[0, -1].float(), temperature)
-        if self.tokenizer.pad_id is not None:
-            probs[self.tokenizer.pad_id] = 0.0
+        if banned := self._never_generated():  # charted as generation samples: never <pad> or <unk>
+            probs[list(banned)] = 0.0
             probs = probs / probs.sum()
         order = torch.argsort(probs, descending=True)[: top or probs.numel()]
         return [(self.tokenizer.token_text(int(i)), float(probs[i])) for i in order]

@@ -18,6 +18,7 @@ fetch a pretrained tokenizer.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,6 +32,17 @@ from .io import write_json, write_text
 
 PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
 SPECIAL_TOKENS = [PAD, UNK, EOS]
+
+
+# What byte-level decoding yields for bytes that are not text: U+FFFD for invalid UTF-8, control characters
+# (but newline and tab) from the byte tokens every byte-level vocabulary holds, and code points no text
+# uses (unassigned, private use, surrogates) that random bytes can spell.
+_NOT_TEXT_CATEGORIES = ("Cc", "Cn", "Co", "Cs")
+
+
+def _text_only(text: str) -> str:
+    return "".join(c for c in text if c in "\n\t" or (c != "\ufffd"
+                                                      and unicodedata.category(c) not in _NOT_TEXT_CATEGORIES))
 
 
 @dataclass
@@ -64,6 +76,9 @@ class Tokenizer:
         self.pad_id = backend.token_to_id(pad) if pad else None
         self.unk_id = backend.token_to_id(unk) if unk else None
         self.eos_id = backend.token_to_id(eos) if eos else None
+        # Byte-level BPE can put together bytes that are no UTF-8 text (a character cut in two, an untrained
+        # model's noise) or control bytes: decode(text_only=True) leaves those out (see _text_only).
+        self._byte_level = isinstance(backend.decoder, hf.decoders.ByteLevel)
 
     @property
     def vocab_size(self) -> int:
@@ -81,10 +96,14 @@ class Tokenizer:
                 return ids
         return torch.tensor(self.encode(text), dtype=torch.long)
 
-    def decode(self, ids: list[int] | torch.Tensor) -> str:
+    def decode(self, ids: list[int] | torch.Tensor, text_only: bool = False) -> str:
+        """The text of `ids`. `text_only` (generated text): with a byte-level tokenizer, bytes that are not
+        UTF-8 text and control bytes other than newline and tab are left out instead of showing as U+FFFD
+        or control characters; decode(encode(text)) == text holds without it, for any text."""
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
-        return self.backend.decode([i for i in ids if i != self.pad_id], skip_special_tokens=False)
+        text = self.backend.decode([i for i in ids if i != self.pad_id], skip_special_tokens=False)
+        return _text_only(text) if text_only and self._byte_level else text
 
     def token_text(self, token_id: int) -> str:
         """How one token reads: its decoded text, or its name for special tokens."""
