@@ -80,8 +80,9 @@ def client(server):
     return Client(server, verbose=False, analytics_enabled=False, download_files=False)
 
 
-def ask(client, prompt="ROMEO:", temperature=0.8, top_k=0, top_p=1.0, max_new_tokens=40, seed=1):
-    return client.predict(prompt, temperature, top_k, top_p, max_new_tokens, seed, api_name="/generate")
+def ask(client, prompt="ROMEO:", temperature=0.8, top_k=0, top_p=1.0, max_new_tokens=40, seed="1", greedy=False):
+    return client.predict(prompt, temperature, top_k, top_p, max_new_tokens, str(seed), greedy,
+                          api_name="/generate")
 
 
 def test_import_tinylm_leaves_gradio_alone_and_its_absence_is_a_clear_error():
@@ -146,17 +147,28 @@ def test_generate_streams_every_run_and_charts_the_distribution(client, runs):
 def test_invalid_settings_show_an_error_and_the_worker_keeps_serving(client, runs):
     vocab = runs[0].tokenizer.vocab_size
     for settings, message in [
-        ({"temperature": 0.0}, "--temperature must be a finite number &gt; 0"),
-        ({"top_p": 0.0}, "--top-p must be in (0, 1]"),
-        ({"top_k": vocab + 1}, f"--top-k must be between 1 and the vocabulary size {vocab},"),
-        ({"prompt": "x" * 101}, "the prompt has 101 characters; the limit is 100"),
+        ({"temperature": 0.0}, "Temperature must be above 0 (or tick Greedy"),
+        ({"top_p": 0.0}, "Top-p must be above 0 and at most 1 (1 is off)"),
+        ({"top_k": vocab + 1}, f"Top-k must be between 1 and {vocab} (the smallest vocabulary here), or 0"),
+        ({"seed": "abc"}, "Seed must be a whole number from 0 to 4294967295, or empty for a random text"),
+        ({"seed": "-1"}, "Seed must be a whole number"),
+        ({"prompt": "x" * 101}, "The prompt has 101 characters; the limit is 100"),
     ]:
         status, *outputs = ask(client, **settings)
         assert status.startswith(f"**Error:** {message}")
+        assert "--" not in status  # worded for the page, not for the command line
         assert outputs == ["", "", None, None]
     with pytest.raises(AppError, match="greater than maximum value 120"):  # the length cap, from Gradio
         ask(client, max_new_tokens=121)
     assert ask(client)[0].startswith("Done")
+    assert ask(client, temperature=0.0, greedy=True)[0].startswith("Done")  # greedy needs no temperature
+
+
+def test_empty_seed_is_random_and_greedy_is_the_most_likely_text(client, runs):
+    first, second = (ask(client, seed="", max_new_tokens=60)[1] for _ in range(2))
+    assert first != second  # a fresh random seed each time
+    greedy = ask(client, seed="", greedy=True, max_new_tokens=30)[1:3]
+    assert list(greedy) == [run.generate("ROMEO:", max_new_tokens=30, greedy=True) for run in runs]
 
 
 def test_streaming_the_time_limit_and_the_queue_size(trained_run):
@@ -171,11 +183,11 @@ def test_streaming_the_time_limit_and_the_queue_size(trained_run):
                  block=False)
     try:
         client = Client(demo.local_url, verbose=False, analytics_enabled=False, download_files=False)
-        job = client.submit("A", 1.0, 0, 1.0, 100, 1, api_name="/generate")
+        job = client.submit("A", 1.0, 0, 1.0, 100, "1", False, api_name="/generate")
         deadline = time.monotonic() + 30
         while not job.outputs() and time.monotonic() < deadline:  # until it generates
             time.sleep(0.01)
-        others = [client.submit("B", 1.0, 0, 1.0, 100, 1, api_name="/generate") for _ in range(2)]
+        others = [client.submit("B", 1.0, 0, 1.0, 100, "1", False, api_name="/generate") for _ in range(2)]
         status, text, _ = job.result(timeout=60)
         messages = job.outputs()
         outcomes = []
@@ -218,13 +230,14 @@ def test_fifty_concurrent_requests_are_all_served_within_the_concurrency_limit(t
         client = Client(demo.local_url, verbose=False, analytics_enabled=False, download_files=False,
                         max_workers=50)
 
-        jobs = [client.submit(f"request {i}", 0.8, 0, 1.0, 30, i, api_name="/generate") for i in range(50)]
+        jobs = [client.submit(f"request {i}", 0.8, 0, 1.0, 30, str(i), False, api_name="/generate")
+                for i in range(50)]
         deadline = time.monotonic() + 120
         results = [job.result(timeout=max(0.1, deadline - time.monotonic())) for job in jobs]
         assert [r[0].split(" in ")[0] for r in results] == ["Done"] * 50
         assert all(text.startswith(f"request {i}") for i, (_, text, _) in enumerate(results))
         assert CountingRun.most == 2 and CountingRun.active == 0  # the queue ran two at a time, none stuck
-        assert client.predict("after", 0.8, 0, 1.0, 10, 1, api_name="/generate")[0].startswith("Done")
+        assert client.predict("after", 0.8, 0, 1.0, 10, "1", False, api_name="/generate")[0].startswith("Done")
     finally:
         demo.close()
 
@@ -247,7 +260,7 @@ def test_playground_in_a_real_browser(server, runs, tmp_path):
                 assert run.run_dir.name in info and f"{run.num_parameters():,} parameters" in info
                 assert run.module.describe() in info
             page.locator("#prompt textarea").fill("ROMEO:")
-            page.locator("#seed input").fill("3")
+            page.locator("#seed").locator("textarea, input").first.fill("3")
             page.locator("#generate").click()
             page.wait_for_function("document.querySelector('#status').innerText.startsWith('Done')",
                                    timeout=30_000)
@@ -264,9 +277,53 @@ def test_playground_in_a_real_browser(server, runs, tmp_path):
             page.locator("#generate").click()
             page.wait_for_function("document.querySelector('#status').innerText.startsWith('Error')",
                                    timeout=30_000)
-            assert "--temperature must be a finite number > 0" in page.locator("#status").inner_text()
+            assert "Temperature must be above 0 (or tick Greedy" in page.locator("#status").inner_text()
             assert page.locator("#output-0 textarea").input_value() == ""
             assert outside == []
         finally:
             browser.close()
     assert (shots / "playground.png").stat().st_size > 10_000
+
+
+def test_a_fresh_page_writes_a_new_text_each_time(server, runs):
+    """The seed box starts empty in the browser, and empty means random: two presses, two texts."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not found: install the Debian package chromium for the browser test")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server)
+            assert page.locator("#seed").locator("textarea, input").first.input_value() == ""
+            page.locator("#prompt textarea").fill("ROMEO:")
+            # Count the status' changes to "Done…": each press ends with one (the text alone may repeat).
+            page.evaluate("""() => {
+                window.done = 0;
+                const status = document.querySelector('#status');
+                new MutationObserver(() => {
+                    const finished = status.innerText.startsWith('Done');
+                    if (finished && !window.wasDone) window.done += 1;
+                    window.wasDone = finished;
+                }).observe(status, {subtree: true, childList: true, characterData: true});
+            }""")
+
+            def press(times_done: int) -> str:
+                page.locator("#generate").click()
+                page.wait_for_function(f"window.done >= {times_done}", timeout=60_000)
+                text, before = page.locator("#output-0 textarea").input_value(), None
+                while text != before:  # the text box may render its last update just after the status
+                    page.wait_for_timeout(300)
+                    before, text = text, page.locator("#output-0 textarea").input_value()
+                return text
+
+            texts = [press(1), press(2)]
+            print(f"fresh page, two presses: {texts[0]!r} / {texts[1]!r}")
+            assert all(t.startswith("ROMEO:") and len(t) > len("ROMEO:") for t in texts)
+            assert texts[0] != texts[1]
+
+            page.locator("#greedy input").check()  # greedy: the run's most likely text, whatever the seed
+            text = press(3)
+            assert text == runs[0].generate("ROMEO:", max_new_tokens=min(200, LIMITS.max_new_tokens), greedy=True)
+        finally:
+            browser.close()

@@ -93,6 +93,32 @@ def _error(message: str) -> str:
     return f"**Error:** {html.escape(message, quote=False)}"
 
 
+MAX_SEED = 2**32 - 1
+
+
+def page_settings(temperature: float, top_k: float | None, top_p: float, max_new_tokens: float, seed: str,
+                  greedy: bool, vocab_sizes: Sequence[int]) -> SamplingConfig:
+    """The page's controls as a SamplingConfig; a bad value is a TinyLMError worded for the page (the names
+    of its controls, not the CLI's flags). An empty seed means a new random text each time."""
+    if not greedy and not (temperature is not None and 0 < float(temperature) < float("inf")):
+        raise TinyLMError("Temperature must be above 0 (or tick Greedy for the most likely token each time)")
+    top_k = int(top_k or 0)
+    if not 0 <= top_k <= min(vocab_sizes):
+        raise TinyLMError(f"Top-k must be between 1 and {min(vocab_sizes)} (the smallest vocabulary here), "
+                          "or 0 for off")
+    if not (top_p is not None and 0 < float(top_p) <= 1):
+        raise TinyLMError("Top-p must be above 0 and at most 1 (1 is off)")
+    seed = (seed or "").strip()
+    if seed and not (seed.isdigit() and int(seed) <= MAX_SEED):
+        raise TinyLMError(f"Seed must be a whole number from 0 to {MAX_SEED}, or empty for a random text")
+    config = SamplingConfig(max_new_tokens=int(max_new_tokens), temperature=float(temperature or 1.0),
+                            top_k=top_k or None, top_p=float(top_p), greedy=bool(greedy),
+                            seed=int(seed) if seed else None)
+    for vocab_size in vocab_sizes:  # what tinylm itself checks, in case a check above missed one
+        config.validate(vocab_size)
+    return config
+
+
 def build_app(runs: Sequence[LoadedModel | str | Path], limits: Limits | None = None,
               device: str = "cpu") -> gr.Blocks:
     """The playground page for `runs` (loaded models or run directories), its queue set up from `limits`."""
@@ -107,18 +133,16 @@ def build_app(runs: Sequence[LoadedModel | str | Path], limits: Limits | None = 
     labels = run_labels(runs)
 
     def generate(prompt: str, temperature: float, top_k: int | None, top_p: float, max_new_tokens: int,
-                 seed: int | None) -> Iterator[tuple]:
+                 seed: str | None, greedy: bool = False) -> Iterator[tuple]:
         """Yields (status, text per run..., chart per run...): charts first, then the texts as they grow."""
         started = time.monotonic()
         try:
             if len(prompt) > limits.max_prompt_chars:
-                raise TinyLMError(f"the prompt has {len(prompt):,} characters; the limit is "
+                raise TinyLMError(f"The prompt has {len(prompt):,} characters; the limit is "
                                   f"{limits.max_prompt_chars:,}")
-            config = SamplingConfig(max_new_tokens=int(max_new_tokens), temperature=float(temperature),
-                                    top_k=int(top_k) if top_k else None, top_p=float(top_p),
-                                    seed=None if seed is None else int(seed))
-            for run in runs:  # each run has its own vocabulary size, which bounds top-k
-                config.validate(run.tokenizer.vocab_size)
+            # Each run has its own vocabulary size, which bounds top-k.
+            config = page_settings(temperature, top_k, top_p, max_new_tokens, "" if seed is None else str(seed),
+                                   greedy, [run.tokenizer.vocab_size for run in runs])
             charts = [distribution_table(run, prompt, config.temperature) for run in runs]
         except TinyLMError as e:
             yield (_error(str(e)), *[""] * len(runs), *[None] * len(runs))
@@ -170,8 +194,13 @@ def build_app(runs: Sequence[LoadedModel | str | Path], limits: Limits | None = 
             top_p = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="Top-p", elem_id="top-p", info="1: off")
             max_new_tokens = gr.Slider(1, limits.max_new_tokens, value=min(200, limits.max_new_tokens),
                                        step=1, label="Max new tokens", elem_id="max-new-tokens")
-            seed = gr.Number(None, precision=0, minimum=0, maximum=2**32 - 1, label="Seed", elem_id="seed",
-                             info="empty: random")
+            with gr.Column(min_width=160):
+                # A text box, not gr.Number: a number box shows and sends 0 when empty, and every fresh page
+                # would then write the same text.
+                seed = gr.Textbox("", label="Seed", elem_id="seed", placeholder="random", max_lines=1,
+                                  info="empty: a new text each time")
+                greedy = gr.Checkbox(False, label="Greedy", elem_id="greedy",
+                                     info="always the most likely token (ignores temperature)")
         outputs, charts = [], []
         with gr.Row(equal_height=False):
             for i, (label, run) in enumerate(zip(labels, runs)):
@@ -185,7 +214,7 @@ def build_app(runs: Sequence[LoadedModel | str | Path], limits: Limits | None = 
                                              height=260, elem_id=f"dist-{i}",
                                              label=f"Next token after the prompt (top {TOP_TOKENS})"))
         # No submit-on-Enter: newlines are part of prompts (a play's "ROMEO:\n").
-        button.click(generate, [prompt, temperature, top_k, top_p, max_new_tokens, seed],
+        button.click(generate, [prompt, temperature, top_k, top_p, max_new_tokens, seed, greedy],
                      [status, *outputs, *charts], api_name="generate")
     return demo.queue(max_size=limits.max_queue, default_concurrency_limit=limits.concurrency)
 
