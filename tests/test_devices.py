@@ -57,7 +57,8 @@ def test_the_no_bf16_side_trains_and_generates_in_fp32(no_bf16):
     assert not devices.native_bf16_cpu() and not devices.bf16_packing_supported()
     choice = devices.training_precision("auto", CPU, tiny_lstm(), batch())
     assert choice.name == "fp32" and "no native bf16" in choice.reason and "TINYLM_CPU_BF16=0" in choice.reason
-    assert devices.generation_candidates("auto", CPU) == ("fp32",)
+    candidates = devices.generation_candidates("auto", CPU)
+    assert candidates[0] == "fp32" and "bf16" not in candidates  # int8 (bf16 activations in ATen) is measured
     with pytest.raises(TinyLMError, match="cannot compute in bf16"):  # asked for explicitly: one line, no crash
         devices.training_precision("bf16", CPU, tiny_lstm(), batch())
 
@@ -158,3 +159,25 @@ def test_an_avx2_only_cpu_is_recognised_without_native_bf16():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     capability, native, precision = out.split()
     assert capability == "avx2" and native == "False" and precision == "fp32"
+
+
+def test_a_probed_choice_is_remembered_so_the_same_command_chooses_the_same(claims_bf16, monkeypatch):
+    timings = iter([[1.0, 2.0], [2.0, 1.0]])  # the second measurement would say the opposite
+    monkeypatch.setattr(devices, "_timed_steps",
+                        lambda model, batch, device, precisions, repeats: next(timings)[:len(precisions)]
+                        if repeats else [0.0])
+    first = devices.training_precision("auto", CPU, tiny_lstm(), batch())
+    again = devices.training_precision("auto", CPU, tiny_lstm(), batch())
+    assert first.name == again.name == "bf16" and "remembered" in again.reason
+    other_shape = devices.training_precision("auto", CPU, tiny_lstm(), (batch()[0][:2], batch()[1][:2]))
+    assert other_shape.name == "fp32"  # another batch shape is measured anew
+
+
+def test_a_resumed_run_keeps_its_precision_where_this_machine_runs_it(monkeypatch):
+    assert devices.training_precision("auto", CPU, tiny_lstm(), batch(), previous="fp32").reason == \
+        "as the run started"
+    monkeypatch.setenv(devices.CPU_BF16_ENV, "1")
+    assert devices.training_precision("auto", CPU, tiny_lstm(), batch(), previous="bf16").name == "bf16"
+    monkeypatch.setenv(devices.CPU_BF16_ENV, "0")  # moved to a CPU without native bf16: the rules decide anew
+    moved = devices.training_precision("auto", CPU, tiny_lstm(), batch(), previous="bf16")
+    assert moved.name == "fp32" and "no native bf16" in moved.reason

@@ -219,12 +219,21 @@ def check_training_precision(precision: str) -> None:
 
 
 def training_precision(requested: str, device: torch.device, model: torch.nn.Module | None = None,
-                       batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> PrecisionChoice:
+                       batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+                       previous: str | None = None) -> PrecisionChoice:
     """Decide the training precision for `model` on `device` (see the module's docstring for the rules).
-    `batch` (inputs, targets) is what the CPU probe runs; without a model and batch the probe is skipped."""
+    `batch` (inputs, targets) is what the CPU probe runs; without a model and batch the probe is skipped.
+    `previous`: what a resumed run computed in so far; auto keeps it where this machine runs it natively, so
+    that a resume is exact."""
     check_training_precision(requested)
     if requested == "fp32":
         return PrecisionChoice("fp32", "--precision fp32")
+    if requested == "auto" and previous == "fp32":
+        return PrecisionChoice("fp32", "as the run started")
+    if requested == "auto" and previous == "bf16" and (
+            (device.type == "cuda" and torch.cuda.is_bf16_supported())
+            or (device.type == "cpu" and native_bf16_cpu())):
+        return PrecisionChoice("bf16", "as the run started")
     if model is not None and not any(p.requires_grad for p in model.parameters()):
         if requested == "bf16":
             raise TinyLMError("--precision bf16: this model counts, it has no weights to compute in bf16")
@@ -305,7 +314,19 @@ PROBE_MARGIN = 1.05
 
 
 def _probe(model: torch.nn.Module, batch, device: torch.device) -> PrecisionChoice:
-    """Native bf16 CPU: keep bf16 only if a forward+backward of one batch runs under autocast and is faster."""
+    """Native bf16 CPU: keep bf16 only if a forward+backward of one batch runs under autocast and is faster.
+    Measured once per machine, model shape and batch shape, then remembered (TRAINING_CHOICES in the cache
+    folder): the same command makes the same choice every time, as exact resumes and repeated runs need."""
+    key = _probe_key(model, batch)
+    remembered = recall(TRAINING_CHOICES, key)
+    if remembered and remembered.get("precision") in ("bf16", "fp32"):
+        return PrecisionChoice(remembered["precision"], f"{remembered['reason']}; remembered from an earlier probe")
+    choice = _measure(model, batch, device)
+    remember(TRAINING_CHOICES, key, {"precision": choice.name, "reason": choice.reason})
+    return choice
+
+
+def _measure(model: torch.nn.Module, batch, device: torch.device) -> PrecisionChoice:
     try:
         _timed_steps(model, batch, device, (True,), repeats=0)
     except RuntimeError as e:
@@ -315,6 +336,66 @@ def _probe(model: torch.nn.Module, batch, device: torch.device) -> PrecisionChoi
     if ratio < PROBE_MARGIN:
         return PrecisionChoice("fp32", f"bf16 autocast was not faster in a probe step ({ratio:.2f}x fp32's speed)")
     return PrecisionChoice("bf16", f"native bf16, {ratio:.1f}x fp32's speed in a probe step")
+
+
+def machine_key() -> str:
+    """What a measured choice depends on besides the model: the CPU, its instruction set, torch, the threads."""
+    return f"{cpu_model()} | {cpu_capability()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+def _probe_key(model: torch.nn.Module, batch) -> str:
+    import dataclasses
+    import hashlib
+    import json
+
+    config = getattr(model, "config", None)
+    shape = json.dumps(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else repr(config),
+                       sort_keys=True, default=str)
+    model_id = hashlib.sha256(shape.encode()).hexdigest()[:12]
+    return f"{machine_key()} | {type(model).__name__} {model_id} | batch {tuple(batch[0].shape)}"
+
+
+TRAINING_CHOICES = "training_precision.json"
+"""The cache file of the training probe's choices (in tinylm's cache folder)."""
+
+
+def _choices_path(name: str) -> Path:
+    from .data.sources import cache_dir  # the cache folder's one owner (TINYLM_CACHE_DIR)
+
+    return cache_dir() / name
+
+
+def recall(name: str, key: str) -> dict | None:
+    """A choice measured earlier on this machine (None: none, or the file is unreadable)."""
+    import json
+
+    try:
+        data = json.loads(_choices_path(name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    entry = data.get(key) if isinstance(data, dict) else None
+    return entry if isinstance(entry, dict) else None
+
+
+def remember(name: str, key: str, entry: dict) -> None:
+    """Store a measured choice (the file is rewritten whole, then renamed: never half a file; a read-only cache
+    folder only means measuring again next time)."""
+    import json
+
+    path = _choices_path(name)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    data[key] = entry
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError:
+        pass
 
 
 def _first_line(error: BaseException) -> str:
@@ -342,8 +423,10 @@ def generation_candidates(requested: str, device: torch.device | str) -> tuple[s
     if kind != "cpu":
         return ("fp32",)
     candidates = ["fp32"]
-    if int8_kernel_available() and _env_override(CPU_BF16_ENV) is not False:
-        candidates.append("int8")  # int8 weights, bf16 activations: needs oneDNN's or ATen's bf16 path
+    if int8_kernel_available():
+        # int8 weights, bf16 activations converted in ATen's own vector code (AVX2 too: on an AVX2-only EPYC it
+        # was the fastest at 1 thread), so it stays a candidate without native bf16; measured and checked there
+        candidates.append("int8")
     if bf16_packing_supported():
         candidates.append("bf16")
     return tuple(candidates)

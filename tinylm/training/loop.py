@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import os
 import shutil
 import signal
 import sys
@@ -46,6 +45,7 @@ from ..evaluation import score
 from ..io import append_jsonl, read_jsonl, write_json, write_jsonl
 from ..models import build_model, family_of
 from ..plots import plot_loss
+from ..rundir import clean_stale, data_source, hold, writing_folder
 from ..runs import WEIGHTS, LoadedModel, check_out_dir, default_run_dir, load
 from ..tokenizers import Tokenizer, build_tokenizer
 from ..tracking import Logger, make_logger
@@ -76,6 +76,7 @@ class TrainingState:
     finished: bool = False
     stop_reason: str | None = None
     data_sha256: str = ""
+    precision: str | None = None  # what the steps so far computed in (a resume keeps it where it can)
 
 
 def lr_at(step: int, cfg, total_steps: int, elapsed: float = 0.0) -> float:
@@ -166,19 +167,25 @@ def train(config: RunConfig | None = None, out: str | Path | None = None, *, ove
         opening = head.lstrip()[:32].split("\n")[0] or head[:8]
         config.train.sample_prompt = "" if config.data.lines else opening
     windows, val_set = _examples(tokenizer, train_text, val_text, config.data, prepared)
-    if ddp.main:
-        # The run directory appears whole (config + tokenizer) or not at all: a kill here leaves nothing half-made.
-        staging = run_dir.parent / f".{run_dir.name}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        config.save(staging / "config.json")
-        tokenizer.save(staging)
-        shutil.rmtree(run_dir, ignore_errors=True)  # empty, or a run the user asked to overwrite (check_out_dir)
-        os.replace(staging, run_dir)
-    ddp.barrier()
-    state = TrainingState(data_sha256=_fingerprint(train_text, val_text) if prepared is None else prepared.fingerprint)
-    return _fit(run_dir, config, tokenizer, windows, val_set, state, ddp, resumed=False, progress=progress,
-                echo=echo)
+    with hold(run_dir, enabled=ddp.main):  # one process writes a run: a second training into it is refused
+        if ddp.main:
+            check_out_dir(run_dir, overwrite)  # again, now that no other process can write it
+            # The run directory appears whole (config + tokenizer) or not at all: a kill here leaves nothing
+            # half-made; it replaces an empty folder or a run the user asked to overwrite (check_out_dir).
+            with writing_folder(run_dir) as staging:
+                config.save(staging / "config.json")
+                tokenizer.save(staging)
+        ddp.barrier()
+        state = TrainingState(data_sha256=_fingerprint(train_text, val_text) if prepared is None
+                              else prepared.fingerprint)
+        try:
+            return _fit(run_dir, config, tokenizer, windows, val_set, state, ddp, resumed=False, progress=progress,
+                        echo=echo)
+        except BaseException:
+            # Failed before its first checkpoint (a bad --lr, a second Ctrl-C): no half-made run blocks a rerun.
+            if ddp.main and read_state(run_dir) is None and not (run_dir / "summary.json").is_file():
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
 
 
 MACHINE_FIELDS = ("device", "precision", "threads", "processes")
@@ -198,7 +205,12 @@ def resume(run_dir: str | Path, epochs: int | None = None, max_steps: int | None
         raise TinyLMError(f"--resume {run_dir}: no such run directory")
     ddp = distributed.setup("auto")
     config = RunConfig.load(run_dir / "config.json")
-    raw = read_state(run_dir)
+    for name in ("source", "val_source"):  # relative to the run, never a device or kernel file
+        value, refused = data_source(getattr(config.data, name), run_dir, from_hub=False)
+        if refused:
+            raise TinyLMError(f"{run_dir}/config.json names data that is not read: {refused}")
+        setattr(config.data, name, value)
+    raw = read_state(run_dir, TrainingState)
     if raw is None and (run_dir / "summary.json").is_file():  # a counting model: one pass, no checkpoint
         raise TinyLMError(f"{run_dir} already finished: a counting model learns in one pass; start a new run instead")
     # Killed before its first checkpoint: start over from the saved config and tokenizer.
@@ -244,13 +256,14 @@ def resume(run_dir: str | Path, epochs: int | None = None, max_steps: int | None
     if not completing:
         state.finished, state.stop_reason = False, None
     ddp.barrier()  # every rank has read config.json before rank 0 rewrites it
-    if ddp.main:
-        config.save(run_dir / "config.json")
-    tokenizer = Tokenizer.load(run_dir)
-    return _fit(run_dir, config, tokenizer, *_examples(tokenizer, train_text, val_text, config.data, prepared),
-                state, ddp,
-                resumed=raw is not None,
-                progress=progress, echo=echo)
+    with hold(run_dir, enabled=ddp.main):  # one process writes a run: a second resume of it is refused
+        if ddp.main:
+            config.save(run_dir / "config.json")
+        tokenizer = Tokenizer.load(run_dir)
+        return _fit(run_dir, config, tokenizer, *_examples(tokenizer, train_text, val_text, config.data, prepared),
+                    state, ddp,
+                    resumed=raw is not None,
+                    progress=progress, echo=echo)
 
 
 def _examples(tokenizer: Tokenizer, train_text: str | None, val_text: str | None, dc,
@@ -303,9 +316,11 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, windows: TokenW
             carried = read_carried(run_dir, device)
     if ddp.rank:  # each rank its own dropout masks
         torch.manual_seed(tc.seed + 7919 * ddp.rank + state.step)
+    if ddp.main:
+        clean_stale(run_dir)  # temporaries and checkpoint.old of a killed run
     # Records past the checkpoint (written just before a crash) are redone.
     for name in ("metrics.jsonl", "samples.jsonl") if ddp.main else ():
-        records = read_jsonl(run_dir / name)
+        records = read_jsonl(run_dir / name, required={"epoch": int})
         if any(r["epoch"] > state.epoch for r in records):
             write_jsonl(run_dir / name, [r for r in records if r["epoch"] <= state.epoch])
 
@@ -313,7 +328,7 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, windows: TokenW
     # launcher OMP_NUM_THREADS, and an API caller's own torch.set_num_threads() is left alone
     threads = apply_threads(tc.threads) if tc.threads else torch.get_num_threads()
     precision = training_precision(tc.precision, device, model, _probe_batch(windows, tc, ddp, device)
-                                   if model.trainable else None)
+                                   if model.trainable else None, previous=state.precision if resumed else None)
     if ddp.active:  # every rank computes in the precision rank 0 chose (its probe's timing decides)
         chosen = ddp.broadcast_float(1.0 if precision.bf16 else 0.0, device)
         if chosen != (1.0 if precision.bf16 else 0.0):
@@ -354,6 +369,7 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, windows: TokenW
         info["startup_seconds"] = process_age()  # from process start to the first training step
         ctx = _EpochContext(run_dir, config, model, tokenizer, val_set, steps_per_epoch, echo, device, logger, ddp)
         if model.trainable:
+            state.precision = precision.name
             precision = _train_epochs(ctx, windows, optimizer, state, total_steps, precision, progress, carried)
             info["precision"], info["precision_reason"] = precision.name, precision.reason
         elif not state.finished:
@@ -473,6 +489,7 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
                     # a bf16 kernel that the probe did not meet: the same step again in fp32, said once
                     precision = PrecisionChoice("fp32", f"bf16 autocast failed on the first step: {_first_line(e)}")
                     ctx.echo(f"note: {precision.reason}; training in fp32")
+                    state.precision = precision.name
                     loss, new_carried = _forward_backward(train_model, optimizer, x, y, carried, precision, device)
                 carried = _detached(new_carried) if tc.stateful else None
                 if not torch.isfinite(loss):
