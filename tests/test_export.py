@@ -69,10 +69,18 @@ def test_transformers_logits_and_greedy_text_equal_tinylm(exported, gpt_run):
     assert out[0, 4:].tolist() == tokens
 
 
-def test_pipeline_generates_and_tokenizer_matches(exported, gpt_run):
+def test_pipeline_generates_and_tokenizer_matches(exported, gpt_run, caplog):
+    from transformers.utils import logging as hf_logging
+
     run = tinylm.load(gpt_run)
     generator = transformers.pipeline("text-generation", model=str(exported), device="cpu")
-    text = generator("First", max_new_tokens=8, do_sample=False)[0]["generated_text"]
+    hf_logging.enable_propagation()  # transformers' warnings reach caplog
+    try:
+        with caplog.at_level("WARNING"):
+            text = generator("First", max_new_tokens=8, do_sample=False)[0]["generated_text"]
+    finally:
+        hf_logging.disable_propagation()
+    assert not [r.getMessage() for r in caplog.records if "max_length" in r.getMessage()]
     assert text.startswith("First") and len(text) > len("First")
     auto = transformers.AutoTokenizer.from_pretrained(str(exported))
     assert auto("Citizen", add_special_tokens=False).input_ids == run.tokenizer.encode("Citizen")

@@ -10,7 +10,8 @@ change is that GPT-2's Conv1D stores each projection as (in, out), the transpose
 Nothing here imports transformers.
 
 The exported model has GPT-2's context rule: at most block_size positions in all (prompt + new tokens).
-tinylm's own generation slides past it (see models/gpt.py); transformers' does not.
+tinylm's own generation slides past it (see models/gpt.py); transformers' does not: its generate() fails with
+an IndexError past block_size, so callers keep len(prompt) + max_new_tokens <= block_size.
 """
 
 from __future__ import annotations
@@ -111,10 +112,12 @@ def export_transformers(run: LoadedModel, out: Path) -> None:
         # transformers 4 refuses safetensors files without metadata format "pt"
         save_file(gpt2_state_dict(run.module), str(tmp), metadata={"format": "pt"})
     write_json(out / "config.json", config)
-    # transformers' generate() cannot go past the learned positions: cap the default length there.
+    # The default length is max_new_tokens, half the context (room for a prompt as long), not max_length:
+    # with max_length in this file, transformers warns on every call that passes max_new_tokens. Past
+    # block_size, prompt included, GPT2LMHeadModel fails (IndexError): see docs/tracking-and-hub.md.
     write_json(out / "generation_config.json", {
         "bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"],
-        "pad_token_id": config["pad_token_id"], "max_length": run.module.config.block_size,
+        "pad_token_id": config["pad_token_id"], "max_new_tokens": max(1, run.module.config.block_size // 2),
     })
     run.tokenizer.save(out)
 
