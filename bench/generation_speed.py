@@ -13,6 +13,8 @@ the same contexts and transformers stays inside its learned positions. Rows:
 - tinylm fp32:     generate_ids with precision="fp32": the model as trained, one position per token (KV cache);
 - tinylm bf16:     precision="bf16": the inference copy, Linear layers packed in bf16 by oneDNN;
 - tinylm int8:     precision="int8": the inference copy with weight-only int8 Linear layers;
+- tinylm auto:     precision="auto": what tinylm picks at this thread count (measured once per CPU, threads and
+                   model shape, cached in the cache folder: set TINYLM_CACHE_DIR to a new folder to measure again);
 - hf fp32, bf16:   GPT2LMHeadModel.generate() on the exported weights (its own KV cache), the model in fp32,
                    then converted to bf16 (everything in bf16: the fair comparison for our bf16 row);
 - with --extra:    tinylm fp32 without cache (the whole context re-run per token, nanoGPT's generate), and
@@ -37,9 +39,10 @@ from pathlib import Path
 import torch
 
 from tinylm.config import DataConfig, RunConfig
+from tinylm.devices import cpu_capability, cpu_model, native_bf16_cpu
 from tinylm.export import export_transformers
 from tinylm.generation import SamplingConfig, generate_ids
-from tinylm.inference import model_for_generation, native_bf16_cpu, resolve_precision
+from tinylm.inference import model_for_generation, resolve_precision
 from tinylm.models import build_model, model_config
 from tinylm.presets import PRESETS
 from tinylm.runs import LoadedModel
@@ -125,9 +128,7 @@ def bench_model(name: str, tokenizer, threads: list[int], repeats: int, extra: b
     ids = torch.tensor([[0, *reference]])
     with torch.inference_mode():
         logits = model(ids)[0]
-    auto = resolve_precision(model, "auto")
-    print(f"\n{name}: {model.describe()}, {model.num_parameters():,} parameters; {n} new tokens; "
-          f"precision auto -> {auto}")
+    print(f"\n{name}: {model.describe()}, {model.num_parameters():,} parameters; {n} new tokens")
     print(f"  precision cost over the fp32 greedy text ({ids.size(1)} positions; logits std "
           f"{logits.std().item():.3f}, range {(logits.max() - logits.min()).item():.2f}): max |logit - fp32's|, "
           "greedy tokens equal to fp32's")
@@ -139,13 +140,14 @@ def bench_model(name: str, tokenizer, threads: list[int], repeats: int, extra: b
         print(f"    transformers bf16: {logit_difference(hf, hf_bf16, ids):.4f}")
     for count in threads:
         torch.set_num_threads(count)
-        tinylm_generate(model, 8, "fp32")  # warm-up: oneDNN builds its kernels on first use
-        tinylm_generate(model, 8, "bf16")
-        tinylm_generate(model, 8, "int8")
+        auto = resolve_precision(model, "auto")  # measured here the first time (see the docstring)
+        for precision in ("fp32", "bf16", "int8", "auto"):
+            tinylm_generate(model, 8, precision)  # warm-up: oneDNN builds its kernels on first use
         rates = {
             "tinylm fp32 (KV cache)": best_rate(lambda: tinylm_generate(model, n, "fp32"), n, repeats),
             "tinylm bf16 (fast path)": best_rate(lambda: tinylm_generate(model, n, "bf16"), n, repeats),
             "tinylm int8 (fast path)": best_rate(lambda: tinylm_generate(model, n, "int8"), n, repeats),
+            f"tinylm auto (-> {auto})": best_rate(lambda: tinylm_generate(model, n, "auto"), n, repeats),
         }
         if extra and gpt:
             rates["tinylm fp32, no cache"] = best_rate(lambda: tinylm_no_cache(model, n), n, 1)
@@ -178,8 +180,12 @@ def main() -> None:
 
     transformers.logging.set_verbosity_error()  # no progress bars or advice between the figures
     transformers.logging.disable_progress_bar()
-    print(f"batch 1, greedy; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, native bf16: "
-          f"{native_bf16_cpu()}; torch {torch.__version__}, transformers {transformers.__version__}")
+    overrides = " ".join(f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
+                                                          "TINYLM_CPU_BF16", "MKL_ENABLE_INSTRUCTIONS")
+                         if k in os.environ)
+    print(f"batch 1, greedy; {cpu_model()} ({platform.machine()}, {os.cpu_count()} CPUs), capability "
+          f"{cpu_capability()}, native bf16: {native_bf16_cpu()}; {overrides or 'no overrides'}; "
+          f"torch {torch.__version__}, transformers {transformers.__version__}")
     tokenizer = build_tokenizer(TokenizerConfig("char"), ALPHABET)
     for name in args.models:
         bench_model(name, tokenizer, args.threads, args.repeats, args.extra)

@@ -1,8 +1,12 @@
 """The generation fast path (tinylm/inference.py): bf16 and int8 inference copies of any model, the
-`precision` option of sampling, and its fallback where oneDNN cannot pack bf16."""
+`precision` option of sampling, its fallback where oneDNN cannot pack bf16, and `auto`: the fastest precision
+that runs and agrees with fp32, measured once per CPU, threads and model shape and cached in a JSON file.
+Both sides of every capability (bf16 / int8 available or not, a kernel that raises) are simulated by patching
+tinylm.devices, the policy's owner, so they run on any machine."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -11,7 +15,7 @@ import torch
 from conftest import tiny_config
 
 import tinylm
-from tinylm import inference
+from tinylm import devices, inference
 from tinylm.errors import TinyLMError
 from tinylm.generation import SamplingConfig, generate_ids
 from tinylm.inference import TOLERANCES, BF16Linear, Int8Linear, PackedLinear, inference_copy, model_for_generation
@@ -60,7 +64,7 @@ def test_fast_copy_logits_match_fp32_within_the_stated_tolerance(name, precision
     ids = torch.randint(0, VOCAB, (1, 40))  # past the GPT's block of 16: the sliding cache runs in bf16 too
     reference = steps(model, ids)
     fast = inference_copy(model, precision)
-    expected = {"bf16": PackedLinear if inference.bf16_packing_supported() else BF16Linear,
+    expected = {"bf16": PackedLinear if devices.bf16_packing_supported() else BF16Linear,
                 "int8": Int8Linear}[precision]
     linears = [m for m in fast.modules() if isinstance(m, (PackedLinear, BF16Linear, Int8Linear))]
     assert linears and all(type(m) is expected for m in linears)
@@ -86,9 +90,9 @@ def test_int8_leaves_layers_its_kernel_cannot_take_in_bf16():
 
 
 def test_fallback_without_bf16_packing(monkeypatch):
-    monkeypatch.setattr(inference, "bf16_packing_supported", lambda: False)
+    monkeypatch.setattr(devices, "bf16_packing_supported", lambda: False)
+    assert "bf16" not in devices.generation_candidates("auto", "cpu")  # auto never tries an unpacked bf16
     model = small_model("gpt")
-    assert inference.resolve_precision(model, "auto") == "fp32"  # auto never picks an unpacked bf16
     fast = inference_copy(model, "bf16")  # asked for explicitly: the same numerics through F.linear
     assert any(isinstance(m, BF16Linear) for m in fast.modules())
     assert not any(isinstance(m, PackedLinear) for m in fast.modules())
@@ -120,27 +124,157 @@ def test_fp32_generation_runs_the_model_itself_unchanged(name):
         assert generated == expected
 
 
-def test_auto_takes_the_fast_path_only_where_it_pays(monkeypatch):
+def test_auto_keeps_small_models_in_fp32_without_measuring(monkeypatch):
     model = small_model("gpt")
-    assert inference.linear_weights(model) < inference.AUTO_MIN_INT8_LINEAR_WEIGHTS < inference.AUTO_MIN_LINEAR_WEIGHTS
-    assert inference.resolve_precision(model, "auto") == "fp32"  # small: the weights stay in the cache anyway
+    assert inference.linear_weights(model) < inference.AUTO_MEASURE_MIN_LINEAR_WEIGHTS
+    monkeypatch.setattr(inference, "decode_rate", lambda *a, **k: pytest.fail("measured a small model"))
+    assert inference.resolve_precision(model, "auto") == "fp32"
     assert model_for_generation(model, "auto") is model
-    monkeypatch.setattr(inference, "AUTO_MIN_LINEAR_WEIGHTS", 1)
-    monkeypatch.setattr(inference, "native_bf16_cpu", lambda: True)
-    monkeypatch.setattr(inference, "int8_kernel_available", lambda: True)
-    assert inference.resolve_precision(model, "auto") == "bf16"  # big enough for bf16, not yet for int8
-    monkeypatch.setattr(inference, "AUTO_MIN_INT8_LINEAR_WEIGHTS", 1)
-    assert inference.resolve_precision(model, "auto") == "int8"
-    monkeypatch.setattr(inference, "int8_kernel_available", lambda: False)  # e.g. Arm: not measured there
-    assert inference.resolve_precision(model, "auto") == "bf16"
-    assert inference.resolve_precision(model, "auto", "cuda") == "fp32"  # the fast path is for CPUs
-    monkeypatch.setattr(inference, "native_bf16_cpu", lambda: False)
-    assert inference.resolve_precision(model, "auto") == "fp32"  # emulated bf16 saves nothing
+    assert not inference.choices_path().exists()
     assert inference.resolve_precision(model, "bf16") == "bf16"  # explicit choices are kept
+    assert inference.resolve_precision(model, "auto", "cuda") in ("bf16", "fp32")  # one candidate: no measuring
     with pytest.raises(TinyLMError, match="precision"):
         inference.resolve_precision(model, "fp8")
     with pytest.raises(TinyLMError, match="precision"):
         SamplingConfig(precision="fp16").validate(vocab_size=VOCAB)
+
+
+SPEEDS = {"fp32": 100.0, "int8": 300.0, "bf16": 200.0}
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """auto measures even small models, and each precision decodes at the speed the test sets in `speeds`
+    (the real timing is tested on its own below); `calls` lists what was measured."""
+    monkeypatch.setattr(inference, "AUTO_MEASURE_MIN_LINEAR_WEIGHTS", 0)
+    speeds, calls = dict(SPEEDS), []
+
+    def fake_rate(runner, model, *args, **kwargs):
+        precision = getattr(runner, "inference_precision", "fp32")
+        calls.append(precision)
+        return speeds[precision]
+
+    monkeypatch.setattr(inference, "decode_rate", fake_rate)
+    return speeds, calls
+
+
+def test_auto_picks_the_fastest_measured_precision_and_caches_it_per_cpu_and_threads(measured, monkeypatch):
+    speeds, calls = measured
+    model = small_model("gpt")
+    candidates = devices.generation_candidates("auto", "cpu")
+    fastest = max(candidates, key=speeds.get)  # int8 on x86-64 torch builds; elsewhere what is there
+    assert inference.resolve_precision(model, "auto") == fastest
+    assert sorted(calls) == sorted(candidates)  # each candidate measured once
+    runner = model_for_generation(model, "auto")
+    assert getattr(runner, "inference_precision", "fp32") == fastest
+    # the file: one entry naming the CPU, capability, torch, threads and what was measured
+    (entry,) = json.loads(inference.choices_path().read_text()).values()
+    assert entry["cpu"] == devices.cpu_model() and entry["capability"] == devices.cpu_capability()
+    assert entry["torch"] == torch.__version__ and entry["threads"] == torch.get_num_threads()
+    assert entry["tokens_per_second"] == {p: speeds[p] for p in candidates}
+    assert entry["ranking"][0] == fastest and sorted(entry["ranking"]) == sorted(candidates)
+    # later: the same process, then a new one (its memory empty), read the choice instead of measuring
+    calls.clear()
+    assert inference.resolve_precision(model, "auto") == fastest
+    monkeypatch.setattr(inference, "_RANKINGS", {})
+    assert inference.resolve_precision(small_model("gpt", seed=1), "auto") == fastest  # same shape, new weights
+    assert calls == []
+    # another thread count, or another set of candidates (no native bf16 forced), is measured again
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        inference.resolve_precision(model, "auto")
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(calls) == sorted(candidates)
+    monkeypatch.setenv(devices.CPU_BF16_ENV, "0")
+    assert "bf16" not in inference.auto_ranking(model, devices.generation_candidates("auto", "cpu"))
+    assert len(json.loads(inference.choices_path().read_text())) == 3
+
+
+def test_auto_keeps_fp32_unless_another_precision_is_clearly_faster(measured):
+    speeds, _ = measured
+    speeds.update(int8=105.0, bf16=95.0)  # within timing noise of fp32
+    model = small_model("gpt")
+    assert inference.resolve_precision(model, "auto") == "fp32"
+    assert model_for_generation(model, "auto") is model
+    assert inference.rank({"fp32": 100.0, "int8": 300.0, "bf16": 200.0}) == ["int8", "bf16", "fp32"]
+    assert inference.rank({"fp32": 100.0, "int8": 105.0, "bf16": 200.0}) == ["bf16", "int8", "fp32"]
+    assert inference.rank({"fp32": 100.0, "int8": 108.0}) == ["fp32", "int8"]
+
+
+def raising_forward(self, x):
+    raise RuntimeError("could not create a primitive descriptor for the int8 primitive\n(more detail)")
+
+
+@pytest.mark.skipif(not devices.int8_kernel_available(), reason="no int8 kernel in this torch build")
+def test_a_kernel_that_fails_is_skipped_with_one_warning_line(measured, monkeypatch, capsys):
+    monkeypatch.setattr(Int8Linear, "forward", raising_forward)
+    model = small_model("gpt")
+    ranking = inference.auto_ranking(model, devices.generation_candidates("auto", "cpu"))
+    assert "int8" not in ranking and "fp32" in ranking
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: int8") and "could not create" in err
+    config = SamplingConfig(max_new_tokens=6, greedy=True, stop_at_eos=False)
+    assert len(list(generate_ids(model, [1, 2], config))) == 6  # auto generates with the next precision
+    with pytest.raises(TinyLMError, match="--precision int8 cannot run"):  # asked for: one line, exit 2
+        model_for_generation(model, "int8")
+
+
+@pytest.mark.skipif(not devices.int8_kernel_available(), reason="no int8 kernel in this torch build")
+def test_a_kernel_that_fails_after_the_choice_was_cached_falls_back(measured, monkeypatch, capsys):
+    assert inference.resolve_precision(small_model("gpt"), "auto") == "int8"  # measured and saved: int8 first
+    monkeypatch.setattr(inference, "_RANKINGS", {})  # a later process ...
+    monkeypatch.setattr(Int8Linear, "forward", raising_forward)  # ... where the kernel fails
+    model = small_model("gpt", seed=1)
+    runner = model_for_generation(model, "auto")
+    expected = "bf16" if "bf16" in devices.generation_candidates("auto", "cpu") else "fp32"
+    assert getattr(runner, "inference_precision", "fp32") == expected
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "int8 generation fails" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(not devices.int8_kernel_available(), reason="no int8 kernel in this torch build")
+def test_a_kernel_that_disagrees_with_fp32_is_not_used(measured, monkeypatch, capsys):
+    real_forward = Int8Linear.forward
+    monkeypatch.setattr(Int8Linear, "forward", lambda self, x: real_forward(self, x) * 1.5)  # a wrong kernel
+    model = small_model("gpt")
+    assert inference.resolve_precision(model, "auto") != "int8"
+    assert "int8 generation disagrees" in capsys.readouterr().err
+    fallback = model_for_generation(model, "auto")
+    assert not any(isinstance(m, Int8Linear) for m in fallback.modules())
+    assert any(isinstance(m, Int8Linear) for m in model_for_generation(model, "int8").modules())  # asked for
+
+
+def test_both_sides_of_the_cpu_capabilities(monkeypatch):
+    monkeypatch.setattr(devices, "int8_kernel_available", lambda: True)
+    monkeypatch.setattr(devices, "bf16_packing_supported", lambda: True)
+    assert devices.generation_candidates("auto", "cpu") == ("fp32", "int8", "bf16")
+    monkeypatch.setenv(devices.CPU_BF16_ENV, "0")  # a CPU without native bf16 (what CI's second pass forces)
+    monkeypatch.setattr(devices, "bf16_packing_supported", lambda: False)
+    assert devices.generation_candidates("auto", "cpu") == ("fp32", "int8")  # int8 converts in ATen's code
+    monkeypatch.setattr(devices, "int8_kernel_available", lambda: False)  # e.g. Arm: not measured there
+    assert devices.generation_candidates("auto", "cpu") == ("fp32",)
+    model = small_model("gpt")
+    monkeypatch.setattr(inference, "AUTO_MEASURE_MIN_LINEAR_WEIGHTS", 0)
+    assert inference.resolve_precision(model, "auto") == "fp32"  # a single candidate: nothing to measure
+    assert not inference.choices_path().exists()
+
+
+def test_auto_measures_for_real_and_writes_a_readable_file(monkeypatch):
+    monkeypatch.setattr(inference, "AUTO_MEASURE_MIN_LINEAR_WEIGHTS", 0)
+    model = small_model("gpt")
+    inference.choices_path().parent.mkdir(parents=True, exist_ok=True)
+    inference.choices_path().write_text("{not json")  # damaged: measured again and rewritten
+    candidates = devices.generation_candidates("auto", "cpu")
+    ranking = inference.auto_ranking(model, candidates)
+    (entry,) = json.loads(inference.choices_path().read_text()).values()
+    rates = entry["tokens_per_second"]
+    assert set(rates) == set(ranking) <= set(candidates) and "fp32" in ranking
+    assert all(rate > 0 for rate in rates.values()) and ranking == inference.rank(rates)
+    config = SamplingConfig(max_new_tokens=8, greedy=True, stop_at_eos=False)
+    assert len(list(generate_ids(model, [1, 2], config))) == 8
+    assert inference.decode_rate(model, model, tokens=4, passes=1) > 0
 
 
 def test_copy_is_made_once_and_rebuilt_when_the_weights_change():
@@ -212,23 +346,3 @@ def test_sample_cli_with_bf16_precision_end_to_end(gpt_run):
     bad = subprocess.run([sys.executable, "-m", "tinylm", "sample", str(gpt_run), "--precision", "fp8"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "precision" in bad.stderr
-
-
-def test_auto_int8_is_checked_against_fp32_and_falls_back_to_bf16_when_off(monkeypatch):
-    model = small_model("gpt")
-    monkeypatch.setattr(inference, "AUTO_MIN_INT8_LINEAR_WEIGHTS", 1)
-    monkeypatch.setattr(inference, "native_bf16_cpu", lambda: True)
-    monkeypatch.setattr(inference, "int8_kernel_available", lambda: True)
-    fast = model_for_generation(model, "auto")
-    assert any(isinstance(m, Int8Linear) for m in fast.modules())  # a kernel that works is kept
-    assert model_for_generation(model, "auto") is fast  # checked once, then reused
-
-    other = small_model("gpt")
-    real_forward = Int8Linear.forward
-    monkeypatch.setattr(Int8Linear, "forward", lambda self, x: real_forward(self, x) * 1.5)  # a wrong kernel
-    with pytest.warns(RuntimeWarning, match="bf16 instead"):
-        fallback = model_for_generation(other, "auto")
-    assert not any(isinstance(m, Int8Linear) for m in fallback.modules())
-    ids = torch.randint(0, VOCAB, (1, 12))
-    assert relative_difference(fallback, other, ids) < TOLERANCES["bf16"]
-    assert any(isinstance(m, Int8Linear) for m in model_for_generation(other, "int8").modules())  # asked for

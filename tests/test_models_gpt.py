@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 
 import pytest
 import torch
@@ -95,6 +96,65 @@ def test_sliding_never_errors_with_long_prompts_and_sampling():
     prompt = torch.randint(0, VOCAB, (50,)).tolist()  # longer than the block
     out = list(generate_ids(model, prompt, SamplingConfig(max_new_tokens=100, temperature=1.5, seed=0)))
     assert len(out) == 100 and all(0 <= t < VOCAB for t in out)
+
+
+OPTIONS = {"learned": {}, "rope": {"positions": "rope"}, "rmsnorm": {"norm": "rmsnorm"}, "qk_norm": {"qk_norm": True},
+           "untied": {"tie_head": False}, "no_bias": {"bias": False}, "relu2": {"activation": "relu2"},
+           "modern": MODERN}
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+@torch.no_grad()
+def test_flat_decode_step_equals_the_general_path_for_every_option(option, monkeypatch):
+    """Generation's step (`_decode_step`, eval mode, one token with a cache) against the general path (the
+    same model in train mode with dropout 0: the same computation through _extend): the same logits within
+    float rounding at every step, past the block, at batch 2; and the same greedy text."""
+    block = 8
+    model = make_gpt(block, seed=2, **OPTIONS[option])
+    calls = []
+    real_step = GPT._decode_step
+    monkeypatch.setattr(GPT, "_decode_step", lambda self, ids, cache: calls.append(1) or real_step(self, ids, cache))
+    seq = torch.randint(0, VOCAB, (2, 3 * block + 2))
+
+    def stepwise(train: bool) -> torch.Tensor:
+        model.train(train)
+        logits, state = model(seq[:, :3])
+        out = [logits]
+        for i in range(3, seq.size(1)):
+            logits, state = model(seq[:, i : i + 1], state)
+            out.append(logits)
+        model.eval()
+        return torch.cat(out, dim=1)
+
+    general = stepwise(train=True)
+    assert not calls
+    flat = stepwise(train=False)
+    assert len(calls) == seq.size(1) - 3  # every step took the flat path (sliding included)
+    torch.testing.assert_close(flat, general, rtol=1e-5, atol=1e-5)
+    assert general.abs().max() > 1.0  # logits of a few units: the comparison is at a real scale
+
+    def greedy(train: bool) -> list[int]:
+        model.train(train)
+        ids, (logits, state) = [3, 1], model(torch.tensor([[3, 1]]))
+        for _ in range(3 * block):
+            ids.append(int(logits[0, -1].argmax()))
+            logits, state = model(torch.tensor([[ids[-1]]]), state)
+        model.eval()
+        return ids
+
+    assert greedy(train=False) == greedy(train=True)
+
+
+def test_a_prompt_longer_than_the_context_is_cut_to_its_last_window():
+    model = make_gpt(32)
+    assert model.context_window == 32
+    prompt = torch.randint(0, VOCAB, (100_000,)).tolist()  # took 133 s through the sliding context
+    config = SamplingConfig(max_new_tokens=20, greedy=True)
+    start = time.perf_counter()
+    out = list(generate_ids(model, prompt, config))
+    assert time.perf_counter() - start < 10
+    assert out == list(generate_ids(model, prompt[-32:], config))  # the same prediction as the last window
+    assert len(out) == 20
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import TinyLMError
-from .inference import PRECISIONS, model_for_generation
+from .inference import PRECISIONS, grad_mode, model_for_generation, sampling_flags
 
 MAX_NEW_TOKENS_LIMIT = 100_000
 
@@ -45,8 +45,9 @@ class SamplingConfig:
     """fp32: the model as trained, exactly. bf16: an inference copy whose Linear layers compute in bf16
     (tinylm/inference.py), ~1.6-2x faster at batch 1 on a CPU for models of millions of parameters, logits
     within ~1% of fp32's, so a greedy or seeded text can part from fp32's after a near tie. int8: int8
-    weights, CPUs only, faster still, logits within ~2%. auto (default): bf16 where it pays (a CPU with
-    native bf16, a model of over 2M Linear weights), else fp32."""
+    weights, CPUs only, often the fastest, logits within ~2%. auto (default): the fastest of these that agrees
+    with fp32 on this machine, measured once per CPU, thread count and model shape (tinylm/inference.py);
+    fp32 for models under 250k Linear weights."""
 
     def validate(self, vocab_size: int) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
@@ -101,27 +102,22 @@ def generate_ids(
     if not prompt_ids:
         raise TinyLMError("generation needs at least one prompt token")
     runner = model_for_generation(model, config.precision, device)
-    # An inference copy runs under inference_mode: its oneDNN kernels have no autograd formula, and under
-    # no_grad every call still goes through autograd's fallback (10-30% of the time per token, measured).
-    # A trainable model keeps no_grad, so that nothing it creates while sampling is an inference tensor.
-    mode = torch.inference_mode() if hasattr(runner, "inference_precision") else torch.no_grad()
-    return mode(_generate)(runner, prompt_ids, config, eos_id, banned_ids, device)
+    # A model that sees at most `context_window` tokens (a GPT's block) gets the end of a longer prompt: the
+    # same prediction, without running the whole prompt through the sliding context (a 100k-character
+    # prompt took 133 s on a block-32 GPT).
+    window = getattr(runner, "context_window", None)
+    if window and len(prompt_ids) > window:
+        prompt_ids = prompt_ids[-window:]
+    return grad_mode(runner)(_generate)(runner, prompt_ids, config, eos_id, banned_ids, device)
 
 
 def _generate(model: torch.nn.Module, prompt_ids: list[int], config: SamplingConfig, eos_id: int | None,
               banned_ids: tuple[int, ...], device: torch.device | str) -> Iterator[int]:
-    """generate_ids' loop, run under the grad mode it chose."""
+    """generate_ids' loop, run under the grad mode it chose (tinylm.inference.grad_mode)."""
     generator = None
     if config.seed is not None:
         generator = torch.Generator(device=device).manual_seed(config.seed)
-    was_training = model.training
-    model.eval()
-    # At batch 1 on a CPU, oneDNN's recurrent kernels cost more than they save: a small LSTM samples ~6x
-    # faster without them (training keeps them: ~2x faster there). Models say so with a class attribute.
-    onednn = torch.backends.mkldnn.enabled
-    if torch.device(device).type == "cpu" and getattr(model, "sample_without_onednn", False):
-        torch.backends.mkldnn.set_flags(False)
-    try:
+    with sampling_flags(model, device):
         ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
         banned = torch.tensor(sorted(set(banned_ids)), dtype=torch.long, device=device) if banned_ids else None
         logits, state = model(ids, None)
@@ -135,6 +131,3 @@ def _generate(model: torch.nn.Module, prompt_ids: list[int], config: SamplingCon
                 return
             yield token
             logits, state = model(next_id.view(1, 1), state)
-    finally:
-        model.train(was_training)
-        torch.backends.mkldnn.set_flags(onednn)

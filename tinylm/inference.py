@@ -1,11 +1,11 @@
 """A fast path for generation: an inference-only copy of any model whose Linear layers compute in bf16 (or
-with int8 weights).
+with int8 weights), and `--precision auto`, which measures on this machine which precision generates fastest.
 
 At batch 1 a model reads every weight once per token and does little arithmetic with it, so on a CPU the
-time goes into streaming the weights from memory: the gpt-gpu preset's 42 MB of fp32 weights overflow the
-caches and are fetched again for every token. Stored in bf16 and reordered once into oneDNN's blocked
-layout, the same Linear layers take half the bytes (21 MB, which stay in a 32 MB L3 cache) and a kernel
-that skips the per-call weight reorder; with int8 weights (one scale per output) a quarter of the bytes.
+time goes into streaming the weights from memory (and, for small models, into the fixed cost of each call):
+the gpt-gpu preset's 42 MB of fp32 weights are fetched again for every token. Stored in bf16 and reordered
+once into oneDNN's blocked layout, the same Linear layers take half the bytes and a kernel that skips the
+per-call weight reorder; with int8 weights (one scale per output) a quarter of the bytes.
 
     fast = inference_copy(model, "bf16")       # a copy; `model` is untouched and keeps training
     logits, state = fast(ids, state)           # the same contract; activations stay fp32 between layers
@@ -18,70 +18,69 @@ bf16 only around its product. Precisions:
   weights) where oneDNN cannot pack bf16. Logits within ~1% of the largest logit (bf16 keeps 8 significant
   bits);
 - "int8": `Int8Linear`, weight-only int8 (torch's `_weight_int8pack_mm`, bf16 activations), CPU only, the
-  fastest and the least exact (logits within ~2%); a layer the kernel cannot take stays bf16;
-- "auto" (the default of sampling): where the fast path pays (a CPU with native bf16 dot products and a
-  model big enough: AUTO_MIN_INT8_LINEAR_WEIGHTS, AUTO_MIN_LINEAR_WEIGHTS), int8 on x86-64 (where it was
-  measured: 1.3-1.5x bf16's tokens/s, validation loss +0.01%), bf16 elsewhere; else fp32. An int8 copy
-  chosen by auto is checked once against fp32 on a probe sequence, and replaced by bf16 (with a warning)
-  if its logits are further off than TOLERANCES allows.
+  least exact (logits within ~2%); a layer the kernel cannot take stays bf16;
+- "auto" (the default of sampling): the fastest of the candidates tinylm.devices allows here (on a CPU: fp32,
+  int8 where torch has the kernel, bf16 where oneDNN can pack it) that runs and agrees with fp32. Which one
+  that is depends on the CPU (native bf16 or not, caches, memory bandwidth) and on the model, so it is
+  measured, not guessed: the first time a CPU, a thread count and a model shape meet, each candidate decodes
+  a few tokens (`auto_ranking`, under a second for the presets' models), and the ranking is kept in
+  `generation_precision.json` in the cache folder (TINYLM_CACHE_DIR, default ~/.cache/tinylm), so later runs
+  read it. Models under AUTO_MEASURE_MIN_LINEAR_WEIGHTS stay fp32 unmeasured. Each copy that auto uses is
+  checked once against fp32 on a probe sequence (`agrees_with_fp32`); a candidate whose kernel fails or
+  disagrees is skipped with one warning line, never a traceback.
 The copy is for inference only: it refuses `train()`, its weights do not require gradients, and it cannot
 be saved or copied again (oneDNN's packed tensors have no storage).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import platform
-import warnings
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
 import weakref
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import devices
 from .errors import TinyLMError
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+PRECISIONS = devices.GENERATION_PRECISIONS
 
-AUTO_MIN_LINEAR_WEIGHTS = 2_000_000
-"""`auto` uses bf16 from this many Linear weights on (8 MB in fp32). Below, the weights stay in the CPU's
-caches between tokens and each Linear's fixed cost in oneDNN (~15 us a call, against ~5 us for F.linear)
-outweighs what bf16 saves. Measured, bf16 against fp32 tokens/s at 1 thread for GPTs of 0.8M, 1.8M, 3.2M,
-4.7M and 10.6M Linear weights: 0.67x, 1.03x, 1.25x, 1.29x, 1.62x (a 2-core AMD EPYC, 32 MB L3)."""
+AUTO_MEASURE_MIN_LINEAR_WEIGHTS = 250_000
+"""Below this many Linear weights `auto` keeps fp32 without measuring: the weights stay in the CPU's caches
+and a lower precision only adds its fixed cost per call (int8 measured 0.78x fp32's tokens/s at 0.4M Linear
+weights, bf16 0.67x at 0.8M, on a 2-core AMD EPYC); it also keeps small models exact and quick to start."""
 
-AUTO_MIN_INT8_LINEAR_WEIGHTS = 750_000
-"""`auto` uses int8 (where int8_kernel_available) from this many Linear weights on: its fixed cost per call
-is lower than oneDNN's. Measured, int8 against fp32 tokens/s at 1 thread for GPTs of 0.4M, 0.8M, 1.8M and
-10.6M Linear weights: 0.78x, 1.18-1.35x (three runs), 2.13x, 2.6-2.7x."""
+AUTO_MARGIN = 1.10
+"""A lower precision must decode at least this much faster than fp32 in the measurement to be chosen: within
+timing noise, the exact one wins."""
+
+MEASURE_TOKENS = 24
+"""Tokens each candidate decodes in the measurement (after a warm-up pass), best of two passes."""
+
+CHOICES_FILE = "generation_precision.json"
+"""The measured rankings, in the cache folder, keyed by CPU, capability, torch version, threads and model shape."""
 
 TOLERANCES = {"bf16": 2e-2, "int8": 4e-2}
-"""Max |logit difference| against fp32, as a share of the largest |fp32 logit|, that the tests allow
-(measured on small random models: bf16 up to ~1.2%, int8 up to ~1.6%)."""
+"""Max |logit difference| against fp32, as a share of the largest |fp32 logit|, that a copy may show to be
+used by auto, and that the tests allow (measured on small random models: bf16 up to ~1.2%, int8 up to ~1.6%)."""
 
 INT8_BLOCK = 16
 """Int8Linear needs in_features to be a multiple of this: torch's AVX512 int8 kernel reads the inputs 16 at
 a time and crashes on a remainder (torch 2.13); such layers stay bf16."""
 
-
-def bf16_packing_supported() -> bool:
-    """Whether oneDNN can pack and run bf16 Linear weights on this CPU (native or emulated bf16)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without oneDNN, or without these ops
-        return False
-
-
-def native_bf16_cpu() -> bool:
-    """Whether the CPU has bf16 dot-product instructions (x86: AVX512-BF16 or AMX; Arm: oneDNN's check).
-    Without them oneDNN emulates bf16 and saves little or nothing, so `auto` keeps fp32 there."""
-    if not bf16_packing_supported():
-        return False
-    if platform.machine().lower() in ("arm64", "aarch64"):
-        return True  # oneDNN reports bf16 on Arm only where the CPU has the BF16 extension
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+KERNEL_ERRORS = (RuntimeError, AttributeError, TypeError)
+"""What a kernel that cannot run here raises (oneDNN and ATen errors, a private op missing from this build)."""
 
 
 def linear_weights(model: nn.Module) -> int:
@@ -90,26 +89,19 @@ def linear_weights(model: nn.Module) -> int:
 
 
 def resolve_precision(model: nn.Module, precision: str, device: torch.device | str = "cpu") -> str:
-    """"fp32", "bf16" or "int8": what `precision` means for this model on this device."""
-    if precision not in PRECISIONS:
-        raise TinyLMError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    on_cpu = torch.device(device).type == "cpu"
-    if precision == "int8" and not on_cpu:
-        raise TinyLMError(f"--precision int8 runs on CPUs only (this model is on {device}); use bf16 or fp32")
-    if precision != "auto":
-        return precision
-    if not (on_cpu and native_bf16_cpu()):
-        return "fp32"
-    weights = linear_weights(model)
-    if int8_kernel_available() and weights >= AUTO_MIN_INT8_LINEAR_WEIGHTS:
-        return "int8"
-    return "bf16" if weights >= AUTO_MIN_LINEAR_WEIGHTS else "fp32"
+    """"fp32", "bf16" or "int8": what `precision` means for this model on this device. The candidates come from
+    tinylm.devices (the policy's owner); for auto on a CPU the fastest that works here is measured once
+    (`auto_ranking`)."""
+    candidates = devices.generation_candidates(precision, device)
+    if len(candidates) == 1:
+        return candidates[0]
+    return auto_ranking(model, candidates)[0]
 
 
-def int8_kernel_available() -> bool:
-    """Whether `auto` may pick int8: torch has the weight-only int8 kernel (`_weight_int8pack_mm`, a private
-    op) and the CPU is x86-64, where it was measured. Elsewhere `--precision int8` still works when asked."""
-    return hasattr(torch, "_weight_int8pack_mm") and platform.machine().lower() in ("x86_64", "amd64")
+def warn(message: str) -> None:
+    """One line on stderr, like tinylm's other notes (a warning never lands inside a streamed text: sample
+    writes its first piece after the runner is chosen)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class _InferenceOnly(nn.Module):
@@ -181,19 +173,24 @@ class Int8Linear(_InferenceOnly):
         self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features).bfloat16().contiguous()
-        if rows.size(0) == 0:
+        if x.dim() != 2 or not x.size(0):  # the prompt (B, T, in): rows; generation's step is (B, in) already
+            return self._rows(x)
+        y = torch._weight_int8pack_mm(x.bfloat16().contiguous(), self.weight, self.scale)
+        if self.bias is None:
+            return _back(y, x)
+        return y.to(x.dtype).add_(self.bias)
+
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.numel():
             return x.new_zeros(*x.shape[:-1], self.out_features)
-        y = torch._weight_int8pack_mm(rows, self.weight, self.scale).view(*x.shape[:-1], self.out_features)
-        y = _back(y, x)
-        return y if self.bias is None else y + self.bias
+        return self(x.reshape(-1, self.in_features)).view(*x.shape[:-1], self.out_features)
 
 
 def _fast_linear(linear: nn.Linear, precision: str) -> nn.Module:
     on_cpu = linear.weight.device.type == "cpu"
     if precision == "int8" and on_cpu and linear.in_features % INT8_BLOCK == 0:
         return Int8Linear(linear)
-    return PackedLinear(linear) if on_cpu and bf16_packing_supported() else BF16Linear(linear)
+    return PackedLinear(linear) if on_cpu and devices.bf16_packing_supported() else BF16Linear(linear)
 
 
 def inference_copy(model: nn.Module, precision: str = "bf16") -> nn.Module:
@@ -215,8 +212,18 @@ def inference_copy(model: nn.Module, precision: str = "bf16") -> nn.Module:
     return fast
 
 
-# model -> {precision: (weights signature, copy)}: a copy per model and precision, rebuilt when the weights change
-_COPIES: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[Any, nn.Module]]] = weakref.WeakKeyDictionary()
+# -- copies, made once per model and precision ---------------------------------------------------------------
+@dataclasses.dataclass
+class _Copy:
+    signature: tuple
+    """The model's weights when the copy was made (see _signature)."""
+    module: nn.Module
+    agrees: bool | None = None
+    """Whether its logits agree with fp32's on the probe (None: not checked yet)."""
+
+
+# model -> {precision: _Copy}: rebuilt when the model's weights change (e.g. between two epochs of training)
+_COPIES: weakref.WeakKeyDictionary[nn.Module, dict[str, _Copy]] = weakref.WeakKeyDictionary()
 
 
 def _signature(model: nn.Module) -> tuple:
@@ -231,46 +238,232 @@ def _version(t: torch.Tensor) -> int | None:
         return None
 
 
-def model_for_generation(model: nn.Module, precision: str = "auto", device: torch.device | str = "cpu") -> nn.Module:
-    """The module to generate with: `model` itself for fp32 (or when it is an inference copy already), else its
-    inference copy in that precision, made once and rebuilt when the model's weights have changed since (e.g.
-    between two epochs of training)."""
-    if hasattr(model, "inference_precision"):
-        return model
-    requested, precision = precision, resolve_precision(model, precision, device)
-    if precision == "fp32":
-        return model
-    key = "auto" if requested == "auto" else precision  # what auto chose may differ from an explicit choice
+def _copy(model: nn.Module, precision: str) -> _Copy:
+    """The model's inference copy in `precision`, made (and run once on the probe) unless a current one exists.
+    Raises what the kernel raises when it cannot run here."""
     copies = _COPIES.setdefault(model, {})
     signature = _signature(model)
-    cached = copies.pop(key, None)  # a stale copy goes before the new one is built: less memory at once
-    if cached is not None and cached[0] == signature:
-        fast = cached[1]
-    else:
-        fast = inference_copy(model, precision)
-        if key == "auto" and precision == "int8" and not agrees_with_fp32(model, fast, TOLERANCES["int8"]):
-            warnings.warn("int8 generation disagrees with fp32 on this machine; generating in bf16 instead "
-                          "(choose with --precision)", RuntimeWarning, stacklevel=2)
-            fast = inference_copy(model, "bf16")
-    copies[key] = (signature, fast)
-    return fast
+    cached = copies.pop(precision, None)  # a stale copy goes before the new one is built: less memory at once
+    if cached is None or cached.signature != signature:
+        cached = _Copy(signature, inference_copy(model, precision))
+        _probe_logits(cached.module, model)  # a kernel that cannot run here fails now, not mid-text
+    copies[precision] = cached
+    return cached
+
+
+def _agrees(model: nn.Module, precision: str, made: _Copy) -> bool:
+    if made.agrees is None:
+        made.agrees = agrees_with_fp32(model, made.module, TOLERANCES[precision])
+    return made.agrees
+
+
+def model_for_generation(model: nn.Module, precision: str = "auto", device: torch.device | str = "cpu") -> nn.Module:
+    """The module to generate with: `model` itself for fp32 (or when it is an inference copy already), else its
+    inference copy in that precision, made once and rebuilt when the model's weights have changed since.
+    auto: the first of `auto_ranking` that runs and agrees with fp32 here (a warning line for each one that
+    does not); an explicit bf16 or int8 that cannot run here is a TinyLMError."""
+    if hasattr(model, "inference_precision"):
+        return model
+    candidates = devices.generation_candidates(precision, device)
+    if len(candidates) == 1:
+        if candidates[0] == "fp32":
+            return model
+        try:
+            return _copy(model, candidates[0]).module
+        except KERNEL_ERRORS as e:
+            raise TinyLMError(f"--precision {candidates[0]} cannot run this model here ({_first_line(e)}); use "
+                              "--precision fp32 or auto") from None
+    for chosen in auto_ranking(model, candidates):
+        if chosen == "fp32":
+            return model
+        try:
+            made = _copy(model, chosen)
+        except KERNEL_ERRORS as e:
+            warn(f"{chosen} generation fails on this machine ({_first_line(e)}); trying the next precision")
+            continue
+        if _agrees(model, chosen, made):
+            return made.module
+        warn(f"{chosen} generation disagrees with fp32 for this model on this machine; trying the next precision "
+             "(choose with --precision)")
+    return model
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:160]
+
+
+# -- running a model the way generation does ---------------------------------------------------------------
+def grad_mode(runner: nn.Module):
+    """The autograd mode generation runs `runner` under. An inference copy runs under inference_mode: its
+    oneDNN kernels have no autograd formula, and under no_grad every call still goes through autograd's
+    fallback (10-30% of the time per token, measured). A trainable model keeps no_grad, so that nothing it
+    creates while sampling is an inference tensor."""
+    return torch.inference_mode() if hasattr(runner, "inference_precision") else torch.no_grad()
+
+
+@contextlib.contextmanager
+def sampling_flags(model: nn.Module, device: torch.device | str = "cpu"):
+    """Eval mode, and oneDNN off on a CPU for the families that sample faster without it (at batch 1 its
+    recurrent kernels cost more than they save: a small LSTM samples ~6x faster without them; training keeps
+    them). Both restored after."""
+    was_training, onednn = model.training, torch.backends.mkldnn.enabled
+    model.eval()
+    if torch.device(device).type == "cpu" and getattr(model, "sample_without_onednn", False):
+        torch.backends.mkldnn.set_flags(False)
+    try:
+        yield
+    finally:
+        model.train(was_training)
+        torch.backends.mkldnn.set_flags(onednn)
+
+
+def _probe_ids(model: nn.Module, tokens: int) -> torch.Tensor:
+    """A fixed sequence of token ids (1, tokens) on the model's device."""
+    vocab = getattr(getattr(model, "config", None), "vocab_size", 0) or 1
+    device = next(model.parameters()).device
+    return (torch.arange(tokens, device=device) * 7 % vocab).view(1, -1)
+
+
+def _probe_logits(runner: nn.Module, model: nn.Module, tokens: int = 16) -> torch.Tensor:
+    """The logits (1, tokens, V) of the probe sequence fed the way generation feeds a text: the first half as
+    the prompt, then one token at a time with the carried state (so the step kernels are what is checked)."""
+    ids = _probe_ids(model, tokens)
+    prompt = max(1, tokens // 2)
+    with sampling_flags(runner, ids.device), torch.inference_mode():
+        logits, state = runner(ids[:, :prompt], None)
+        out = [logits.float()]
+        for i in range(prompt, tokens):
+            logits, state = runner(ids[:, i : i + 1], state)
+            out.append(logits.float())
+    return torch.cat(out, dim=1)
 
 
 def agrees_with_fp32(model: nn.Module, fast: nn.Module, tolerance: float, probe_tokens: int = 16) -> bool:
     """Whether `fast` gives `model`'s logits within `tolerance` x the largest |logit| on a fixed probe sequence
     (a check that a kernel does what it should on this machine, not a measure of quality)."""
-    vocab = getattr(getattr(model, "config", None), "vocab_size", 0)
-    if not vocab:
+    if not getattr(getattr(model, "config", None), "vocab_size", 0):
         return True  # nothing to probe with
-    device = next(model.parameters()).device
-    ids = (torch.arange(probe_tokens, device=device) * 7 % vocab).view(1, -1)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            expected, _ = model(ids, None)
-            got, _ = fast(ids, None)
-    finally:
-        model.train(was_training)
-    expected, got = expected.float(), got.float()
+    expected = _probe_logits(model, model, probe_tokens)
+    got = _probe_logits(fast, model, probe_tokens)
     return bool((got - expected).abs().max() <= tolerance * expected.abs().max().clamp_min(1e-6))
+
+
+def decode_rate(runner: nn.Module, model: nn.Module, tokens: int = MEASURE_TOKENS, passes: int = 2) -> float:
+    """New tokens per second of greedy decoding with `runner` from a short prompt: the best of `passes` timed
+    passes after a warm-up one (kernel selection, allocations), run as generation runs it."""
+    prompt = _probe_ids(model, 4)
+    best = math.inf
+    with sampling_flags(runner, prompt.device), grad_mode(runner):
+        for timed in [False] + [True] * passes:
+            logits, state = runner(prompt, None)
+            start = time.perf_counter()
+            for _ in range(tokens if timed else 2):
+                token = logits[:, -1].argmax(-1)
+                int(token.item())  # generation reads each token back too
+                logits, state = runner(token.view(1, 1), state)
+            if timed:
+                best = min(best, time.perf_counter() - start)
+    return tokens / best
+
+
+# -- auto: measured once per CPU, threads and model shape ------------------------------------------------------
+_RANKINGS: dict[tuple[str, str], list[str]] = {}
+"""This process's rankings by (choices file, choice key): the file is read once per key."""
+
+
+def auto_ranking(model: nn.Module, candidates: tuple[str, ...]) -> list[str]:
+    """The candidates that run and agree with fp32 here, the one to use first: the fastest, where it beats
+    fp32 by AUTO_MARGIN (else fp32), then the others by speed. Measured the first time this CPU, capability,
+    torch version, thread count and model shape meet (a warning line for each candidate that fails or
+    disagrees), then read from CHOICES_FILE in the cache folder."""
+    if linear_weights(model) < AUTO_MEASURE_MIN_LINEAR_WEIGHTS:
+        return ["fp32"]
+    key, description = _choice_key(model, candidates)
+    memo = (str(choices_path()), key)
+    if memo in _RANKINGS:
+        return _RANKINGS[memo]
+    stored = _read_choices().get(key, {})
+    ranking = stored.get("ranking")
+    if not (isinstance(ranking, list) and ranking and set(ranking) <= set(candidates) and "fp32" in ranking):
+        rates = _measure(model, candidates)
+        ranking = rank(rates)
+        _write_choice(key, {**description, "tokens_per_second": {p: round(r, 1) for p, r in rates.items()},
+                            "ranking": ranking})
+    _RANKINGS[memo] = ranking
+    return ranking
+
+
+def rank(rates: dict[str, float]) -> list[str]:
+    """Precisions by tokens/s, fastest first, but fp32 first unless another beats it by AUTO_MARGIN."""
+    order = sorted(rates, key=rates.get, reverse=True)
+    if "fp32" in rates and rates[order[0]] < AUTO_MARGIN * rates["fp32"]:
+        order.remove("fp32")
+        order.insert(0, "fp32")
+    return order
+
+
+def _measure(model: nn.Module, candidates: tuple[str, ...]) -> dict[str, float]:
+    """Tokens/s of each candidate that runs and agrees with fp32 (copies of the others are dropped)."""
+    rates = {}
+    for precision in candidates:
+        if precision == "fp32":
+            rates[precision] = decode_rate(model, model)
+            continue
+        try:
+            made = _copy(model, precision)
+            if not _agrees(model, precision, made):
+                warn(f"{precision} generation disagrees with fp32 on this machine; --precision auto does not use it")
+                continue
+            rates[precision] = decode_rate(made.module, model)
+        except KERNEL_ERRORS as e:
+            warn(f"{precision} generation fails on this machine ({_first_line(e)}); --precision auto does not "
+                 "use it")
+    best = rank(rates)[0]
+    for precision in candidates:  # keep only the copy that will be used: less memory
+        if precision != best:
+            _COPIES.get(model, {}).pop(precision, None)
+    return rates
+
+
+def _choice_key(model: nn.Module, candidates: tuple[str, ...]) -> tuple[str, dict]:
+    """The cache key of a measurement, and what it describes (stored with it for people)."""
+    config = getattr(model, "config", None)
+    shape = json.dumps(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else repr(config),
+                       sort_keys=True, default=str)
+    description = {
+        "cpu": devices.cpu_model(), "capability": devices.cpu_capability(), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "candidates": list(candidates),
+        "model": f"{type(model).__name__} {hashlib.sha256(shape.encode()).hexdigest()[:12]}",
+        "model_description": model.describe() if hasattr(model, "describe") else type(model).__name__,
+    }
+    key = " | ".join(str(description[k]) for k in ("cpu", "capability", "torch", "threads", "candidates", "model"))
+    return key, description
+
+
+def choices_path() -> Path:
+    from .data.sources import cache_dir  # the cache folder's one owner (TINYLM_CACHE_DIR)
+
+    return cache_dir() / CHOICES_FILE
+
+
+def _read_choices() -> dict:
+    try:
+        data = json.loads(choices_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet, or damaged: measured again and rewritten
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_choice(key: str, entry: dict) -> None:
+    """Add one ranking to the file (written whole to a temporary file, then renamed: never half a file)."""
+    path = choices_path()
+    data = _read_choices()
+    data[key] = entry
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError:  # a read-only cache folder: measured again next time, nothing else lost
+        pass
