@@ -225,3 +225,19 @@ def test_stateful_epoch_rows_continue_contiguous_streams():
     rank0, rank1 = (list(windows.stream_epoch(2, seed=3, rank=r, world=2)) for r in (0, 1))
     assert torch.equal(torch.cat([rank0[0][0], rank1[0][0]]).sort(0).values, batches[0][0].sort(0).values)
     assert torch.equal(list(windows.stream_epoch(4, seed=3, skip=5))[0][0], batches[5][0])
+
+
+def test_many_to_one_evaluation_uses_the_training_stride():
+    """--target last validates on windows like its training windows (every `stride`-th token): the same measure
+    at a third of the cost for the exercise's step 3."""
+    last = [y[y != IGNORE] for _, y in eval_batches(torch.arange(50), 8, "last", 4, stride=3)]
+    assert torch.cat(last).tolist() == list(range(8, 50, 3))
+    from tinylm.config import DataConfig
+    from tinylm.data import evaluation_examples
+    from tinylm.tokenizers import TokenizerConfig, build_tokenizer
+
+    text = "the quick brown fox jumps over the lazy dog. " * 20
+    tokenizer = build_tokenizer(TokenizerConfig(), text)
+    examples = evaluation_examples(tokenizer, text, DataConfig(target="last", block_size=40, stride=3))
+    scored = sum(int((y != IGNORE).sum()) for _, y in examples.batches(64))
+    assert scored == len(range(40, len(text), 3))

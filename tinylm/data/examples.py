@@ -53,7 +53,7 @@ def evaluation_examples(tokenizer, text: str, data: Any) -> EvalSet:
         return EvalSet(lambda b: line_eval_batches(sequences, _pad_id(tokenizer), b), tokens, chars, truncated)
     ids = tokenizer.encode_tensor(text)
     streams = (lambda n, chunk: stream_batches(ids, n, chunk)) if data.target == "every" else None
-    return EvalSet(lambda b: eval_batches(ids, data.block_size, data.target, b), ids.numel(), len(text),
+    return EvalSet(lambda b: eval_batches(ids, data.block_size, data.target, b, data.stride), ids.numel(), len(text),
                    streams=streams)
 
 

@@ -167,12 +167,14 @@ def stream_batches(ids, streams: int, chunk: int) -> Iterator[tuple[torch.Tensor
 
 
 def eval_batches(
-    ids: torch.Tensor | np.ndarray, block_size: int, target: str, batch_size: int
+    ids: torch.Tensor | np.ndarray, block_size: int, target: str, batch_size: int, stride: int = 1
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches that score every token of `ids` exactly once (the whole split, not a sample).
+    """Batches that score the tokens of `ids` (the whole split, not a sample).
 
-    "every": non-overlapping windows, the last one padded with IGNORE targets.
-    "last": a window ending before each token from position `block_size` on (stride 1), as in training.
+    "every": non-overlapping windows, the last one padded with IGNORE targets: every token once.
+    "last": a window ending before every `stride`-th token from position `block_size` on, as in training (the
+    training stride: the same measure as stride 1, a third of the windows for the exercise's step 3, so that an
+    evaluation never costs more than the epoch of training before it).
     `ids` may be a numpy array (a memory-mapped token file): the same batches are then read one at a time.
     """
     n = len(ids)
@@ -195,7 +197,7 @@ def eval_batches(
     else:
         if n <= block_size:
             raise TinyLMError(f"the evaluation text has {n} tokens, not more than the window ({block_size})")
-        windows = TokenWindows(ids, block_size, 1, "last")
+        windows = TokenWindows(ids, block_size, stride, "last")
         for i in range(0, len(windows), batch_size):
             yield windows.gather(windows.starts[i : i + batch_size])
 
