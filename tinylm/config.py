@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,21 +216,42 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """A RunConfig from config.json's content, every field checked (type, then the limits of a small model)
+        before anything is built from it: a damaged or hostile file is a TinyLMError, never a crash or a hang."""
         if not isinstance(data, dict):
             raise TinyLMError("config.json is not a valid tinylm config (not a JSON object)")
         version = data.get("format_version", 1)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise TinyLMError(f"config.json is not a valid tinylm config (format_version {version!r})")
         if version > FORMAT_VERSION:
             raise TinyLMError(
                 f"this run was written by a newer tinylm (format {version}); upgrade tinylm to load it"
             )
         try:
+            sections = {name: data[name] for name in ("data", "tokenizer", "model", "train")}
+        except KeyError as e:
+            raise TinyLMError(f"config.json is not a valid tinylm config (no {e.args[0]!r} section)") from None
+        for name, section in sections.items():
+            if not isinstance(section, dict):
+                raise TinyLMError(f"config.json is not a valid tinylm config ({name!r} is not an object)")
+        from .models import FAMILIES
+
+        family = sections["model"].get("family")
+        model_fields = {k: v for k, v in sections["model"].items() if k != "family"}
+        for section, kind in (("data", DataConfig), ("tokenizer", TokenizerConfig), ("train", TrainConfig),
+                              ("model", FAMILIES[family][0] if family in FAMILIES else None)):
+            if kind is not None:
+                check_fields(model_fields if section == "model" else sections[section], kind,
+                             f"config.json {section}")
+        check_limits(sections["data"], model_fields)
+        try:
             return cls(
-                data=DataConfig(**data["data"]),
-                tokenizer=TokenizerConfig(**data["tokenizer"]),
-                model=config_from_dict(data["model"]),
-                train=TrainConfig(**data["train"]),
+                data=DataConfig(**sections["data"]),
+                tokenizer=TokenizerConfig(**sections["tokenizer"]),
+                model=config_from_dict(sections["model"]),
+                train=TrainConfig(**sections["train"]),
             )
-        except (KeyError, TypeError, AttributeError, ValueError) as e:
+        except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as e:
             raise TinyLMError(f"config.json is not a valid tinylm config ({type(e).__name__}: {e})") from None
 
     def save(self, path: str | Path) -> None:
@@ -244,5 +267,80 @@ class RunConfig:
             raise TinyLMError(f"{path} not found: is {path.parent} a tinylm run directory?")
         try:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise TinyLMError(f"{path} is not valid JSON ({e})") from None
+        except RecursionError:
+            raise TinyLMError(f"{path} is not a valid tinylm config (nested too deeply)") from None
+        except TinyLMError as e:
+            if str(e).startswith("config.json"):  # name the file that was read (tinylm_config.json in a fine-tune)
+                raise TinyLMError(f"{path}{str(e)[len('config.json'):]}") from None
+            raise
+
+
+# -- checking what a file says -------------------------------------------------------------------------
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a dataclass field's type hint (int is not bool; a float field takes an int)."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arm) for arm in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (tuple, list):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and Ellipsis not in typing.get_args(hint) and len(value) != len(args):
+            return False
+        return all(_type_ok(v, args[0] if len(args) == 1 else a) for v, a in zip(value, args or [Any] * len(value)))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if hint is list:
+        return isinstance(value, list)
+    return True  # a type this check does not know: left to the dataclass's own validation
+
+
+def check_fields(values: dict[str, Any], kind: type, where: str) -> None:
+    """Refuse keys `kind` (a dataclass) does not have and values of the wrong JSON type, with the field named."""
+    hints = typing.get_type_hints(kind)
+    for name, value in values.items():
+        if name not in hints or name not in {f.name for f in dataclasses.fields(kind)}:
+            raise TinyLMError(f"{where} has an unknown field {name!r}")
+        if not _type_ok(value, hints[name]):
+            expected = str(hints[name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            raise TinyLMError(f"{where} field {name!r} is {value!r}: expected {expected}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise TinyLMError(f"{where} field {name!r} is {value!r}: expected a finite number")
+
+
+# Limits of what config.json may ask for, checked before a model is built: far above any model this toolkit
+# trains (its presets are under 50M parameters; GPT-2 XL has 48 layers, width 1600, 1024 positions), and far
+# below what would hang the machine or ask for terabytes.
+LIMITS = {"layers": 256, "heads": 1024, "embed": 65_536, "hidden": 65_536, "block_size": 1 << 20,
+          "vocab_size": 4_000_000, "order": 64}
+MAX_WEIGHTS = 20_000_000_000
+"""Weights (about 80 GB in fp32) an architecture may need, estimated from its widths, depth and vocabulary."""
+
+
+def check_limits(data: dict[str, Any], model: dict[str, Any]) -> None:
+    for name, limit in LIMITS.items():
+        for section, values in (("data", data), ("model", model)):
+            value = values.get(name)
+            if isinstance(value, int) and value > limit:
+                raise TinyLMError(f"config.json {section} field {name!r} is {value:,}: more than tinylm's limit "
+                                  f"of {limit:,}; the file is damaged or not meant for tinylm")
+    width = max(int(model.get("embed") or 0), int(model.get("hidden") or 0))
+    weights = (12 * int(model.get("layers") or 1) * width * width
+               + width * (2 * int(model.get("vocab_size") or 0) + int(data.get("block_size") or 0)))
+    if weights > MAX_WEIGHTS:
+        raise TinyLMError(f"config.json describes a model of about {weights:,} weights: more than tinylm's limit "
+                          f"of {MAX_WEIGHTS:,}; the file is damaged or not meant for tinylm")

@@ -125,22 +125,46 @@ def export_transformers(run: LoadedModel, out: Path) -> None:
 EXPORT_FORMATS: dict[str, Callable[[LoadedModel, Path], None]] = {"transformers": export_transformers}
 
 
+EXPORT_ENTRIES = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
+                  "tokenizer_config.json", "special_tokens_map.json"}
+
+
+def _is_export(folder: Path) -> bool:
+    """Whether `folder` holds an export (a transformers config that is not a tinylm run's)."""
+    import json
+
+    from .rundir import is_run
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "model_type" in config and not is_run(folder)
+
+
 def export_run(run_dir: str | Path, out: str | Path, format: str = "transformers", *,
                overwrite: bool = False) -> Path:
     """Write the run `run_dir` (a folder or Hub id) to the folder `out` in `format`; return `out`.
 
-    `out` must be absent or empty unless `overwrite` (then files of the same names are replaced)."""
+    `out` must be absent or empty, or (with `overwrite`) an earlier export, which is replaced whole; a run or a
+    folder holding other files never is. The folder is written beside `out` and renamed into place, so a kill
+    leaves the old folder or the new one, never half of one."""
+    from .rundir import check_output, hold, writing_folder
+
     if format not in EXPORT_FORMATS:
         raise TinyLMError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     run_dir = resolve_run_dir(run_dir)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise TinyLMError(f"{out} exists and is not a folder")
     if out.is_dir() and out.resolve() == run_dir.resolve():
         raise TinyLMError(f"export into another folder than the run itself ({run_dir})")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise TinyLMError(f"{out} is not empty; choose another folder or pass --overwrite")
+
+    def check() -> None:
+        check_output(out, what=f"a {format} export", is_same_kind=_is_export, overwrite=overwrite,
+                     allowed=EXPORT_ENTRIES, flag="OUT")
+
+    check()
     run = load(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    EXPORT_FORMATS[format](run, out)
+    with hold(out), writing_folder(out) as staging:
+        check()  # again, now that no other process writes it
+        EXPORT_FORMATS[format](run, staging)
     return out

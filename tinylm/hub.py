@@ -72,7 +72,9 @@ def _huggingface_hub():
 
 def _endpoint() -> str:
     # huggingface_hub reads HF_ENDPOINT once, when imported; reading it here too honours a value set later.
-    return (os.environ.get("HF_ENDPOINT") or _huggingface_hub().constants.ENDPOINT).rstrip("/")
+    _huggingface_hub()  # a missing package is a one-line error
+    constants = importlib.import_module("huggingface_hub.constants")  # not an attribute of the package in 1.x+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
 def _is_run_config(path: Path) -> bool:

@@ -1,30 +1,24 @@
 """Atomic file writes: a crash never leaves a half-written checkpoint, metrics file or report.
 
-Every write goes to a temporary file in the same folder, is fsync'ed, then renamed over the target
-(rename is atomic on POSIX), and the folder itself is fsync'ed so the rename survives a power cut.
+Every write goes to a temporary file in the same folder (created with the user's umask, like any other
+program's files), is fsync'ed, then renamed over the target (rename is atomic on POSIX), and the folder itself
+is fsync'ed so the rename survives a power cut. Temporaries a killed process leaves (.NAME.*.tmp) are removed
+by the next command that holds the folder (tinylm.rundir.clean_stale).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import TinyLMError
+from .rundir import file_mode, fsync_dir
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+_fsync_dir = fsync_dir  # the name other modules imported before tinylm.rundir existed
 
 
 @contextmanager
@@ -32,15 +26,20 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `target`; on success it replaces `target` atomically."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    while True:
+        tmp_path = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:  # 0666 masked by the umask, as open() would create it (mkstemp's 0600 is for secrets)
+            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp_path
+        os.chmod(tmp_path, file_mode())  # libraries that write a new file (safetensors: 0600) get the umask's mode
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -64,8 +63,29 @@ def append_jsonl(target: str | os.PathLike, record: dict) -> None:
     write_jsonl(target, read_jsonl(target) + [record])
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
+def read_jsonl(path: str | os.PathLike, required: dict[str, type] | None = None) -> list[dict]:
+    """The records of a JSON-lines file ([] when it is absent); each line must be a JSON object, with the
+    `required` keys of the given types. A damaged file is a TinyLMError naming the file and the line."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise TinyLMError(f"{path} is damaged (not UTF-8 text: {e.reason})") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            raise TinyLMError(f"{path} is damaged: line {number} is not valid JSON ({e})") from None
+        if not isinstance(record, dict):
+            raise TinyLMError(f"{path} is damaged: line {number} is not a JSON object")
+        for key, kind in (required or {}).items():
+            value = record.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+                raise TinyLMError(f"{path} is damaged: line {number} has no {kind.__name__} {key!r}")
+        records.append(record)
+    return records

@@ -41,6 +41,7 @@ class LoadedModel:
         self.run_dir = Path(run_dir) if run_dir else None
         self.device = torch.device(device)
         self.precision = "auto"  # generation's precision when a call names none (see SamplingConfig.precision)
+        self.data_refused: str | None = None  # why the data its config names is not read (see load)
 
     def __repr__(self) -> str:
         return (f"LoadedModel({self.config.model.__class__.__name__}, {self.num_parameters():,} parameters, "
@@ -108,6 +109,12 @@ class LoadedModel:
         """The prompt followed by its continuation (see SamplingConfig for the options)."""
         return prompt + "".join(self.stream(prompt, **sampling))
 
+    def check_data(self) -> None:
+        """Refuse to read the data the run's config names when `load` found it unsafe (a run from the Hub that
+        names a local file, a device file): call before reading `config.data`."""
+        if self.data_refused:
+            raise TinyLMError(self.data_refused)
+
     @torch.no_grad()
     def next_token_distribution(self, prompt: str = "", temperature: float = 1.0,
                                 top: int | None = None) -> list[tuple[str, float]]:
@@ -129,6 +136,8 @@ class LoadedModel:
     def evaluate(self, text: str | None = None, batch_size: int | None = None) -> EvalResult:
         """Loss, perplexity and bits per char on `text`, or on the run's validation split."""
         batch_size = batch_size or self.config.train.eval_batch_size
+        if text is None:
+            self.check_data()
         if text is None and is_prepared(self.config.data.source):  # a prepared token folder: its val.bin
             from .data.examples import prepared_examples
             from .evaluation import score
@@ -150,21 +159,22 @@ def default_run_dir(source: str, model_name: str) -> Path:
 
 
 def check_out_dir(out: Path, overwrite: bool, resumable: bool = True) -> None:
-    """Refuse an --out that is a file, a foreign folder, or another run (unless overwrite). No side effects."""
-    if out.exists() and not out.is_dir():
-        raise TinyLMError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / "config.json").is_file():
-            raise TinyLMError(f"--out {out} exists, is not empty and is not a tinylm run; choose another folder")
-        if not overwrite:
-            hint = f", or --resume {out}" if resumable else ""
-            raise TinyLMError(f"--out {out} already holds a run; pass --overwrite to replace it{hint}")
+    """Refuse an --out that is a file, a foreign folder, another run (unless overwrite), `.`, a parent of the
+    working directory, a mount point or a symbolic link (tinylm.rundir.check_output). No side effects."""
+    from .rundir import RUN_ENTRIES, check_output, is_run
+
+    check_output(Path(out), what="a tinylm run", is_same_kind=is_run, overwrite=overwrite, allowed=RUN_ENTRIES,
+                 hint=f", or --resume {out}" if resumable else "", held="a run")
 
 
 def _looks_like_hub_id(name: str) -> bool:
     import re
 
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name)) and not name.startswith((".", "/"))
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name) or name.startswith((".", "/")):
+        return False
+    # runs/NAME (where runs go without --out), or USER/NAME where USER is a local folder: a mistyped local path
+    first = name.split("/", 1)[0]
+    return first != "runs" and not Path(first).is_dir()
 
 
 def resolve_run_dir(name: str | Path) -> Path:
@@ -174,6 +184,8 @@ def resolve_run_dir(name: str | Path) -> Path:
         from .hub import run_dir_of  # a GPT run's pushed or dry-run folder keeps the run in tinylm/
 
         return run_dir_of(path)
+    if path.exists():
+        raise TinyLMError(f"{name} is not a run directory (it is a file)")
     if _looks_like_hub_id(str(name)):
         try:
             from .hub import download_run
@@ -183,6 +195,33 @@ def resolve_run_dir(name: str | Path) -> Path:
     raise TinyLMError(f"run directory {name} does not exist")
 
 
+def is_downloaded(run_dir: Path) -> bool:
+    """Whether `run_dir` came from the Hub (it lies in the Hugging Face cache), so its config is a stranger's."""
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:
+        return False
+    cache = Path(HF_HUB_CACHE).resolve()
+    return cache in Path(run_dir).resolve().parents
+
+
+def contain_data(config: RunConfig, run_dir: Path, from_hub: bool) -> str | None:
+    """Point the run's data at what may be read (tinylm.rundir.data_source); the reason when it may not."""
+    from .rundir import data_source
+
+    refused = None
+    for name in ("source", "val_source"):
+        value = getattr(config.data, name)
+        safe, why = data_source(value, run_dir, from_hub=from_hub)
+        if why is not None:
+            origin = "downloaded from the Hub" if from_hub else "local"
+            refused = refused or (f"the data of the {origin} run {run_dir} is not read: {why}; evaluate on a "
+                                  f"file of yours (tinylm eval RUN --text FILE)")
+        else:
+            setattr(config.data, name, safe)
+    return refused
+
+
 def load(run_dir: str | Path, device: str = "cpu", precision: str = "auto") -> LoadedModel:
     """Load a run in one call: a run directory (config.json, tokenizer.json, model.safetensors), a folder
     written by `tinylm push --dry-run`, or a Hub repo id USER/NAME. `device` as in tinylm.devices.resolve_device
@@ -190,8 +229,10 @@ def load(run_dir: str | Path, device: str = "cpu", precision: str = "auto") -> L
     from .devices import generation_candidates
 
     generation_candidates(precision, resolve_device(device))  # a bad choice fails before anything is read
+    from_hub = not Path(run_dir).is_dir()
     run_dir = resolve_run_dir(run_dir)
     config = RunConfig.load(run_dir / "config.json")
+    data_refused = contain_data(config, run_dir, from_hub or is_downloaded(run_dir))
     tokenizer = Tokenizer.load(run_dir)
     if tokenizer.vocab_size != config.model.vocab_size:
         raise TinyLMError(
@@ -203,4 +244,5 @@ def load(run_dir: str | Path, device: str = "cpu", precision: str = "auto") -> L
     module.to(target).eval()
     run = LoadedModel(module, tokenizer, config, run_dir, target)
     run.precision = precision
+    run.data_refused = data_refused
     return run

@@ -243,6 +243,7 @@ def temperature_report(run: LoadedModel | str | Path, temperatures=REPORT_TEMPER
         raise TinyLMError(f"--threshold must be between 0 and 1, got {threshold}")
     run = _as_run(run)
     prompts = list(prompts) if prompts else [run.config.train.sample_prompt or ""]
+    run.check_data()  # a run from the Hub never reads a local file its config names
     train_text, val_text = load_split(run.config.data)
     vocabulary = {w.lower() for w in WORD.findall(train_text)}
     name = run.run_dir.name if run.run_dir else "model"

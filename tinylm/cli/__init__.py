@@ -5,12 +5,14 @@ Each subcommand lives in its own module of this package with two functions:
     run(args) -> int         calls the API
 Modules are found automatically, so a feature adds a command by adding a file here.
 
-User mistakes (TinyLMError) print one line on stderr and exit with code 2.
+User mistakes (TinyLMError), a missing optional extra and what the filesystem refuses (no space, read-only,
+no permission) print one line on stderr and exit with code 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import pkgutil
 import sys
@@ -41,10 +43,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Packages of the optional extras: a command that needs one that is not installed says which extra to install.
+EXTRAS = {"transformers": "hf", "datasets": "hf", "accelerate": "hf", "huggingface_hub": "hf", "wandb": "tracking",
+          "tensorboard": "tracking", "gradio": "app", "lightning": "lightning", "nbclient": "notebooks",
+          "nbformat": "notebooks", "ipykernel": "notebooks"}
+# What the filesystem says when tinylm cannot write (or read) where the user pointed it.
+FILESYSTEM_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR,
+                     errno.EBUSY, errno.ENAMETOOLONG, errno.ELOOP, errno.EFBIG, errno.EMFILE}
+
+
+def _filesystem_message(e: OSError) -> str:
+    where = f" {e.filename}" if e.filename else ""
+    other = f" -> {e.filename2}" if getattr(e, "filename2", None) else ""
+    advice = {errno.ENOSPC: "; free some space and run the command again (what was written before is kept)",
+              errno.EDQUOT: "; free some space and run the command again (what was written before is kept)",
+              errno.EROFS: "; write to a writable folder (--out)", errno.EACCES: "; check the permissions",
+              errno.EPERM: "; check the permissions"}.get(e.errno, "")
+    return f"cannot access{where}{other}: {e.strerror or e}{advice}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    args._argv = list(sys.argv[1:] if argv is None else argv)  # as typed: a command may relaunch itself
     try:
+        args = build_parser().parse_args(argv)
+        args._argv = list(sys.argv[1:] if argv is None else argv)  # as typed: a command may relaunch itself
         return args._run(args)
     except TinyLMError as e:
         from ..training import Interrupted
@@ -57,3 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `tinylm sample ... | head`
         sys.stderr.close()
         return 0
+    except ModuleNotFoundError as e:
+        package = (e.name or "").split(".")[0]
+        if package not in EXTRAS:
+            raise
+        print(f"error: this command needs {package}, which is not installed: pip install 'tinylm[{EXTRAS[package]}]'",
+              file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in FILESYSTEM_ERRORS:
+            raise
+        print(f"error: {_filesystem_message(e)}", file=sys.stderr)
+        return 2

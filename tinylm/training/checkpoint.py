@@ -20,7 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import TinyLMError
-from ..io import _fsync_dir, atomic_path, write_json
+from ..io import atomic_path, write_json
+from ..rundir import fsync_dir as _fsync_dir
 from ..weights import load_weights, save_weights
 
 CHECKPOINT_DIR = "checkpoint"
@@ -105,16 +106,54 @@ def checkpoint_path(run_dir: Path) -> Path | None:
     return None
 
 
-def read_state(run_dir: Path) -> dict[str, Any] | None:
+def read_state(run_dir: Path, schema: type | None = None) -> dict[str, Any] | None:
+    """The training state of the run's checkpoint (None without one), checked against the dataclass `schema`:
+    known fields of the right types, counters not negative."""
     folder = checkpoint_path(run_dir)
     if folder is None:
         return None
-    return json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    path = folder / "state.json"
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:
+        raise TinyLMError(f"{path} is damaged ({type(e).__name__}: {str(e)[:80]}); the checkpoint cannot be "
+                          f"resumed") from None
+    if not isinstance(state, dict):
+        raise TinyLMError(f"{path} is damaged (not a JSON object); the checkpoint cannot be resumed")
+    if schema is not None:
+        from ..config import check_fields
+
+        check_fields(state, schema, str(path))
+        negative = [k for k, v in state.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and k != "best_val_loss" and v < 0]
+        if negative:
+            raise TinyLMError(f"{path} is damaged ({negative[0]} is {state[negative[0]]})")
+    return state
+
+
+def _check_optimizer_shapes(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> None:
+    """Every saved moment tensor must have its parameter's shape (load_state_dict would take any)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, values in state_dict["state"].items():
+        if not 0 <= index < len(params):
+            raise ValueError(f"state for parameter {index} of {len(params)}")
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor) and value.dim() and value.shape != params[index].shape:
+                raise ValueError(f"{key} of parameter {index} has shape {tuple(value.shape)}, the parameter "
+                                 f"{tuple(params[index].shape)}")
+
+
+def _check_rng(tensors: dict[str, torch.Tensor]) -> None:
+    expected = torch.get_rng_state()
+    got = tensors.get("torch_cpu")
+    if got is None or got.dtype != expected.dtype or got.shape != expected.shape:
+        raise ValueError("the CPU random generator state has the wrong size or type")
 
 
 def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     device: torch.device) -> dict[str, Any]:
-    """Restore weights, optimizer and RNG; return the training state."""
+    """Restore weights, optimizer and RNG; return the training state. Every file is checked first (types,
+    shapes, sizes): a damaged checkpoint is a TinyLMError, and nothing is half-restored from it."""
     folder = checkpoint_path(run_dir)
     if folder is None:
         raise TinyLMError(f"{run_dir} has no checkpoint to resume from")
@@ -122,12 +161,17 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     try:
         opt_tensors = load_file(str(folder / "optimizer.safetensors"), device=str(device))
         opt_meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))
+        rng = load_file(str(folder / "rng.safetensors"))
+        _check_rng(rng)
         if optimizer is not None:
-            optimizer.load_state_dict(_optimizer_from_files(opt_tensors, opt_meta))
-        _restore_rng(load_file(str(folder / "rng.safetensors")))
-    except (SafetensorError, OSError, ValueError, KeyError) as e:
-        raise TinyLMError(f"the checkpoint in {folder} is damaged ({e})") from None
-    return json.loads((folder / "state.json").read_text(encoding="utf-8"))
+            state_dict = _optimizer_from_files(opt_tensors, opt_meta)
+            _check_optimizer_shapes(optimizer, state_dict)
+            optimizer.load_state_dict(state_dict)
+        _restore_rng(rng)
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, IndexError, AttributeError,
+            RuntimeError) as e:
+        raise TinyLMError(f"the checkpoint in {folder} is damaged ({type(e).__name__}: {str(e)[:160]})") from None
+    return read_state(run_dir)
 
 
 def read_carried(run_dir: Path, device: torch.device) -> Any:
@@ -137,8 +181,8 @@ def read_carried(run_dir: Path, device: torch.device) -> Any:
         return None
     try:
         tensors = load_file(str(folder / CARRIED_FILE), device=str(device))
-    except (SafetensorError, OSError) as e:
-        raise TinyLMError(f"the checkpoint in {folder} is damaged ({e})") from None
-    if "tensor" in tensors:
-        return tensors["tensor"]
-    return tuple(tensors[f"tuple.{i}"] for i in range(len(tensors)))
+        if "tensor" in tensors:
+            return tensors["tensor"]
+        return tuple(tensors[f"tuple.{i}"] for i in range(len(tensors)))
+    except (SafetensorError, OSError, KeyError) as e:
+        raise TinyLMError(f"the checkpoint in {folder} is damaged ({type(e).__name__}: {e})") from None
