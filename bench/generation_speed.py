@@ -20,8 +20,9 @@ the same contexts and transformers stays inside its learned positions. Rows:
 - with --extra:    tinylm fp32 without cache (the whole context re-run per token, nanoGPT's generate), and
                    tinylm at the precision `auto` picks for 4 x block_size tokens, sliding past the block.
 Ratios are against transformers fp32 measured in the same run and thread count; best of --repeats runs
-(no cache: one). Both wall-clock and CPU-time rates are printed: on a shared machine the CPU-time one (at 1
-thread) is the steadier figure; at 2 threads CPU time counts both threads, so compare wall times there.
+(no cache: one), the methods taking turns. Both wall-clock and CPU-time rates are printed: on a shared
+machine the CPU-time one (at 1 thread) is the steadier figure; at 2 threads CPU time counts both threads, so
+compare wall times there, and only on an otherwise idle machine (a busy core stalls every parallel kernel).
 Before the timings, the precision cost: max |logit difference| against fp32 over a greedy sequence, and how
 many greedy tokens agree with fp32's.
 """
@@ -53,14 +54,19 @@ ALPHABET = string.ascii_letters + " \n!$&',-.3:;?"
 MODELS = ["gpt-cpu", "gpt-gpu", "lstm"]
 
 
-def best_rate(run, tokens: int, repeats: int) -> tuple[float, float]:
-    """(tokens per wall second, tokens per CPU second) of the fastest of `repeats` calls of run()."""
-    best = (float("inf"), float("inf"))
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
-    return tokens / best[0], tokens / best[1]
+def best_rates(runs: dict[str, tuple], repeats: int) -> dict[str, tuple[float, float]]:
+    """label -> (tokens per wall second, tokens per CPU second) of the fastest of `repeats` calls of each
+    run() in `runs` (label -> (run, tokens, repeats cap)). The methods take turns, one call each per round,
+    so that a busy moment of a shared machine slows them all rather than one."""
+    best = {label: (float("inf"), float("inf")) for label in runs}
+    for round_ in range(repeats):
+        for label, (run, tokens, cap) in runs.items():
+            if round_ >= cap:
+                continue
+            wall, cpu = time.perf_counter(), time.process_time()
+            run()
+            best[label] = min(best[label], (time.perf_counter() - wall, time.process_time() - cpu))
+    return {label: (runs[label][1] / wall, runs[label][1] / cpu) for label, (wall, cpu) in best.items()}
 
 
 def tinylm_generate(model, n: int, precision: str) -> list[int]:
@@ -80,9 +86,10 @@ def tinylm_no_cache(model, n: int) -> None:
 
 @torch.no_grad()
 def hf_generate(hf, n: int, pad_id: int) -> None:
-    # max_length (not max_new_tokens): the exported generation_config caps max_length at the block
+    # both bounds on new tokens: the exported generation_config sets its own max_new_tokens, which would win
+    # over max_length; 1 + n <= the block, inside the learned positions
     out = hf.generate(torch.zeros(1, 1, dtype=torch.long), attention_mask=torch.ones(1, 1, dtype=torch.long),
-                      max_length=1 + n, min_length=1 + n, do_sample=False, use_cache=True, pad_token_id=pad_id)
+                      max_new_tokens=n, min_new_tokens=n, do_sample=False, use_cache=True, pad_token_id=pad_id)
     assert out.size(1) == 1 + n
 
 
@@ -143,24 +150,23 @@ def bench_model(name: str, tokenizer, threads: list[int], repeats: int, extra: b
         auto = resolve_precision(model, "auto")  # measured here the first time (see the docstring)
         for precision in ("fp32", "bf16", "int8", "auto"):
             tinylm_generate(model, 8, precision)  # warm-up: oneDNN builds its kernels on first use
-        rates = {
-            "tinylm fp32 (KV cache)": best_rate(lambda: tinylm_generate(model, n, "fp32"), n, repeats),
-            "tinylm bf16 (fast path)": best_rate(lambda: tinylm_generate(model, n, "bf16"), n, repeats),
-            "tinylm int8 (fast path)": best_rate(lambda: tinylm_generate(model, n, "int8"), n, repeats),
-            f"tinylm auto (-> {auto})": best_rate(lambda: tinylm_generate(model, n, "auto"), n, repeats),
+        runs = {
+            "tinylm fp32 (KV cache)": (lambda: tinylm_generate(model, n, "fp32"), n, repeats),
+            "tinylm bf16 (fast path)": (lambda: tinylm_generate(model, n, "bf16"), n, repeats),
+            "tinylm int8 (fast path)": (lambda: tinylm_generate(model, n, "int8"), n, repeats),
+            f"tinylm auto (-> {auto})": (lambda: tinylm_generate(model, n, "auto"), n, repeats),
         }
         if extra and gpt:
-            rates["tinylm fp32, no cache"] = best_rate(lambda: tinylm_no_cache(model, n), n, 1)
+            runs["tinylm fp32, no cache"] = (lambda: tinylm_no_cache(model, n), n, 1)
         if extra:
-            rates[f"tinylm {auto}, {4 * block} tokens (sliding)"] = best_rate(
+            runs[f"tinylm {auto}, {4 * block} tokens (sliding)"] = (
                 lambda: tinylm_generate(model, 4 * block, auto), 4 * block, repeats)
         if gpt:
             hf_generate(hf, 8, tokenizer.pad_id)
             hf_generate(hf_bf16, 8, tokenizer.pad_id)
-            rates["transformers generate() fp32"] = best_rate(lambda: hf_generate(hf, n, tokenizer.pad_id), n,
-                                                             repeats)
-            rates["transformers generate() bf16"] = best_rate(lambda: hf_generate(hf_bf16, n, tokenizer.pad_id),
-                                                             n, repeats)
+            runs["transformers generate() fp32"] = (lambda: hf_generate(hf, n, tokenizer.pad_id), n, repeats)
+            runs["transformers generate() bf16"] = (lambda: hf_generate(hf_bf16, n, tokenizer.pad_id), n, repeats)
+        rates = best_rates(runs, repeats)
         base_label = "transformers generate() fp32" if gpt else "tinylm fp32 (KV cache)"
         base_wall, base_cpu = rates[base_label]
         print(f"  {count} thread{'s' if count > 1 else ''}: {'':31} {'wall tok/s':>10} {'CPU tok/s':>10}  "

@@ -105,7 +105,10 @@ def warn(message: str) -> None:
 
 
 class _InferenceOnly(nn.Module):
-    """A layer that only runs forward passes: `train()` is refused, so an inference copy never trains."""
+    """A layer that only runs forward passes: `train()` is refused, so an inference copy never trains.
+    The CPU layers keep their tensors as plain attributes, not buffers: at batch 1 they are read on every
+    call, and nn.Module's lookup of a buffer (~0.5 us) costs as much as a small kernel; the copy is never
+    moved, saved or copied again, so nothing needs them registered."""
 
     in_features: int
     out_features: int
@@ -131,10 +134,9 @@ class PackedLinear(_InferenceOnly):
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        # an opaque oneDNN tensor: a plain attribute, not a buffer, so that state_dict() never meets it
+        # an opaque oneDNN tensor (state_dict() must never meet it)
         self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().to(torch.bfloat16))
-        bias = None if linear.bias is None else linear.bias.detach().float().clone()
-        self.register_buffer("bias", bias, persistent=False)
+        self.bias = None if linear.bias is None else linear.bias.detach().float().clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _back(torch.ops.mkldnn._linear_pointwise(x.bfloat16(), self.packed, self.bias, "none", [], ""), x)
@@ -167,18 +169,15 @@ class Int8Linear(_InferenceOnly):
         scale = (w.abs().amax(dim=1) / 127).clamp_min(torch.finfo(torch.bfloat16).tiny).to(torch.bfloat16)
         # quantised against the bf16 scale the kernel will use, so that q * scale is as close to w as it gets
         q = torch.round(w / scale.float()[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
-        self.register_buffer("weight", q, persistent=False)
-        self.register_buffer("scale", scale, persistent=False)
-        bias = None if linear.bias is None else linear.bias.detach().float().clone()
-        self.register_buffer("bias", bias, persistent=False)
+        self.weight, self.scale = q, scale
+        self.bias = None if linear.bias is None else linear.bias.detach().float().clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or not x.size(0):  # the prompt (B, T, in): rows; generation's step is (B, in) already
             return self._rows(x)
         y = torch._weight_int8pack_mm(x.bfloat16().contiguous(), self.weight, self.scale)
-        if self.bias is None:
-            return _back(y, x)
-        return y.to(x.dtype).add_(self.bias)
+        bias = self.bias
+        return _back(y, x) if bias is None else y.to(x.dtype).add_(bias)
 
     def _rows(self, x: torch.Tensor) -> torch.Tensor:
         if not x.numel():
