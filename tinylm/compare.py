@@ -151,6 +151,10 @@ def compare(models: str | list[str], data: str | None = None, *, budget_seconds:
     train_text, _ = load_split(base.data)  # a bad --data fails here, before any training
     training_words = TrainingWords(train_text)
     out = Path(out)
+    from .rundir import check_output  # never `.`, a parent, a mount point, or a folder holding other files
+
+    check_output(out, what="a comparison", is_same_kind=lambda f: (f / "compare.md").is_file() or (f / "runs").is_dir(),
+                 overwrite=True, allowed={"compare.md", "compare.csv", "compare.json", "compare.png", "runs"})
 
     rows: list[CompareRow] = []
     curves: dict[str, list[tuple[float, float]]] = {}

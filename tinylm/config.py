@@ -68,6 +68,7 @@ class DataConfig:
             raise TinyLMError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
 
 
+MAX_LR = 1000.0  # far past any useful rate; beyond ~1e38 the optimizer's arithmetic overflows float32
 UNLIMITED_EPOCHS = 1_000_000  # "until the step or time budget runs out"
 
 
@@ -172,8 +173,9 @@ class TrainConfig:
             raise TinyLMError(f"--eval-batch-size must be at least 1, got {self.eval_batch_size}")
         if self.time_budget is not None and not (math.isfinite(self.time_budget) and self.time_budget > 0):
             raise TinyLMError(f"--time-budget must be a positive number of seconds, got {self.time_budget}")
-        if not math.isfinite(self.lr):
-            raise TinyLMError(f"--lr must be a finite number, got {self.lr}")
+        if not math.isfinite(self.lr) or self.lr > MAX_LR or self.muon_lr > MAX_LR:
+            raise TinyLMError(f"--lr and --muon-lr must be finite numbers up to {MAX_LR:g}, got {self.lr}"
+                              f"{f' and {self.muon_lr}' if self.muon_lr > MAX_LR else ''}")
         if self.processes < 1:
             raise TinyLMError(f"--processes must be at least 1, got {self.processes}")
         if self.patience < 0 or self.warmup_steps < 0 or self.checkpoint_every < 0:

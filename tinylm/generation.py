@@ -86,7 +86,13 @@ def choose_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.G
         return logits.argmax(dim=-1)
     logits = filter_logits(logits.float() / config.temperature, config.top_k, config.top_p)
     probs = F.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    try:
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    except RuntimeError as e:  # caught, not checked before: the check would cost every token a sync
+        if "probability tensor" not in str(e):
+            raise
+        raise TinyLMError("the model's next-token scores are NaN or infinite: its weights are damaged, or "
+                          "training diverged (try a lower --lr)") from None
 
 
 def generate_ids(

@@ -80,7 +80,7 @@ def _endpoint() -> str:
 def _is_run_config(path: Path) -> bool:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and "tinylm_version" in data
 
@@ -448,20 +448,13 @@ def _write_dry_run(run_dir: Path, config: dict[str, Any], out: Path, repo_id: st
                                                     and _is_run(run_dir_of(out))):
         raise TinyLMError(f"--dry-run {out} is not empty and is not an earlier dry run; choose another "
                           "folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    from .rundir import check_output, hold, writing_folder
+
+    # never `.`, a parent of the working folder, a mount point or a symbolic link; one writer at a time
+    check_output(out, what="an earlier dry run", is_same_kind=lambda folder: True, overwrite=True,
+                 flag="--dry-run")
+    with hold(out), writing_folder(out) as staging:
         _write_repo_folder(run_dir, config, staging, repo_id, license, language, datasets)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / "folder")
-            os.replace(staging, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:

@@ -117,7 +117,7 @@ def is_run(folder: str | os.PathLike) -> bool:
     """Whether `folder` is a tinylm run directory (its config says it was written by tinylm)."""
     try:
         data = json.loads(run_config_file(Path(folder)).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and "tinylm_version" in data
 
@@ -179,6 +179,17 @@ def check_output(out: Path, *, what: str, is_same_kind: Callable[[Path], bool], 
     if not overwrite:
         raise TinyLMError(f"{flag} {out} is not empty: it already holds {held or what}; pass --overwrite to "
                           f"replace it{hint}")
+
+
+def check_output_file(path: str | os.PathLike, flag: str = "--out") -> None:
+    """Refuse an output file that is a folder or a device, FIFO or socket (a regular file is replaced whole)."""
+    path = Path(path)
+    if path.is_dir():
+        raise TinyLMError(f"{flag} {path} is a folder; give a file name, e.g. {flag} {path / 'plot.png'}")
+    if path.exists() and not path.is_file():
+        raise TinyLMError(f"{flag} {path} is not a regular file")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise TinyLMError(f"{flag} {path}: {path.parent} is not a folder")
 
 
 # -- writing a folder whole ---------------------------------------------------------------------------------

@@ -222,6 +222,20 @@ def contain_data(config: RunConfig, run_dir: Path, from_hub: bool) -> str | None
     return refused
 
 
+def _check_json_object(path: Path) -> None:
+    """A JSON file of the run that must hold an object, when it is there (tokenizer_config.json)."""
+    import json
+
+    if not path.is_file():
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:
+        raise TinyLMError(f"{path} is damaged (not valid JSON: {str(e)[:80]})") from None
+    if not isinstance(data, dict):
+        raise TinyLMError(f"{path} is damaged (not a JSON object)")
+
+
 def load(run_dir: str | Path, device: str = "cpu", precision: str = "auto") -> LoadedModel:
     """Load a run in one call: a run directory (config.json, tokenizer.json, model.safetensors), a folder
     written by `tinylm push --dry-run`, or a Hub repo id USER/NAME. `device` as in tinylm.devices.resolve_device
@@ -233,6 +247,7 @@ def load(run_dir: str | Path, device: str = "cpu", precision: str = "auto") -> L
     run_dir = resolve_run_dir(run_dir)
     config = RunConfig.load(run_dir / "config.json")
     data_refused = contain_data(config, run_dir, from_hub or is_downloaded(run_dir))
+    _check_json_object(run_dir / "tokenizer_config.json")
     tokenizer = Tokenizer.load(run_dir)
     if tokenizer.vocab_size != config.model.vocab_size:
         raise TinyLMError(
@@ -241,6 +256,10 @@ def load(run_dir: str | Path, device: str = "cpu", precision: str = "auto") -> L
     target = resolve_device(device)
     module = build_model(config.model)
     load_weights(module, run_dir / WEIGHTS, target)
+    bad = next((name for name, p in module.state_dict().items() if p.is_floating_point() and not p.isfinite().all()),
+               None)
+    if bad is not None:
+        raise TinyLMError(f"{run_dir / WEIGHTS} is damaged: {bad} holds NaN or infinite values")
     module.to(target).eval()
     run = LoadedModel(module, tokenizer, config, run_dir, target)
     run.precision = precision

@@ -67,7 +67,10 @@ def plot_softmax(run: LoadedModel | str | Path | None = None, temperatures=SOFTM
                  seed: int = 0) -> Path:
     """Plot softmax(logits / T) for each temperature: a run's real next-token distribution after `prompt`
     (default: the run's sample prompt), or, without a run, `top` random logits drawn with `seed`."""
+    from .rundir import check_output_file
+
     temperatures = check_temperatures(temperatures)
+    check_output_file(out)
     if top < 2:
         raise TinyLMError(f"--top must be at least 2, got {top}")
     if run is None:
@@ -241,6 +244,16 @@ def temperature_report(run: LoadedModel | str | Path, temperatures=REPORT_TEMPER
         raise TinyLMError("--samples and --max-new-tokens must be at least 1")
     if not 0 < threshold < 1:
         raise TinyLMError(f"--threshold must be between 0 and 1, got {threshold}")
+    from .rundir import check_output, hold, writing_folder
+
+    out = Path(out)
+    report_files = {"temperature.md", "temperature.png", "temperature.json"}
+
+    def check_out() -> None:  # an earlier report is replaced whole; a folder holding anything else never is
+        check_output(out, what="a temperature report", is_same_kind=lambda f: (f / "temperature.md").is_file(),
+                     overwrite=True, allowed=report_files)
+
+    check_out()  # before minutes of sampling
     run = _as_run(run)
     prompts = list(prompts) if prompts else [run.config.train.sample_prompt or ""]
     run.check_data()  # a run from the Hub never reads a local file its config names
@@ -266,14 +279,15 @@ def temperature_report(run: LoadedModel | str | Path, temperatures=REPORT_TEMPER
     crossing = unrecognisable_from(temperatures, [s.real_words for s in stats], threshold)
     report = TemperatureReport(name, temperatures, prompts, stats, reference, threshold, crossing, records)
 
-    out = Path(out)
     series = {"real words": [s.real_words for s in stats], "distinct-2": [s.distinct_2 for s in stats],
               f"repetition ({REPETITION_N}-grams)": [s.repetition for s in stats]}
-    plot_temperature(temperatures, series, out / "temperature.png", reference=reference.real_words,
-                     threshold=threshold, crossing=crossing,
-                     title=f"{name}: text statistics against sampling temperature")
-    write_json(out / "temperature.json", report.to_dict())
-    write_text(out / "temperature.md", _markdown(report, run.module.describe(), max_new_tokens, samples))
+    with hold(out), writing_folder(out) as staging:
+        check_out()
+        plot_temperature(temperatures, series, staging / "temperature.png", reference=reference.real_words,
+                         threshold=threshold, crossing=crossing,
+                         title=f"{name}: text statistics against sampling temperature")
+        write_json(staging / "temperature.json", report.to_dict())
+        write_text(staging / "temperature.md", _markdown(report, run.module.describe(), max_new_tokens, samples))
     echo(_answer(report).replace("**", ""))
     echo(f"report: {out / 'temperature.md'}")
     return report

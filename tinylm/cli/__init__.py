@@ -62,9 +62,28 @@ def _filesystem_message(e: OSError) -> str:
     return f"cannot access{where}{other}: {e.strerror or e}{advice}"
 
 
+def check_values(args: argparse.Namespace) -> None:
+    """Checks every command's flags share: text that is not valid UTF-8 (the shell passes bytes; Python keeps
+    undecodable ones as lone surrogates, which no tokenizer or file can take), seeds past 64 bits, ports."""
+    for name, value in vars(args).items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and not name.startswith("_"):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise TinyLMError(f"--{name.replace('_', '-')} is not valid UTF-8 text") from None
+    seed = getattr(args, "seed", None)
+    if isinstance(seed, int) and not 0 <= seed < 2**32:  # training derives per-epoch seeds from it (x 1e6)
+        raise TinyLMError(f"--seed must be a whole number from 0 to {2**32 - 1}, got {seed}")
+    port = getattr(args, "port", None)
+    if isinstance(port, int) and not 1 <= port <= 65535:
+        raise TinyLMError(f"--port must be a port number from 1 to 65535, got {port}")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        check_values(args)
         args._argv = list(sys.argv[1:] if argv is None else argv)  # as typed: a command may relaunch itself
         return args._run(args)
     except TinyLMError as e:

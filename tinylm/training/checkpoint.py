@@ -75,6 +75,21 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     old = run_dir / f"{CHECKPOINT_DIR}.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write_checkpoint(tmp, model, optimizer, state, carried)
+    except BaseException:  # a full disk, a kill signal: the last complete checkpoint stays, the half one goes
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync_dir(run_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_checkpoint(tmp: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                      state: dict[str, Any], carried: Any) -> None:
     save_weights(model, tmp / "model.safetensors")
     opt_tensors, opt_meta = _optimizer_to_files(optimizer) if optimizer else ({}, {"param_groups": []})
     with atomic_path(tmp / "optimizer.safetensors") as p:
@@ -89,12 +104,6 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
             save_file({k: t.detach().cpu().contiguous() for k, t in parts.items()}, str(p))
     write_json(tmp / "state.json", state)
     _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    _fsync_dir(run_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def checkpoint_path(run_dir: Path) -> Path | None:

@@ -1,0 +1,516 @@
+"""The adversarial battery: bad input of every kind, across the commands, as a user (or an attacker) makes it.
+
+Every case must end in one of two ways: the command works, or it prints ONE line on stderr and exits with
+code 2. Never a traceback, never an invalid value accepted, never a file lost. Kinds:
+
+    values      invalid flag values (refused, not accepted)
+    damaged     a run's files damaged in every way a disk, an editor or a stranger can damage them
+    filesystem  where the output goes: `.`, a parent, a symlink, a mount point, read-only, a full disk
+    extras      an optional package missing
+    hostile     a config.json made to hang, to allocate terabytes or to read a local file
+    concurrency two commands writing the same folder (subprocesses)
+    kill        SIGKILL during export (subprocesses)
+
+The tiny runs are made once for the module. `python tests/test_battery.py` prints the counts by kind
+(docs/reliability.md has the table of what each case gets).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_config
+from safetensors.torch import load_file, save_file
+
+import tinylm
+from tinylm.cli import main as cli_main
+from tinylm.models import model_config
+
+QUIET = {"progress": False, "echo": lambda s: None}
+TINY_TRAIN = ["--hidden", "16", "--embed", "8", "--layers", "1", "--block-size", "16", "--epochs", "1", "--quiet",
+              "--sample-tokens", "5", "--batch-size", "32", "--precision", "fp32"]
+
+
+# -- the tiny runs, made once ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, data_dir):
+    """A corpus, an LSTM run and a GPT run, each trained in about a second."""
+    root = tmp_path_factory.mktemp("battery")
+    corpus = root / "corpus.txt"
+    corpus.write_text((data_dir / "tinyshakespeare/input.txt").read_text()[:12_000])
+    tinylm.train(tiny_config(corpus, epochs=1, precision="fp32", sample_tokens=5), out=root / "lstm", **QUIET)
+    gpt = tinylm.RunConfig(data=tinylm.DataConfig(source=str(corpus), block_size=16),
+                           model=model_config("gpt", embed=16, layers=1, heads=2, dropout=0.0),
+                           train=tinylm.TrainConfig(epochs=1, max_steps=3, batch_size=16, sample_tokens=5,
+                                                    precision="fp32"))
+    tinylm.train(gpt, out=root / "gpt", **QUIET)
+    return {"root": root, "corpus": corpus, "lstm": root / "lstm", "gpt": root / "gpt"}
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes: what a refused command must leave as it was."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """Run the CLI in this process; an exception escaping it is a traceback and fails the test."""
+    code = cli_main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_refused(result, *needles: str) -> str:
+    code, out, err = result
+    assert code == 2, f"exit {code}; stderr: {err}"
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in err, err
+    return lines[0]
+
+
+def copy_run(world, name: str, tmp_path: Path) -> Path:
+    copy = tmp_path / name
+    shutil.copytree(world[name], copy)
+    return copy
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+# -- values -----------------------------------------------------------------------------------------------
+VALUES = [
+    (["--weight-decay", "-1"], "--weight-decay"),
+    (["--grad-clip", "nan"], "--grad-clip"),
+    (["--eval-batch-size", "0"], "--eval-batch-size"),
+    (["--threads", "0"], "--threads"),
+    (["--time-budget", "-5"], "--time-budget"),
+    (["--time-budget", "nan"], "--time-budget"),
+    (["--lr", "inf"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--seed", str(2**64)], "--seed"),
+    (["--seed", "-1"], "--seed"),
+]
+
+
+@pytest.mark.parametrize("flags, needle", VALUES, ids=[" ".join(f) for f, _ in VALUES])
+def test_values_train(world, tmp_path, capsys, flags, needle):
+    out = tmp_path / "out"
+    assert_refused(cli(capsys, "train", "--data", world["corpus"], "--out", out, *TINY_TRAIN, *flags), needle)
+    assert not out.exists()  # nothing that blocks the corrected command
+
+
+def test_values_diverging_lr_leaves_nothing_behind(world, tmp_path, capsys):
+    """A learning rate that makes the loss NaN at the first step: refused, and no half-made run stays."""
+    out = tmp_path / "out"
+    assert_refused(cli(capsys, "train", "--data", world["corpus"], "--out", out, *TINY_TRAIN, "--lr", "500",
+                       "--warmup-steps", "0", "--grad-clip", "0"), "lower --lr")
+    assert not out.exists()
+    code, _, err = cli(capsys, "train", "--data", world["corpus"], "--out", out, *TINY_TRAIN)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["sample", "{lstm}", "--seed", "-1"], "--seed"),
+    (["sample", "{lstm}", "--seed", str(2**70)], "--seed"),
+    (["sample", "{lstm}", "--prompt", "ab\udcffcd"], "UTF-8"),
+    (["serve", "{lstm}", "--port", "0"], "--port"),
+    (["serve", "{lstm}", "--port", "99999"], "--port"),
+    (["serve", "{lstm}", "--port", "-1"], "--port"),
+    (["sample", "runs/nope"], "does not exist"),
+    (["eval", "runs/nope"], "does not exist"),
+    (["train", "--resume", "runs/nope"], "no such run directory"),
+])
+def test_values_other_commands(world, capsys, monkeypatch, args, needle):
+    import tinylm.hub
+
+    monkeypatch.setattr(tinylm.hub, "download_run", lambda *a, **k: pytest.fail("a local path went to the Hub"))
+    assert_refused(cli(capsys, *[a.format(**world) for a in args]), needle)
+
+
+def test_values_prepared_ids_past_the_vocabulary(world, tmp_path, capsys):
+    prepared = tmp_path / "prepared"
+    assert cli(capsys, "prepare", world["corpus"], "--out", prepared, "--quiet")[0] == 0
+    meta = json.loads((prepared / "tokens.json").read_text())
+    ids = bytearray((prepared / "train.bin").read_bytes())
+    ids[0:2] = (meta["vocab_size"] + 5).to_bytes(2, "little")
+    (prepared / "train.bin").write_bytes(bytes(ids))
+    assert_refused(cli(capsys, "train", "--data", prepared, "--out", tmp_path / "out", *TINY_TRAIN),
+                   "past the vocabulary")
+
+
+# -- damaged files ----------------------------------------------------------------------------------------
+def _config(change):
+    return lambda run: edit_json(run / "config.json", change)
+
+
+def _state(change):
+    return lambda run: edit_json(run / "checkpoint" / "state.json", change)
+
+
+def _truncate(name):
+    def damage(run):
+        data = (run / name).read_bytes()
+        (run / name).write_bytes(data[: len(data) // 2])
+    return damage
+
+
+def _tensors(name, change):
+    def damage(run):
+        tensors = load_file(str(run / "checkpoint" / name))
+        save_file(change(tensors), str(run / "checkpoint" / name))
+    return damage
+
+
+def _nan_weights(run):
+    tensors = load_file(str(run / "model.safetensors"))
+    save_file({k: torch.full_like(v, float("nan")) for k, v in tensors.items()}, str(run / "model.safetensors"),
+              metadata={"format": "pt"})
+
+
+DAMAGED = {  # name: (damage, commands it is tried with, what the error names)
+    "format_version a string": (_config(lambda c: c.update(format_version="1")), "load", "format_version"),
+    "format_version 99": (_config(lambda c: c.update(format_version=99)), "load", "newer tinylm"),
+    "hidden 32.0": (_config(lambda c: c["model"].update(hidden=32.0)), "load", "hidden"),
+    "seed 'abc'": (_config(lambda c: c["train"].update(seed="abc")), "load", "seed"),
+    "source 123": (_config(lambda c: c["data"].update(source=123)), "load", "source"),
+    "block_size null": (_config(lambda c: c["data"].update(block_size=None)), "load", "block_size"),
+    "betas of three": (_config(lambda c: c["train"].update(betas=[0.9, 0.9, 0.9])), "load", "betas"),
+    "unknown train key": (_config(lambda c: c["train"].update(colour="red")), "load", "colour"),
+    "model a list": (_config(lambda c: c.update(model=[1])), "load", "model"),
+    "config a list": (lambda run: (run / "config.json").write_text("[1]"), "load", "config"),
+    "config not UTF-8": (lambda run: (run / "config.json").write_bytes(b"\xff\xfe{"), "load", "config.json"),
+    "config nested 100000 deep": (lambda run: (run / "config.json").write_text("[" * 100_000 + "]" * 100_000),
+                                  "load", "config.json"),
+    "tokenizer_config garbage": (lambda run: (run / "tokenizer_config.json").write_text("garbage{"), "load",
+                                 "tokenizer_config.json"),
+    "tokenizer_config a list": (lambda run: (run / "tokenizer_config.json").write_text("[1, 2]"), "load",
+                                "tokenizer_config.json"),
+    "NaN weights": (_nan_weights, "load", "NaN"),
+    "state.json truncated": (_truncate("checkpoint/state.json"), "resume", "state.json"),
+    "state.json unknown key": (_state(lambda s: s.update(mood="good")), "resume", "mood"),
+    "state.json epoch a string": (_state(lambda s: s.update(epoch="1")), "resume", "epoch"),
+    "state.json negative step": (_state(lambda s: s.update(step=-4)), "resume", "step"),
+    "metrics.jsonl garbage line": (lambda run: (run / "metrics.jsonl").open("a").write("{oops\n"), "resume",
+                                   "metrics.jsonl"),
+    "optimizer tensor of the wrong shape": (_tensors("optimizer.safetensors", lambda t: {
+        k: (torch.zeros(3, 3) if v.dim() else v) for k, v in t.items()}), "resume", "shape"),
+    "rng state of the wrong size": (_tensors("rng.safetensors", lambda t: {
+        k: v[:100].clone() for k, v in t.items()}), "resume", "random generator"),
+    "optimizer.json a list": (lambda run: (run / "checkpoint" / "optimizer.json").write_text("[]"), "resume",
+                              "damaged"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGED))
+def test_damaged(world, tmp_path, capsys, name):
+    damage, where, needle = DAMAGED[name]
+    run = copy_run(world, "lstm", tmp_path)
+    damage(run)
+    if where == "load":
+        commands = [["sample", run, "--max-new-tokens", 3], ["eval", run, "--json"]]
+    else:
+        commands = [["train", "--resume", run, "--epochs", 2, "--quiet"]]
+    for command in commands:
+        assert_refused(cli(capsys, *command), needle)
+
+
+# -- filesystem -------------------------------------------------------------------------------------------
+def test_out_dot_overwrite_keeps_the_working_folder(world, tmp_path, capsys, monkeypatch):
+    """`tinylm train --out . --overwrite` once deleted the whole working folder."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "thesis.tex").write_text("years of work")
+    monkeypatch.chdir(work)
+    before = snapshot(work)
+    line = assert_refused(cli(capsys, "train", "--data", world["corpus"], "--out", ".", "--overwrite",
+                              *TINY_TRAIN), "current folder")
+    assert snapshot(work) == before, line
+    assert_refused(cli(capsys, "train", "--data", world["corpus"], "--out", "..", "--overwrite", *TINY_TRAIN),
+                   "parent of the current folder")
+    assert (work / "thesis.tex").read_text() == "years of work"
+
+
+def test_out_a_run_with_other_files_is_not_replaced(world, tmp_path, capsys):
+    run = copy_run(world, "lstm", tmp_path)
+    (run / "notes.txt").write_text("mine")
+    before = snapshot(run)
+    assert_refused(cli(capsys, "train", "--data", world["corpus"], "--out", run, "--overwrite", *TINY_TRAIN),
+                   "notes.txt")
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file", "mount point"])
+def test_out_special(world, tmp_path, capsys, monkeypatch, kind):
+    out = tmp_path / "out"
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    if kind == "symlink":
+        out.symlink_to(target)
+    elif kind == "file":
+        out.write_text("precious")
+    else:
+        out.mkdir()
+        real = os.path.ismount
+        monkeypatch.setattr(os.path, "ismount", lambda p: Path(p) == out.resolve() or real(p))
+    assert_refused(cli(capsys, "train", "--data", world["corpus"], "--out", out, *TINY_TRAIN), kind.split()[0])
+    if kind == "file":
+        assert out.read_text() == "precious"
+
+
+def test_plot_and_temperature_outputs(world, tmp_path, capsys):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert_refused(cli(capsys, "plot", "softmax", "--out", folder), "is a folder")
+    file = tmp_path / "file"
+    file.write_text("precious")
+    assert_refused(cli(capsys, "temperature", world["lstm"], "--out", file, "--samples", 1,
+                       "--max-new-tokens", 5), "not a folder")
+    (folder / "mine.txt").write_text("mine")
+    assert_refused(cli(capsys, "temperature", world["lstm"], "--out", folder, "--samples", 1,
+                       "--max-new-tokens", 5), "not a temperature report")
+    assert file.read_text() == "precious" and (folder / "mine.txt").read_text() == "mine"
+
+
+def _fail_writes(monkeypatch, code: int, after: int = 0):
+    """Every atomic write after the first `after` ones fails with `code` (EROFS, ENOSPC, EACCES): the disk
+    as a read-only mount, a full disk or a folder without permission would make it (CI runs as root, where
+    chmod does not stop writes)."""
+    import tinylm.io
+
+    real = tinylm.io.atomic_path
+    calls = Counter()
+
+    def failing(target):
+        calls["n"] += 1
+        if calls["n"] > after:
+            raise OSError(code, os.strerror(code), str(target))
+        return real(target)
+
+    for module in ("tinylm.io", "tinylm.weights", "tinylm.training.checkpoint", "tinylm.plots"):
+        monkeypatch.setattr(f"{module}.atomic_path", failing)
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC, errno.EACCES])
+def test_resume_on_a_failing_disk_loses_nothing(world, tmp_path, capsys, monkeypatch, code):
+    run = copy_run(world, "lstm", tmp_path)
+    before = snapshot(run)
+    _fail_writes(monkeypatch, code)
+    assert_refused(cli(capsys, "train", "--resume", run, "--epochs", 3, "--quiet"), os.strerror(code))
+    assert snapshot(run) == before
+    monkeypatch.undo()
+    assert cli(capsys, "sample", run, "--max-new-tokens", 3)[0] == 0
+
+
+def test_disk_full_in_the_middle_of_a_checkpoint_keeps_the_last_one(world, tmp_path, capsys, monkeypatch):
+    run = copy_run(world, "lstm", tmp_path)
+    checkpoint = snapshot(run / "checkpoint")
+    _fail_writes(monkeypatch, errno.ENOSPC, after=3)  # config.json, then into the next checkpoint
+    edit_json(run / "config.json", lambda c: c["train"].update(checkpoint_every=1))
+    assert_refused(cli(capsys, "train", "--resume", run, "--epochs", 2, "--quiet"), "No space left")
+    monkeypatch.undo()
+    assert snapshot(run / "checkpoint") == checkpoint  # the last complete checkpoint, untouched
+    assert not list(run.glob("checkpoint.*")) and not list(run.glob(".*.tmp"))
+    assert cli(capsys, "train", "--resume", run, "--epochs", 2, "--quiet")[0] == 0
+
+
+@pytest.mark.parametrize("command", ["train", "prepare", "export", "dry-run"])
+def test_read_only_destination(world, tmp_path, capsys, monkeypatch, command):
+    import tinylm.rundir
+
+    def read_only(path):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(tinylm.rundir, "make_dir", read_only)
+    out = tmp_path / "out"
+    args = {"train": ["train", "--data", world["corpus"], "--out", out, *TINY_TRAIN],
+            "prepare": ["prepare", world["corpus"], "--out", out, "--quiet"],
+            "export": ["export", world["gpt"], out],
+            "dry-run": ["push", world["lstm"], "--repo", "alice/x", "--dry-run", out]}[command]
+    assert_refused(cli(capsys, *args), "Read-only file system")
+    assert not out.exists()
+
+
+def test_export_never_overwrites_another_run(world, tmp_path, capsys):
+    """`tinylm export GPT OTHER_RUN --overwrite` once wrecked the other run."""
+    other = copy_run(world, "lstm", tmp_path)
+    before = snapshot(other)
+    assert_refused(cli(capsys, "export", world["gpt"], other, "--overwrite"), "is not a transformers export")
+    assert snapshot(other) == before
+    for command in (["prepare", world["corpus"], "--out", other, "--overwrite", "--quiet"],
+                    ["push", world["gpt"], "--repo", "alice/x", "--dry-run", "."]):
+        assert_refused(cli(capsys, *command))
+    assert snapshot(other) == before
+    out = tmp_path / "hf"
+    assert cli(capsys, "export", world["gpt"], out)[0] == 0
+    (out / "notes.txt").write_text("mine")
+    assert_refused(cli(capsys, "export", world["gpt"], out, "--overwrite"), "notes.txt")
+    (out / "notes.txt").unlink()
+    assert cli(capsys, "export", world["gpt"], out, "--overwrite")[0] == 0
+
+
+def test_files_get_the_umask(world, tmp_path, capsys):
+    old = os.umask(0o027)
+    try:
+        assert cli(capsys, "train", "--data", world["corpus"], "--out", tmp_path / "run", *TINY_TRAIN)[0] == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "run").rglob("*")}
+    assert modes and all(mode == (0o750 if (tmp_path / "run" / name).is_dir() or name == "checkpoint" else 0o640)
+                         for name, mode in modes.items()), modes
+
+
+def test_stale_temporaries_are_removed_by_the_next_resume(world, tmp_path, capsys):
+    run = copy_run(world, "lstm", tmp_path)
+    shutil.copytree(run / "checkpoint", run / "checkpoint.old")
+    (run / "checkpoint.tmp").mkdir()
+    (run / ".metrics.jsonl.1234abcd.tmp").write_text("half")
+    (tmp_path / ".lstm.0123456789ab.tmp").mkdir()  # a killed command's staging folder beside the run
+    assert cli(capsys, "train", "--resume", run, "--epochs", 2, "--quiet")[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert not {"checkpoint.old", "checkpoint.tmp", ".metrics.jsonl.1234abcd.tmp"} & {p.name for p in run.iterdir()}
+
+
+# -- extras -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("package, args", [
+    ("transformers", ["finetune", "--base", "gpt2", "--data", "{corpus}", "--out", "{root}/ft"]),
+    ("datasets", ["train", "--data", "hf:someone/data", "--out", "{root}/hfdata", *TINY_TRAIN]),
+    ("wandb", ["train", "--data", "{corpus}", "--out", "{root}/wb", "--logger", "wandb", *TINY_TRAIN]),
+    ("gradio", ["serve", "{lstm}"]),
+])
+def test_missing_extra(world, capsys, monkeypatch, package, args):
+    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, package, None)  # import fails as when the package is not installed
+    assert_refused(cli(capsys, *[str(a).format(**world) for a in args]), "pip install")
+
+
+# -- hostile configs --------------------------------------------------------------------------------------
+HOSTILE = {
+    "layers 1000000": lambda c: c["model"].update(layers=1_000_000),
+    "block_size 10**12": lambda c: c["data"].update(block_size=10**12),
+    "hidden 10**6": lambda c: c["model"].update(hidden=10**6),
+    "vocab_size 10**9": lambda c: c["model"].update(vocab_size=10**9),
+    "wide and deep": lambda c: c["model"].update(layers=200, hidden=60_000),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_config_is_refused_before_building(world, tmp_path, capsys, name):
+    run = copy_run(world, "lstm", tmp_path)
+    edit_json(run / "config.json", HOSTILE[name])
+    start = time.perf_counter()
+    assert_refused(cli(capsys, "sample", run, "--max-new-tokens", 3), "limit")
+    assert time.perf_counter() - start < 10
+
+
+def test_a_hub_run_never_reads_local_files_its_config_names(world, tmp_path, capsys, monkeypatch):
+    import tinylm.runs
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the password is swordfish " * 500)
+    run = copy_run(world, "lstm", tmp_path)
+    edit_json(run / "config.json", lambda c: c["data"].update(source=str(secret)))
+    monkeypatch.setattr(tinylm.runs, "is_downloaded", lambda path: True)
+    for command in (["eval", run], ["eval", run, "--memorisation", "--samples", 1, "--max-new-tokens", 5],
+                    ["temperature", run, "--samples", 1, "--max-new-tokens", 5, "--out", tmp_path / "t"]):
+        code, out, err = cli(capsys, *command)
+        assert "swordfish" not in out + err
+        assert_refused((code, out, err), "not read")
+    assert cli(capsys, "sample", run, "--max-new-tokens", 3)[0] == 0  # sampling needs no data
+
+
+@pytest.mark.parametrize("source", ["/etc/shadow-or-anything", "/dev/zero", "/proc/self/environ", "fifo"])
+def test_a_local_run_never_reads_special_files(world, tmp_path, capsys, source):
+    if source == "fifo":
+        source = str(tmp_path / "fifo")
+        os.mkfifo(source)
+    run = copy_run(world, "lstm", tmp_path)
+    edit_json(run / "config.json", lambda c: c["data"].update(source=source))
+    code, out, err = cli(capsys, "eval", run)
+    if source.startswith("/etc"):
+        assert code == 2  # an absolute path the run was trained with is read; this one does not exist
+    else:
+        assert_refused((code, out, err), "not read")
+
+
+def test_a_local_run_reads_its_data_relative_to_itself(world, tmp_path, capsys, monkeypatch):
+    run = copy_run(world, "lstm", tmp_path)
+    shutil.copy(world["corpus"], run / "data.txt")
+    edit_json(run / "config.json", lambda c: c["data"].update(source="./data.txt"))
+    monkeypatch.chdir(world["root"])  # elsewhere: ./data.txt is the run's, not the working folder's
+    code, out, err = cli(capsys, "eval", run, "--json")
+    assert code == 0, err
+
+
+# -- concurrency ------------------------------------------------------------------------------------------
+def _tinylm(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tinylm", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_two_trainings_into_one_folder(world, tmp_path):
+    """The second is refused while the first runs; after the first is killed, its stale lock is taken over."""
+    out = tmp_path / "run"
+    lock = tmp_path / ".run.lock"
+    first = _tinylm("train", "--data", world["corpus"], "--out", out, *TINY_TRAIN, "--epochs", "1000",
+                    "--time-budget", "60")
+    deadline = time.time() + 60
+    while not (lock.exists() and (out / "config.json").exists()) and time.time() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run([sys.executable, "-m", "tinylm", "train", "--data", str(world["corpus"]), "--out",
+                             str(out), "--overwrite", *TINY_TRAIN], capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and "is being written by process" in second.stderr, second.stderr
+    assert str(first.pid) in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    assert lock.exists()  # left by the killed process: stale
+    again = subprocess.run([sys.executable, "-m", "tinylm", "train", "--data", str(world["corpus"]), "--out",
+                            str(out), "--overwrite", *TINY_TRAIN], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert not lock.exists()  # taken over, then released
+
+
+# -- kill -9 during export --------------------------------------------------------------------------------
+def test_kill_during_export_leaves_the_old_folder_or_the_new_one(world, tmp_path):
+    out = tmp_path / "hf"
+    code = subprocess.run([sys.executable, "-m", "tinylm", "export", str(world["gpt"]), str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert code.returncode == 0, code.stderr
+    complete = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    outcomes = Counter()
+    for delay in (0.0, 0.003, 0.01, 0.03):
+        proc = _tinylm("export", world["gpt"], out, "--overwrite")
+        deadline = time.time() + 60
+        while not list(tmp_path.glob(".hf.*.tmp")) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.001)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        # whole: exactly the export's files, byte for byte (the export is deterministic)
+        assert {name: (out / name).read_bytes() for name in os.listdir(out)} == complete
+        outcomes["killed" if proc.returncode == -signal.SIGKILL else "finished"] += 1
+    code = subprocess.run([sys.executable, "-m", "tinylm", "export", str(world["gpt"]), str(out), "--overwrite"],
+                          capture_output=True, text=True, timeout=120)
+    assert code.returncode == 0, code.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # stale staging cleaned
+    assert outcomes["killed"] >= 1
+
+
+if __name__ == "__main__":  # the counts by kind, as the closing note of the reliability issue reports them
+    raise SystemExit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
