@@ -118,3 +118,32 @@ def test_bf16_asked_for_where_it_cannot_run_is_one_line(cli_run, tmp_path):
     assert env_run.returncode == 2
     assert env_run.stderr.strip().splitlines()[-1].startswith("error: --precision bf16")
     assert "Traceback" not in env_run.stderr
+
+
+def test_cpu_best_picks_its_recipe_by_cpu_class(monkeypatch):
+    from tinylm.cli import build_parser
+    from tinylm.cli.train import config_from_args
+    from tinylm.presets import PRESETS
+
+    def config(*flags):
+        return config_from_args(build_parser().parse_args(["train", "--preset", "cpu-best", *flags]))
+
+    monkeypatch.setenv("TINYLM_CPU_BF16", "0")
+    fp32 = config()
+    assert fp32.train.weight_decay == PRESETS["cpu-best-fp32"]["train"]["weight_decay"]
+    monkeypatch.setenv("TINYLM_CPU_BF16", "1")
+    assert config().train.weight_decay == PRESETS["cpu-best"]["train"]["weight_decay"]
+    assert config("--precision", "fp32").train == fp32.train.__class__(
+        **{**fp32.train.__dict__, "precision": "fp32"})
+
+
+def test_the_default_preset_applies_only_without_model_or_preset():
+    from tinylm.cli import build_parser
+    from tinylm.cli.train import config_from_args
+
+    default = config_from_args(build_parser().parse_args(["train"]))
+    assert default.train.stateful and default.train.time_budget and default.model.hidden == 384
+    plain = config_from_args(build_parser().parse_args(["train", "--model", "lstm"]))
+    assert not plain.train.stateful and plain.train.time_budget is None and plain.model.hidden == 256
+    lines = config_from_args(build_parser().parse_args(["train", "--lines"]))
+    assert not lines.train.stateful  # one sample per line: no single stream to carry the state through

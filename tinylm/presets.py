@@ -68,6 +68,16 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                   "grad_clip": 1.0, "warmup_steps": 50, "lr_schedule": "linear", "min_lr_ratio": 0.0,
                   "stateful": True, "time_budget": 203.0, "epochs": UNLIMITED_EPOCHS, "patience": 0},
     },
+    # cpu-best for CPUs without native bf16 (fp32 training: about half the tokens per second): chosen by
+    # `--preset cpu-best` on such a CPU (see resolve_preset). Measured in bench/README.md.
+    "cpu-best-fp32": {
+        "model": {"name": "lstm", "layers": 1, "hidden": 384, "embed": 128, "dropout": 0.0},
+        "data": {"block_size": 128},
+        "train": {"batch_size": 32, "processes": 2, "lr": 1.6e-2, "optimizer": "adamw", "betas": (0.9, 0.99),
+                  "weight_decay": 0.1,
+                  "grad_clip": 1.0, "warmup_steps": 50, "lr_schedule": "linear", "min_lr_ratio": 0.0,
+                  "stateful": True, "time_budget": 203.0, "epochs": UNLIMITED_EPOCHS, "patience": 0},
+    },
     # The fastest recipe to validation loss 1.47 on one GPU (Tiny Shakespeare, char-level), after what the
     # Performance issue's experimental trainer measured: nanoGPT's 6 x 384 shape (10.6M parameters) with the
     # modern options of models/gpt.py (rotary positions, weightless RMSNorm, QK-norm, ReLU^2, an untied head
@@ -87,3 +97,22 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                   "time_budget": 60.0, "sample_tokens": 0},
     },
 }
+
+
+BY_CPU_CLASS = {"cpu-best": "cpu-best-fp32"}
+"""Presets with a recipe of their own for CPUs that train in fp32 (no native bf16)."""
+
+
+def resolve_preset(name: str, precision: str | None = None) -> tuple[str, str | None]:
+    """The preset `name` means on this machine, and a line saying why when it is another one: cpu-best picks
+    its fp32 recipe on a CPU without native bf16, or when --precision fp32 is asked for."""
+    from .devices import native_bf16_cpu
+
+    other = BY_CPU_CLASS.get(name)
+    if other is None or precision == "bf16":
+        return name, None
+    if precision == "fp32":
+        return other, f"preset {name}: --precision fp32, so its fp32 recipe {other}"
+    if not native_bf16_cpu():
+        return other, f"preset {name}: this CPU has no native bf16, so its fp32 recipe {other}"
+    return name, None

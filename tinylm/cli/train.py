@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def config_from_args(args: argparse.Namespace):
     """A RunConfig from defaults, then the preset, then the flags the user gave."""
     from ..config import UNLIMITED_EPOCHS, DataConfig, RunConfig, TrainConfig
     from ..models import model_config
-    from ..presets import DEFAULT_PRESET, PRESETS
+    from ..presets import DEFAULT_PRESET, PRESETS, resolve_preset
     from ..tokenizers import TokenizerConfig
 
     args.source, args.val_source = args.data, args.val_data
@@ -124,6 +125,9 @@ def config_from_args(args: argparse.Namespace):
     if name:
         if name not in PRESETS:
             raise TinyLMError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        name, note = resolve_preset(name, args.precision)
+        if note and os.environ.get("RANK", "0") == "0":
+            print(note)
         preset = PRESETS[name]
     if not args.preset and preset and (args.lines or args.target == "last"):  # no single stream to carry state
         preset = {**preset, "train": {k: v for k, v in preset["train"].items() if k != "stateful"}}
@@ -153,8 +157,6 @@ def config_from_args(args: argparse.Namespace):
 def _relaunch(processes: int, args: argparse.Namespace) -> int:
     """Run this same command as `processes` DDP processes through PyTorch's torchrun launcher, each with its
     share of the cores (unless --threads says otherwise)."""
-    import os
-
     from torch.distributed.run import main as torchrun
 
     from ..devices import default_threads
@@ -171,8 +173,6 @@ def _relaunch(processes: int, args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     from ..training import resume, train
 
     launched = "LOCAL_RANK" in os.environ  # already one of torchrun's processes
