@@ -46,7 +46,14 @@ import torch
 
 from .config import TINYLM_CONFIG, DataConfig, RunConfig, TrainConfig
 from .data import IGNORE, load_split
-from .devices import hardware_description
+from .devices import (
+    apply_threads,
+    check_training_precision,
+    hardware_description,
+    hardware_summary,
+    resolve_device,
+    training_precision,
+)
 from .errors import TinyLMError
 from .io import append_jsonl, atomic_path, read_jsonl, write_json, write_text
 from .models import family_of
@@ -90,6 +97,13 @@ class FinetuneConfig:
     sample_prompt: str | None = None
     """Prompt of the sample written after each epoch (default: the start of the text; empty in line mode)."""
     sample_tokens: int = 100
+    device: str = "auto"
+    """auto (CUDA, then Apple MPS, then the CPU), cpu, cuda or mps (tinylm/devices.py)."""
+    precision: str = "auto"
+    """auto, bf16 or fp32: the same rule as `tinylm train` (bf16 on GPUs that support it, and on CPUs that
+    compute bf16 natively where a probe step of the model is faster)."""
+    threads: int | None = None
+    """CPU threads for torch (default: as the process has them)."""
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -104,6 +118,9 @@ class FinetuneConfig:
             raise TinyLMError("--patience, --warmup-steps and --sample-tokens must not be negative")
         if self.logger not in LOGGERS:
             raise TinyLMError(f"unknown logger {self.logger!r}; choose one of {', '.join(LOGGERS)}")
+        check_training_precision(self.precision)
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise TinyLMError(f"--threads must be a whole number >= 1, got {self.threads!r}")
 
 
 def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | None = None,
@@ -113,6 +130,7 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
     the best model. `data` is a source (file, folder, built-in corpus, hf:NAME) or a DataConfig for its split
     options; the block size and line mode come from `config`."""
     config = config or FinetuneConfig()
+    device = resolve_device(config.device)  # a device that isn't there fails before anything is read or written
     data = data if isinstance(data, DataConfig) else DataConfig(source=str(data))
     train_text, val_text = load_split(data)  # fail on bad data before loading a large model
     hf_model, hf_tokenizer = _load_base(str(base))
@@ -143,9 +161,12 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
     _save_tokenizer(hf_tokenizer, tokenizer, run_dir)
 
     steps_per_epoch = math.ceil(len(train_examples) / config.batch_size)
+    threads = apply_threads(config.threads) if config.threads else torch.get_num_threads()
+    precision = training_precision(config.precision, device, module.to(device),
+                                   _probe_batch(train_examples, config.batch_size, device))
+    run_config.train.precision = precision.name
     trainer = _make_trainer(run_dir, run_config, config, module, tokenizer, train_examples, val_examples,
-                            val_text, steps_per_epoch, progress, echo, logger)
-    device = trainer.args.device
+                            val_text, steps_per_epoch, progress, echo, logger, precision.bf16, device)
     run = LoadedModel(module.to(device), tokenizer, run_config, run_dir, device)
     train_tokens, val_tokens = (_targets(examples) for examples in (train_examples, val_examples))
     echo(f"tinylm finetune {base} -> {run_dir}")
@@ -155,13 +176,14 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
     echo(f"  model       {module.describe()}: {module.num_parameters():,} parameters")
     echo(f"  training    {config.epochs} epochs x {steps_per_epoch:,} steps (batch {config.batch_size}); "
          f"adamw lr {config.lr:g} cosine, warm-up {config.warmup_steps}, "
-         f"patience {config.patience or 'off'}; {device} ({run_config.train.precision})")
+         f"patience {config.patience or 'off'}")
+    echo(f"  device      {device}: {precision.describe()}; {hardware_description(device)}")
     before = run.evaluate(val_text)
     echo(f"  before      val loss {before.loss:.4f}  ppl {before.perplexity:.2f}  "
          f"bpc {before.bits_per_char:.3f}")
 
     info = {"base_model": str(base), "base_model_id": _hub_id(str(base)), "parameters": module.num_parameters(),
-            "device": str(device),
+            **hardware_summary(device, threads), "precision": precision.name, "precision_reason": precision.reason,
             "hardware": hardware_description(device), "train_tokens": train_tokens, "val_tokens": val_tokens,
             "steps_per_epoch": steps_per_epoch}
     logger.start(run_config.to_dict(), info)
@@ -350,8 +372,12 @@ def _collate(examples: list[list[int]]) -> dict[str, torch.Tensor]:
 
 
 # -- run directory --------------------------------------------------------------------------------
-def _bf16() -> bool:
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+def _probe_batch(examples: list, batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first training examples as one batch (cut to the shortest), for the precision probe."""
+    rows = examples[:batch_size]
+    width = min(len(r) for r in rows)
+    ids = torch.tensor([r[:width] for r in rows], dtype=torch.long, device=device)
+    return ids[:, :-1], ids[:, 1:]
 
 
 def _run_config(data: DataConfig, block_size: int, config: FinetuneConfig, tokenizer: Tokenizer,
@@ -370,7 +396,8 @@ def _run_config(data: DataConfig, block_size: int, config: FinetuneConfig, token
             epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer="adamw",
             weight_decay=config.weight_decay, betas=(0.9, 0.999), lr_schedule="cosine",
             warmup_steps=config.warmup_steps, min_lr_ratio=0.1, grad_clip=1.0, patience=config.patience,
-            seed=config.seed, precision="bf16" if _bf16() else "fp32", eval_batch_size=config.batch_size,
+            seed=config.seed, precision=config.precision, eval_batch_size=config.batch_size,
+            device=config.device, threads=config.threads,
             sample_prompt=prompt, sample_tokens=config.sample_tokens, logger=config.logger,
             wandb_project=config.wandb_project, run_name=config.run_name,
         ),
@@ -380,7 +407,8 @@ def _run_config(data: DataConfig, block_size: int, config: FinetuneConfig, token
 # -- the Trainer ----------------------------------------------------------------------------------
 def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, module: HFCausalLM,
                   tokenizer: Tokenizer, train_examples: list, val_examples: list, val_text: str,
-                  steps_per_epoch: int, progress: bool, echo: Echo, logger: Logger):
+                  steps_per_epoch: int, progress: bool, echo: Echo, logger: Logger, bf16: bool,
+                  device: torch.device):
     from transformers import Trainer, TrainerCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -404,7 +432,8 @@ def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, 
         logging_steps=max(1, steps_per_epoch // 25),
         report_to="none",  # tinylm's own loggers log, with the keys of `tinylm train` (see _RunDirEvents)
         run_name=config.run_name or run_dir.name,
-        bf16=_bf16(),
+        bf16=bf16,  # tinylm/devices.py decided (probe included); the Trainer only applies it
+        use_cpu=device.type == "cpu",
         seed=config.seed,
         remove_unused_columns=False,  # examples are plain token lists, not dataset rows
         disable_tqdm=not progress,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._machine import add_machine_flags, apply_threads
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -42,6 +44,7 @@ def add_parser(sub) -> None:
     g.add_argument("--out", help="run directory (default runs/<data>-<base>-<time>)")
     g.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_machine_flags(p, training=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
         lines=args.lines, patience=args.patience, warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay, seed=args.seed, logger=args.logger, wandb_project=args.wandb_project,
         run_name=args.run_name, sample_prompt=args.sample_prompt, sample_tokens=args.sample_tokens,
+        device=args.device, precision=args.precision, threads=args.threads,
     )
+    apply_threads(args)
     if args.quiet:  # also the bars transformers draws while it loads and saves weights
         from transformers.utils import logging
 
