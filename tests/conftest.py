@@ -29,6 +29,18 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TINYLM_OFFLINE", "1")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models train fastest on one thread, and a busy shared CPU slows many threads down badly; the
+    threads are restored after the module (a CLI call's --threads must not leak into other tests)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = Path(os.environ.get("TINYLM_DATA_DIR", REPO.parent / "shared" / "data"))

@@ -21,13 +21,7 @@ pytest.importorskip("transformers")
 FAST = {"lr": 3e-3, "batch_size": 16, "block_size": 32, "sample_tokens": 20}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Models this small run faster on one thread, and a busy shared CPU slows many threads down badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 import tinylm
 from tinylm.data import IGNORE
@@ -20,13 +19,7 @@ from tinylm.lightning import LitCharRNN, LitLanguageModel, TextDataModule, fit  
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Models this small run faster on one thread, and a busy shared CPU slows many threads down badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

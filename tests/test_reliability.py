@@ -220,7 +220,8 @@ def test_no_torch_load_in_the_package():
 
 
 # -- crashes ---------------------------------------------------------------------------------------------
-TRAIN_ARGS = ["--model", "lstm", "--hidden", "24", "--embed", "8", "--layers", "1", "--block-size", "32", "--batch-size", "16",
+TRAIN_ARGS = ["--model", "lstm", "--hidden", "24", "--embed", "8", "--layers", "1", "--block-size", "32",
+              "--batch-size", "16",
               "--lr", "0.01", "--warmup-steps", "5", "--dropout", "0.1", "--lr-schedule", "cosine",
               "--checkpoint-every", "5", "--sample-tokens", "20", "--quiet", "--seed", "3",
               "--precision", "fp32"]  # auto's probe may pick bf16 in one process and fp32 in another

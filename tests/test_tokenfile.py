@@ -36,13 +36,7 @@ def tricky_text(n_words: int = 4000, seed: int = 0) -> str:
     return "".join(rnd.choice(words) + (rnd.choice(gaps) if rnd.random() < 0.5 else " ") for _ in range(n_words))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models train fastest on one thread (and the CLI's --threads 1 must not leak into other tests)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
