@@ -127,7 +127,7 @@ def test_fp32_generation_runs_the_model_itself_unchanged(name):
 def test_auto_keeps_small_models_in_fp32_without_measuring(monkeypatch):
     model = small_model("gpt")
     assert inference.linear_weights(model) < inference.AUTO_MEASURE_MIN_LINEAR_WEIGHTS
-    monkeypatch.setattr(inference, "decode_rate", lambda *a, **k: pytest.fail("measured a small model"))
+    monkeypatch.setattr(inference, "decode_rates", lambda *a, **k: pytest.fail("measured a small model"))
     assert inference.resolve_precision(model, "auto") == "fp32"
     assert model_for_generation(model, "auto") is model
     assert not inference.choices_path().exists()
@@ -149,12 +149,13 @@ def measured(monkeypatch):
     monkeypatch.setattr(inference, "AUTO_MEASURE_MIN_LINEAR_WEIGHTS", 0)
     speeds, calls = dict(SPEEDS), []
 
-    def fake_rate(runner, model, *args, **kwargs):
-        precision = getattr(runner, "inference_precision", "fp32")
-        calls.append(precision)
-        return speeds[precision]
+    def fake_rates(runners, model, *args, **kwargs):
+        for name, runner in runners.items():
+            assert getattr(runner, "inference_precision", "fp32") == name
+        calls.extend(runners)
+        return {name: speeds[name] for name in runners}
 
-    monkeypatch.setattr(inference, "decode_rate", fake_rate)
+    monkeypatch.setattr(inference, "decode_rates", fake_rates)
     return speeds, calls
 
 
@@ -274,7 +275,8 @@ def test_auto_measures_for_real_and_writes_a_readable_file(monkeypatch):
     assert all(rate > 0 for rate in rates.values()) and ranking == inference.rank(rates)
     config = SamplingConfig(max_new_tokens=8, greedy=True, stop_at_eos=False)
     assert len(list(generate_ids(model, [1, 2], config))) == 8
-    assert inference.decode_rate(model, model, tokens=4, passes=1) > 0
+    rates = inference.decode_rates({"fp32": model, "bf16": inference_copy(model, "bf16")}, model, tokens=4, rounds=1)
+    assert set(rates) == {"fp32", "bf16"} and all(rate > 0 for rate in rates.values())
 
 
 def test_copy_is_made_once_and_rebuilt_when_the_weights_change():

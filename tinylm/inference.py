@@ -65,8 +65,11 @@ AUTO_MARGIN = 1.10
 """A lower precision must decode at least this much faster than fp32 in the measurement to be chosen: within
 timing noise, the exact one wins."""
 
-MEASURE_TOKENS = 24
-"""Tokens each candidate decodes in the measurement (after a warm-up pass), best of two passes."""
+MEASURE_TOKENS = 16
+"""Tokens each candidate decodes in one timed pass of the measurement."""
+
+MEASURE_ROUNDS = 5
+"""Timed passes per candidate, taking turns; the fastest counts (under a second in all for gpt-gpu's model)."""
 
 CHOICES_FILE = "generation_precision.json"
 """The measured rankings, in the cache folder, keyed by CPU, capability, torch version, threads and model shape."""
@@ -348,22 +351,30 @@ def agrees_with_fp32(model: nn.Module, fast: nn.Module, tolerance: float, probe_
     return bool((got - expected).abs().max() <= tolerance * expected.abs().max().clamp_min(1e-6))
 
 
-def decode_rate(runner: nn.Module, model: nn.Module, tokens: int = MEASURE_TOKENS, passes: int = 2) -> float:
-    """New tokens per second of greedy decoding with `runner` from a short prompt: the best of `passes` timed
-    passes after a warm-up one (kernel selection, allocations), run as generation runs it."""
+def decode_rates(runners: dict[str, nn.Module], model: nn.Module, tokens: int = MEASURE_TOKENS,
+                 rounds: int = MEASURE_ROUNDS) -> dict[str, float]:
+    """New tokens per second of greedy decoding for each runner (name -> module) from a short prompt, run as
+    generation runs it: the best of `rounds` timed passes after a warm-up one (kernel selection, allocations),
+    the runners taking turns, so that a busy moment of a shared machine slows them all rather than one."""
     prompt = _probe_ids(model, 4)
-    best = math.inf
+    best = dict.fromkeys(runners, math.inf)
+    for round_ in range(rounds + 1):
+        for name, runner in runners.items():
+            seconds = _decode_seconds(runner, prompt, tokens if round_ else 2)
+            if round_:
+                best[name] = min(best[name], seconds)
+    return {name: tokens / seconds for name, seconds in best.items()}
+
+
+def _decode_seconds(runner: nn.Module, prompt: torch.Tensor, tokens: int) -> float:
     with sampling_flags(runner, prompt.device), grad_mode(runner):
-        for timed in [False] + [True] * passes:
-            logits, state = runner(prompt, None)
-            start = time.perf_counter()
-            for _ in range(tokens if timed else 2):
-                token = logits[:, -1].argmax(-1)
-                int(token.item())  # generation reads each token back too
-                logits, state = runner(token.view(1, 1), state)
-            if timed:
-                best = min(best, time.perf_counter() - start)
-    return tokens / best
+        logits, state = runner(prompt, None)
+        start = time.perf_counter()
+        for _ in range(tokens):
+            token = logits[:, -1].argmax(-1)
+            int(token.item())  # generation reads each token back too
+            logits, state = runner(token.view(1, 1), state)
+        return time.perf_counter() - start
 
 
 # -- auto: measured once per CPU, threads and model shape ------------------------------------------------------
@@ -404,20 +415,22 @@ def rank(rates: dict[str, float]) -> list[str]:
 
 def _measure(model: nn.Module, candidates: tuple[str, ...]) -> dict[str, float]:
     """Tokens/s of each candidate that runs and agrees with fp32 (copies of the others are dropped)."""
-    rates = {}
+    runners = {}
     for precision in candidates:
         if precision == "fp32":
-            rates[precision] = decode_rate(model, model)
+            runners[precision] = model
             continue
         try:
             made = _copy(model, precision)
-            if not _agrees(model, precision, made):
-                warn(f"{precision} generation disagrees with fp32 on this machine; --precision auto does not use it")
-                continue
-            rates[precision] = decode_rate(made.module, model)
         except KERNEL_ERRORS as e:
             warn(f"{precision} generation fails on this machine ({_first_line(e)}); --precision auto does not "
                  "use it")
+            continue
+        if _agrees(model, precision, made):
+            runners[precision] = made.module
+        else:
+            warn(f"{precision} generation disagrees with fp32 on this machine; --precision auto does not use it")
+    rates = decode_rates(runners, model)
     best = rank(rates)[0]
     for precision in candidates:  # keep only the copy that will be used: less memory
         if precision != best:
