@@ -65,9 +65,22 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def cli(capsys, *args) -> tuple[int, str, str]:
     """Run the CLI in this process; an exception escaping it is a traceback and fails the test."""
-    code = cli_main([str(a) for a in args])
+    try:
+        code = cli_main([str(a) for a in args])
+    except BaseException:
+        _record("traceback")
+        raise
     out = capsys.readouterr()
+    one_line = code == 2 and len(out.err.strip().splitlines()) == 1 and out.err.startswith("error: ")
+    _record("one-line exit 2" if one_line else f"exit {code}")
     return code, out.out, out.err
+
+
+def _record(outcome: str) -> None:
+    """With TINYLM_BATTERY_COUNTS=FILE, each in-process command's outcome is appended to FILE (see __main__)."""
+    if os.environ.get("TINYLM_BATTERY_COUNTS"):
+        with open(os.environ["TINYLM_BATTERY_COUNTS"], "a") as f:
+            f.write(outcome + "\n")
 
 
 def assert_refused(result, *needles: str) -> str:
@@ -512,5 +525,12 @@ def test_kill_during_export_leaves_the_old_folder_or_the_new_one(world, tmp_path
     assert outcomes["killed"] >= 1
 
 
-if __name__ == "__main__":  # the counts by kind, as the closing note of the reliability issue reports them
-    raise SystemExit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
+if __name__ == "__main__":  # the counts, as the closing note of the reliability issue reports them
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("r", suffix=".txt") as counts:
+        os.environ["TINYLM_BATTERY_COUNTS"] = counts.name
+        status = pytest.main([__file__, "-q", "-p", "no:cacheprovider"])
+        outcomes = Counter(line.strip() for line in counts)
+    print(f"in-process commands: {sum(outcomes.values())}; " + ", ".join(f"{k}: {v}" for k, v in outcomes.items()))
+    raise SystemExit(status)
