@@ -131,7 +131,7 @@ def test_values_diverging_lr_leaves_nothing_behind(world, tmp_path, capsys):
     """A learning rate that makes the loss NaN at the first step: refused, and no half-made run stays."""
     out = tmp_path / "out"
     assert_refused(cli(capsys, "train", "--data", world["corpus"], "--out", out, *TINY_TRAIN, "--lr", "500",
-                       "--warmup-steps", "0", "--grad-clip", "0"), "lower --lr")
+                       "--warmup-steps", "0", "--grad-clip", "0"), "lower --lr", "No checkpoint exists yet")
     assert not out.exists()
     code, _, err = cli(capsys, "train", "--data", world["corpus"], "--out", out, *TINY_TRAIN)
     assert code == 0, err

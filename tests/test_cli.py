@@ -147,3 +147,27 @@ def test_the_default_preset_applies_only_without_model_or_preset():
     assert not plain.train.stateful and plain.train.time_budget is None and plain.model.hidden == 256
     lines = config_from_args(build_parser().parse_args(["train", "--lines"]))
     assert not lines.train.stateful  # one sample per line: no single stream to carry the state through
+
+
+def test_importing_tinylm_is_light_and_its_names_load_on_use():
+    """`import tinylm` loads no torch: the command answers --help, mistakes and Ctrl-C while it starts."""
+    code = ("import sys, tinylm; light = 'torch' not in sys.modules; names = sorted(tinylm.__all__); "
+            "[getattr(tinylm, n) for n in names]; print(light, 'torch' in sys.modules, len(names))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[:2] == ["True", "True"] and int(out[2]) > 20
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.6])
+def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, delay):
+    import signal
+    import time
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("To be, or not to be, that is the question. " * 200)
+    proc = subprocess.Popen([sys.executable, "-m", "tinylm", "train", "--data", str(corpus), "--out",
+                             str(tmp_path / "run"), "--model", "lstm", "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err

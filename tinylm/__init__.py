@@ -7,39 +7,64 @@ The pipeline, one stage per module:  data -> tokenizers -> models -> training ->
     run = tinylm.train(config, out="runs/gru")          # returns the best checkpoint, loaded
     print(run.generate("ROMEO:", temperature=0.8))
     run = tinylm.load("runs/gru"); run.evaluate()
+
+The names below load on first use (PEP 562): `import tinylm` itself imports neither torch nor anything
+heavy, so the `tinylm` command answers Ctrl-C, --help and mistakes before torch has finished loading.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from ._version import __version__
-from .compare import compare
-from .config import DataConfig, RunConfig, TrainConfig
-from .data.tokenfile import open_prepared, prepare
-from .errors import TinyLMError
-from .evaluation import EvalResult
-from .export import export_run
-from .finetune import FinetuneConfig, finetune
-from .generation import SamplingConfig, tempered_softmax
-from .hub import push
-from .memorisation import memorisation
-from .models import model_config
-from .presets import PRESETS
-from .runs import LoadedModel, load
-from .temperature import plot_softmax, temperature_report
-from .tokenizers import TokenizerConfig
-from .training import resume, train
+
+_EXPORTS = {
+    "PRESETS": "presets", "DataConfig": "config", "RunConfig": "config", "TrainConfig": "config",
+    "TokenizerConfig": "tokenizers", "TinyLMError": "errors", "EvalResult": "evaluation",
+    "FinetuneConfig": "finetune", "finetune": "finetune", "SamplingConfig": "generation",
+    "tempered_softmax": "generation", "model_config": "models", "LoadedModel": "runs", "load": "runs",
+    "export_run": "export", "push": "hub", "resume": "training", "train": "training", "compare": "compare",
+    "memorisation": "memorisation", "plot_softmax": "temperature", "temperature_report": "temperature",
+    "prepare": "data.tokenfile", "open_prepared": "data.tokenfile", "environment": "environment",
+    "serve": "app",  # the web playground needs gradio (optional, slow to import)
+}
 
 __all__ = [
     "__version__", "PRESETS", "DataConfig", "RunConfig", "TrainConfig", "TokenizerConfig", "TinyLMError",
     "EvalResult", "FinetuneConfig", "finetune", "SamplingConfig", "tempered_softmax", "model_config", "LoadedModel",
-    "export_run", "load", "push", "resume", "train",
-    "compare", "memorisation", "plot_softmax", "temperature_report", "prepare", "open_prepared",
-    "serve",
+    "export_run", "load", "push", "resume", "train", "compare", "memorisation", "plot_softmax",
+    "temperature_report", "prepare", "open_prepared", "environment", "serve",
 ]
 
 
 def __getattr__(name: str):
-    # `tinylm.serve` (the web playground) needs gradio, slow to import and optional: loaded on first use.
-    if name == "serve":
-        from .app import serve
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tinylm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
 
-        return serve
-    raise AttributeError(f"module 'tinylm' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from .compare import compare
+    from .config import DataConfig, RunConfig, TrainConfig
+    from .data.tokenfile import open_prepared, prepare
+    from .environment import environment
+    from .errors import TinyLMError
+    from .evaluation import EvalResult
+    from .export import export_run
+    from .finetune import FinetuneConfig, finetune
+    from .generation import SamplingConfig, tempered_softmax
+    from .hub import push
+    from .memorisation import memorisation
+    from .models import model_config
+    from .presets import PRESETS
+    from .runs import LoadedModel, load
+    from .temperature import plot_softmax, temperature_report
+    from .tokenizers import TokenizerConfig
+    from .training import resume, train

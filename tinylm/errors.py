@@ -7,3 +7,7 @@ and keeps its traceback.
 
 class TinyLMError(Exception):
     """A user-facing error: the message says what is wrong and how to fix it."""
+
+
+class NonFiniteScores(TinyLMError):
+    """The model's next-token scores are NaN or infinite (damaged weights, or training diverged)."""

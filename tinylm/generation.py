@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from .errors import TinyLMError
+from .errors import NonFiniteScores, TinyLMError
 from .inference import PRECISIONS, grad_mode, model_for_generation, sampling_flags
 
 MAX_NEW_TOKENS_LIMIT = 100_000
@@ -91,7 +91,7 @@ def choose_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.G
     except RuntimeError as e:  # caught, not checked before: the check would cost every token a sync
         if "probability tensor" not in str(e):
             raise
-        raise TinyLMError("the model's next-token scores are NaN or infinite: its weights are damaged, or "
+        raise NonFiniteScores("the model's next-token scores are NaN or infinite: its weights are damaged, or "
                           "training diverged (try a lower --lr)") from None
 
 

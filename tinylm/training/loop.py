@@ -40,7 +40,7 @@ from ..devices import (
     resolve_device,
     training_precision,
 )
-from ..errors import TinyLMError
+from ..errors import NonFiniteScores, TinyLMError
 from ..evaluation import score
 from ..io import append_jsonl, read_jsonl, write_json, write_jsonl
 from ..models import build_model, family_of
@@ -494,10 +494,7 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
                 carried = _detached(new_carried) if tc.stateful else None
                 if not torch.isfinite(loss):
                     bar.close()
-                    raise TinyLMError(
-                        f"the training loss became {loss.item()} at step {state.step + 1}; stopped. The last good "
-                        f"checkpoint (epoch {state.epoch}) is kept in {run_dir}; try a lower --lr"
-                    )
+                    raise _diverged(f"the training loss became {loss.item()} at step {state.step + 1}", run_dir, state)
                 if tc.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
                 optimizer.step()
@@ -561,6 +558,13 @@ def _train_epochs(ctx: _EpochContext, windows: TokenWindows | LineSamples, optim
     return precision
 
 
+def _diverged(what: str, run_dir: Path, state: TrainingState) -> TinyLMError:
+    """The one-line error of a diverged run, saying whether a checkpoint to go back to exists."""
+    kept = (f"The last good checkpoint (epoch {state.epoch}) is kept in {run_dir}"
+            if (run_dir / "checkpoint" / "state.json").is_file() else "No checkpoint exists yet")
+    return TinyLMError(f"{what}; stopped. {kept}; try a lower --lr")
+
+
 def _forward_backward(model, optimizer, x, y, carried, precision: PrecisionChoice, device: torch.device):
     """The loss of one batch, its gradients computed; returns (loss, the model's new state)."""
     with precision.autocast(device):
@@ -622,12 +626,16 @@ def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: boo
     echo = ctx.echo
     tc, dc = config.train, config.data
     epoch = state.epoch + 1
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):  # the last steps diverged
+        raise _diverged(f"the weights became NaN or infinite in epoch {epoch}", run_dir, state)
     t0 = time.perf_counter()
     ddp = ctx.ddp
     result = score(model, ctx.val_set, tc.eval_batch_size, dc.block_size, tokenizer.vocab_size, device,
                    shard=(ddp.rank, ddp.world), all_sum=lambda values: ddp.sum(values, device))
     # every rank takes rank 0's early-stopping decision
     result.loss = ctx.ddp.broadcast_float(result.loss, device)
+    if not math.isfinite(result.loss):  # weights turned NaN by the last steps: nothing worth keeping
+        raise _diverged(f"the validation loss became {result.loss} after epoch {epoch}", run_dir, state)
     eval_seconds = time.perf_counter() - t0
     ctx.last_eval_seconds = eval_seconds
     in_sync = ctx.ddp.in_sync(model, device)
@@ -673,8 +681,11 @@ def _end_epoch(ctx: _EpochContext, state: TrainingState, lr: float, partial: boo
          f"bpc {result.bits_per_char:.3f}  ({record['tokens_per_s']:,.0f} tok/s, {state.epoch_seconds:.1f} s){star}")
 
     loaded = LoadedModel(model, tokenizer, config, run_dir, device)
-    sample = loaded.generate(tc.sample_prompt or "", max_new_tokens=tc.sample_tokens,
-                             temperature=tc.sample_temperature, seed=tc.seed)
+    try:
+        sample = loaded.generate(tc.sample_prompt or "", max_new_tokens=tc.sample_tokens,
+                                 temperature=tc.sample_temperature, seed=tc.seed)
+    except NonFiniteScores:  # finite weights, but so large that the scores overflow: diverged all the same
+        raise _diverged(f"the model's scores became NaN or infinite in epoch {epoch}", run_dir, state) from None
     echo("  sample: " + sample.replace("\n", "\n          "))
     sample_record = {"epoch": epoch, "prompt": tc.sample_prompt, "temperature": tc.sample_temperature, "text": sample}
     append_jsonl(run_dir / "samples.jsonl", sample_record)
