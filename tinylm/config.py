@@ -176,6 +176,9 @@ class TrainConfig:
         if not math.isfinite(self.lr) or self.lr > MAX_LR or self.muon_lr > MAX_LR:
             raise TinyLMError(f"--lr and --muon-lr must be finite numbers up to {MAX_LR:g}, got {self.lr}"
                               f"{f' and {self.muon_lr}' if self.muon_lr > MAX_LR else ''}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            # the epochs' batch orders derive from it (seed x 1,000,003 + epoch must fit torch's 64-bit seeds)
+            raise TinyLMError(f"--seed must be a whole number from 0 to {2**32 - 1}, got {self.seed!r}")
         if self.processes < 1:
             raise TinyLMError(f"--processes must be at least 1, got {self.processes}")
         if self.patience < 0 or self.warmup_steps < 0 or self.checkpoint_every < 0:
