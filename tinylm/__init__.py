@@ -15,6 +15,8 @@ heavy, so the `tinylm` command answers Ctrl-C, --help and mistakes before torch 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING
 
 from ._version import __version__
@@ -36,6 +38,19 @@ __all__ = [
     "export_run", "load", "push", "resume", "train", "compare", "memorisation", "plot_softmax",
     "temperature_report", "prepare", "open_prepared", "environment", "serve",
 ]
+
+
+class _Package(types.ModuleType):
+    """Keeps `tinylm.compare` (and the other functions named like their module) the function: importing the
+    submodule would otherwise set the package's attribute to the module."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):
