@@ -7,7 +7,8 @@ recipe from the moment `tinylm train` is typed to the moment it exits.
     python bench/cpu_budget.py --recipes default --sides native avx2   # the README's first command, both CPU kinds
 
 `--sides avx2` runs the command as on a CPU without native bf16: the process starts with
-ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 (oneDNN and ATen limited to AVX2), so that a machine with
+ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 (oneDNN, ATen and MKL limited
+to AVX2), so that a machine with
 native bf16 measures the other kind too; `native` is the machine as it is.
 
 Each recipe runs `python -m tinylm train RECIPE --data shakespeare --out TMP --quiet` in a fresh process
@@ -49,7 +50,8 @@ RECIPES = {
 }
 
 
-SIDES = {"native": {}, "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
+SIDES = {"native": {}, "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+                                 "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
 
 
 def run_recipe(name: str, flags: str, seed: int, threads: int | None, data: str, side: str = "native") -> dict:

@@ -128,11 +128,12 @@ def test_cpu_best_picks_its_recipe_by_cpu_class(monkeypatch):
     def config(*flags):
         return config_from_args(build_parser().parse_args(["train", "--preset", "cpu-best", *flags]))
 
+    assert PRESETS["cpu-best"]["train"]["processes"] != PRESETS["cpu-best-fp32"]["train"]["processes"]
     monkeypatch.setenv("TINYLM_CPU_BF16", "0")
     fp32 = config()
-    assert fp32.train.weight_decay == PRESETS["cpu-best-fp32"]["train"]["weight_decay"]
+    assert fp32.train.processes == PRESETS["cpu-best-fp32"]["train"]["processes"]
     monkeypatch.setenv("TINYLM_CPU_BF16", "1")
-    assert config().train.weight_decay == PRESETS["cpu-best"]["train"]["weight_decay"]
+    assert config().train.processes == PRESETS["cpu-best"]["train"]["processes"]
     assert config("--precision", "fp32").train == fp32.train.__class__(
         **{**fp32.train.__dict__, "precision": "fp32"})
 

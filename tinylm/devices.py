@@ -343,7 +343,8 @@ def machine_key() -> str:
     return f"{cpu_model()} | {cpu_capability()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
-def _probe_key(model: torch.nn.Module, batch) -> str:
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """The model's class and a hash of its config: what a measured choice depends on of the model."""
     import dataclasses
     import hashlib
     import json
@@ -351,15 +352,19 @@ def _probe_key(model: torch.nn.Module, batch) -> str:
     config = getattr(model, "config", None)
     shape = json.dumps(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else repr(config),
                        sort_keys=True, default=str)
-    model_id = hashlib.sha256(shape.encode()).hexdigest()[:12]
-    return f"{machine_key()} | {type(model).__name__} {model_id} | batch {tuple(batch[0].shape)}"
+    return f"{type(model).__name__} {hashlib.sha256(shape.encode()).hexdigest()[:12]}"
+
+
+def _probe_key(model: torch.nn.Module, batch) -> str:
+    return f"{machine_key()} | {model_fingerprint(model)} | batch {tuple(batch[0].shape)}"
 
 
 TRAINING_CHOICES = "training_precision.json"
 """The cache file of the training probe's choices (in tinylm's cache folder)."""
 
 
-def _choices_path(name: str) -> Path:
+def choices_path(name: str) -> Path:
+    """Where the choices measured on this machine are kept: a JSON file `name` in tinylm's cache folder."""
     from .data.sources import cache_dir  # the cache folder's one owner (TINYLM_CACHE_DIR)
 
     return cache_dir() / name
@@ -370,7 +375,7 @@ def recall(name: str, key: str) -> dict | None:
     import json
 
     try:
-        data = json.loads(_choices_path(name).read_text(encoding="utf-8"))
+        data = json.loads(choices_path(name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     entry = data.get(key) if isinstance(data, dict) else None
@@ -382,7 +387,7 @@ def remember(name: str, key: str, entry: dict) -> None:
     folder only means measuring again next time)."""
     import json
 
-    path = _choices_path(name)
+    path = choices_path(name)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         data = data if isinstance(data, dict) else {}

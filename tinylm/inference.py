@@ -37,10 +37,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import hashlib
-import json
 import math
-import os
 import sys
 import time
 import weakref
@@ -397,13 +394,13 @@ def auto_ranking(model: nn.Module, candidates: tuple[str, ...]) -> list[str]:
     memo = (str(choices_path()), key)
     if memo in _RANKINGS:
         return _RANKINGS[memo]
-    stored = _read_choices().get(key, {})
+    stored = devices.recall(CHOICES_FILE, key) or {}
     ranking = stored.get("ranking")
     if not (isinstance(ranking, list) and ranking and set(ranking) <= set(candidates) and "fp32" in ranking):
         rates = _measure(model, candidates)
         ranking = rank(rates)
-        _write_choice(key, {**description, "tokens_per_second": {p: round(r, 1) for p, r in rates.items()},
-                            "ranking": ranking})
+        devices.remember(CHOICES_FILE, key, {**description, "ranking": ranking,
+                                             "tokens_per_second": {p: round(r, 1) for p, r in rates.items()}})
     _RANKINGS[memo] = ranking
     return ranking
 
@@ -444,13 +441,10 @@ def _measure(model: nn.Module, candidates: tuple[str, ...]) -> dict[str, float]:
 
 def _choice_key(model: nn.Module, candidates: tuple[str, ...]) -> tuple[str, dict]:
     """The cache key of a measurement, and what it describes (stored with it for people)."""
-    config = getattr(model, "config", None)
-    shape = json.dumps(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else repr(config),
-                       sort_keys=True, default=str)
     description = {
         "cpu": devices.cpu_model(), "capability": devices.cpu_capability(), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "candidates": list(candidates),
-        "model": f"{type(model).__name__} {hashlib.sha256(shape.encode()).hexdigest()[:12]}",
+        "model": devices.model_fingerprint(model),
         "model_description": model.describe() if hasattr(model, "describe") else type(model).__name__,
     }
     key = " | ".join(str(description[k]) for k in ("cpu", "capability", "torch", "threads", "candidates", "model"))
@@ -458,28 +452,4 @@ def _choice_key(model: nn.Module, candidates: tuple[str, ...]) -> tuple[str, dic
 
 
 def choices_path() -> Path:
-    from .data.sources import cache_dir  # the cache folder's one owner (TINYLM_CACHE_DIR)
-
-    return cache_dir() / CHOICES_FILE
-
-
-def _read_choices() -> dict:
-    try:
-        data = json.loads(choices_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # none yet, or damaged: measured again and rewritten
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_choice(key: str, entry: dict) -> None:
-    """Add one ranking to the file (written whole to a temporary file, then renamed: never half a file)."""
-    path = choices_path()
-    data = _read_choices()
-    data[key] = entry
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError:  # a read-only cache folder: measured again next time, nothing else lost
-        pass
+    return devices.choices_path(CHOICES_FILE)

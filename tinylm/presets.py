@@ -12,19 +12,24 @@ from .config import UNLIMITED_EPOCHS
 DEFAULT_PRESET = "default"
 """What `tinylm train` uses when neither --preset nor --model is given."""
 
+# The LSTM recipe that the first run and cpu-best share (see "cpu-best" for how it was found): 1x384 with
+# 128-wide embeddings (824,388 parameters on Tiny Shakespeare), the state carried from batch to batch, AdamW
+# 1.6e-2 with weight decay 0.2, 50 warm-up steps, then a linear decay to zero at the end of a wall-clock budget.
+_BUDGET_LSTM = {
+    "model": {"name": "lstm", "layers": 1, "hidden": 384, "embed": 128, "dropout": 0.0},
+    "data": {"block_size": 128},
+}
+_BUDGET_LSTM_TRAIN = {"batch_size": 32, "lr": 1.6e-2, "optimizer": "adamw", "betas": (0.9, 0.99),
+                      "weight_decay": 0.2, "grad_clip": 1.0, "warmup_steps": 50, "lr_schedule": "linear",
+                      "min_lr_ratio": 0.0, "stateful": True}
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # The first run: what `tinylm train` does with no --preset and no --model. A char-level LSTM that reaches a
-    # validation loss under 1.60 on Tiny Shakespeare within 4 minutes on 2 CPU cores with or without native bf16
-    # (bench/first_run.py measures it): cpu-best's recipe in one process (no launcher) with a 190 s wall-clock
-    # budget; stops early on a small text that stops improving. --stateful is left out with --lines or
-    # --target last, which read no single stream.
-    "default": {
-        "model": {"name": "lstm", "layers": 1, "hidden": 384, "embed": 128, "dropout": 0.0},
-        "data": {"block_size": 128},
-        "train": {"batch_size": 32, "lr": 1.6e-2, "optimizer": "adamw", "betas": (0.9, 0.99), "weight_decay": 0.2,
-                  "grad_clip": 1.0, "warmup_steps": 50, "lr_schedule": "linear", "min_lr_ratio": 0.0,
-                  "stateful": True, "time_budget": 190.0, "epochs": 30, "patience": 3},
-    },
+    # The first run: what `tinylm train` does with no --preset and no --model. The budget LSTM in one process (no
+    # launcher) for 190 s: 194 s from launch to exit and full-val 1.407 (bf16) / 1.434 (fp32, as an AVX2-only
+    # CPU) on 2 cores (bench/README.md; the old default, LSTM 2x256 at a constant 3e-3 for 5 epochs, took 408 s
+    # to 1.558 in fp32). It stops early on a small text that stops improving; --stateful is left out with
+    # --lines or --target last, which read no single stream.
+    "default": {**_BUDGET_LSTM, "train": {**_BUDGET_LSTM_TRAIN, "time_budget": 190.0, "epochs": 30, "patience": 3}},
     # The classic char-RNN exercise: maxlen-40 / step-3 windows, many-to-one LSTM, early stopping.
     "exercise": {
         "model": {"name": "lstm", "embed": 64, "hidden": 128, "layers": 1, "dropout": 0.2, "head": "mlp"},
@@ -60,24 +65,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # decay 0.1 / 0.25 / 0.5 / 1.0: 1.435 / 1.434 / 1.443 / 1.499; with weight decay 0.2, lr 9e-3 (wd 0.15)
     # / 1.2e-2 / 1.6e-2 / 2.2e-2: 1.443 / 1.434 / 1.424 / 1.425, and wd 0.3 at 1.6e-2: 1.424. Hidden 448
     # instead of 384 at equal time: no gain; batch 128 at equal tokens: worse. bench/cpu_budget.py measures it.
-    "cpu-best": {
-        "model": {"name": "lstm", "layers": 1, "hidden": 384, "embed": 128, "dropout": 0.0},
-        "data": {"block_size": 128},
-        "train": {"batch_size": 32, "processes": 2, "lr": 1.6e-2, "optimizer": "adamw", "betas": (0.9, 0.99),
-                  "weight_decay": 0.2,
-                  "grad_clip": 1.0, "warmup_steps": 50, "lr_schedule": "linear", "min_lr_ratio": 0.0,
-                  "stateful": True, "time_budget": 203.0, "epochs": UNLIMITED_EPOCHS, "patience": 0},
-    },
-    # cpu-best for CPUs without native bf16 (fp32 training: about half the tokens per second): chosen by
-    # `--preset cpu-best` on such a CPU (see resolve_preset). Measured in bench/README.md.
-    "cpu-best-fp32": {
-        "model": {"name": "lstm", "layers": 1, "hidden": 384, "embed": 128, "dropout": 0.0},
-        "data": {"block_size": 128},
-        "train": {"batch_size": 32, "processes": 2, "lr": 1.6e-2, "optimizer": "adamw", "betas": (0.9, 0.99),
-                  "weight_decay": 0.1,
-                  "grad_clip": 1.0, "warmup_steps": 50, "lr_schedule": "linear", "min_lr_ratio": 0.0,
-                  "stateful": True, "time_budget": 203.0, "epochs": UNLIMITED_EPOCHS, "patience": 0},
-    },
+    "cpu-best": {**_BUDGET_LSTM, "train": {**_BUDGET_LSTM_TRAIN, "processes": 2, "time_budget": 203.0,
+                                           "epochs": UNLIMITED_EPOCHS, "patience": 0}},
+    # cpu-best for CPUs without native bf16 (fp32 training, 24-26k tokens/s instead of 45-62k): chosen by
+    # `--preset cpu-best` on such a CPU (see resolve_preset). One process with two threads (batch 32: twice the
+    # steps of two processes' 2 x 32) and weight decay 0.2 ends lower there than cpu-best's two processes with
+    # weight decay 0.1 (full-val 1.4356 in 193.7 s against 1.4566 in 211.8 s, as an AVX2-only CPU); the
+    # budget is cpu-best's 203 s. Measured in bench/README.md.
+    "cpu-best-fp32": {**_BUDGET_LSTM, "train": {**_BUDGET_LSTM_TRAIN, "processes": 1, "time_budget": 203.0,
+                                                "epochs": UNLIMITED_EPOCHS, "patience": 0}},
     # The fastest recipe to validation loss 1.47 on one GPU (Tiny Shakespeare, char-level), after what the
     # Performance issue's experimental trainer measured: nanoGPT's 6 x 384 shape (10.6M parameters) with the
     # modern options of models/gpt.py (rotary positions, weightless RMSNorm, QK-norm, ReLU^2, an untied head
