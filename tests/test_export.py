@@ -51,6 +51,34 @@ def test_export_writes_a_gpt2_folder(exported, gpt_run):
         assert f.get_tensor("transformer.h.0.attn.c_attn.weight").shape == (32, 96)  # Conv1D: (in, out)
 
 
+def test_gpt2_weights_convert_back_exactly(exported, gpt_run):
+    """The inverse of the export (what tinylm.load does with a pushed GPT repo): the same tensors, tied head."""
+    from safetensors.torch import load_file
+
+    from tinylm.export import gpt2_state_dict, gpt_from_gpt2_file, state_dict_from_gpt2
+    from tinylm.models import build_model
+
+    run = tinylm.load(gpt_run)
+    original = run.module.state_dict()
+    for weights in (gpt2_state_dict(run.module), load_file(str(exported / "model.safetensors"))):
+        back = state_dict_from_gpt2(weights, run.module)
+        assert back.keys() == original.keys()
+        for name, tensor in original.items():
+            assert back[name].dtype == tensor.dtype and torch.equal(back[name], tensor), name
+    rebuilt = gpt_from_gpt2_file(exported / "model.safetensors", build_model(run.config.model))
+    assert rebuilt.lm_head.weight is rebuilt.transformer.wte.weight  # still tied
+    assert all(torch.equal(rebuilt.state_dict()[name], tensor) for name, tensor in original.items())
+
+    weights = gpt2_state_dict(run.module)
+    del weights["transformer.h.1.mlp.c_fc.bias"]
+    with pytest.raises(TinyLMError, match="missing transformer.h.1.mlp.c_fc.bias"):
+        state_dict_from_gpt2(weights, run.module)
+    weights = gpt2_state_dict(run.module)
+    weights["transformer.h.0.attn.c_attn.weight"] = weights["transformer.h.0.attn.c_attn.weight"].t()
+    with pytest.raises(TinyLMError, match=r"c_attn.weight is \(96, 32\), the model needs \(32, 96\)"):
+        state_dict_from_gpt2(weights, run.module)
+
+
 def test_transformers_logits_and_greedy_text_equal_tinylm(exported, gpt_run):
     run = tinylm.load(gpt_run)
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(exported)).eval()

@@ -19,8 +19,9 @@ from conftest import tiny_config
 from hub_server import HubServer, Repo
 
 import tinylm
-from tinylm.hub import RUN_SUBFOLDER, run_dir_of
+from tinylm.hub import REBUILT_RUNS, RUN_SUBFOLDER, run_dir_of
 from tinylm.io import read_jsonl
+from tinylm.runs import WEIGHTS
 
 TOKEN = "hf_test_write_token"
 SAMPLING = ["--prompt", "ROMEO:", "--max-new-tokens", "60", "--temperature", "0.8", "--seed", "7"]
@@ -219,7 +220,7 @@ def test_bad_repo_id_is_a_user_error(trained_run):
         tinylm.push(trained_run.run_dir, "just-a-name", dry_run="unused")
 
 
-# -- GPT runs: the transformers export at the root, the tinylm run in tinylm/ ------------------------------
+# -- GPT runs: the transformers export at the root (the only weights), tinylm's other files in tinylm/ ---
 @pytest.fixture(scope="module")
 def gpt_run(tmp_path_factory, data_dir):
     pytest.importorskip("tinylm.export")
@@ -231,34 +232,155 @@ def gpt_run(tmp_path_factory, data_dir):
     return tinylm.train(config, out=folder / "run", progress=False, echo=lambda s: None)
 
 
-def test_gpt_run_is_published_for_transformers_and_for_tinylm(gpt_run, hub, tmp_path):
-    transformers = pytest.importorskip("transformers")
+# Two loads compared: their run folders, whether every tensor is equal (same dtype, same values), greedy text.
+COMPARE = """
+import json, sys, torch, tinylm
+ours, theirs = tinylm.load(sys.argv[1]), tinylm.load(sys.argv[2])
+a, b = ours.module.state_dict(), theirs.module.state_dict()
+print(json.dumps({
+    "run_dir": str(ours.run_dir),
+    "same_weights": a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a),
+    "greedy": [run.generate("ROMEO:", max_new_tokens=40, greedy=True) for run in (ours, theirs)],
+}))
+"""
+
+
+def compare(first, second, env: dict[str, str]) -> dict:
+    return json.loads(run_python(COMPARE, first, second, env=env))
+
+
+def card_files(card: str) -> list[str]:
+    """The file names the model card's Files section lists."""
+    return re.findall(r"^- `([^`]+)`: ", card.split("## Files", 1)[1], re.MULTILINE)
+
+
+def same_weights(first: tinylm.LoadedModel, second: tinylm.LoadedModel) -> bool:
+    import torch
+
+    a, b = first.module.state_dict(), second.module.state_dict()
+    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
+
+
+def shifted_gpt_run(run_dir: Path, out: Path) -> Path:
+    """A copy of the GPT run `run_dir` whose learned positions are moved: other weights, same everything else."""
+    import shutil
+
+    from tinylm.weights import save_weights
+
+    shutil.copytree(run_dir, out, ignore=shutil.ignore_patterns("checkpoint"))
+    run = tinylm.load(out)
+    run.module.transformer.wpe.weight.data.add_(0.25)
+    save_weights(run.module, out / WEIGHTS)
+    return out
+
+
+def test_gpt_repo_holds_its_weights_once_and_tinylm_rebuilds_them(gpt_run, hub, tmp_path, monkeypatch):
     run_dir = gpt_run.run_dir
-    env = hub_env(hub, tmp_path / "hf")
+    cache = tmp_path / "tinylm-cache"
+    env = hub_env(hub, tmp_path / "hf", TINYLM_CACHE_DIR=str(cache))
     result = run_cli("push", run_dir, "--repo", "alice/tiny-gpt", env=env)
     assert result.returncode == 0, result.stderr
     files = hub.files("alice/tiny-gpt")
+    print("pushed GPT repo:", {name: len(data) for name, data in sorted(files.items())})
     assert json.loads(files["config.json"])["model_type"] == "gpt2"
-    for name in PUSHED - {"README.md", "loss.png"}:
+    assert [name for name in files if name.endswith(WEIGHTS)] == [WEIGHTS]  # once: GPT-2's, at the root
+    for name in PUSHED - {"README.md", "loss.png", WEIGHTS}:
         assert files[f"{RUN_SUBFOLDER}/{name}"] == (run_dir / name).read_bytes(), name
     meta, body = split_card(files["README.md"].decode())
     assert meta["library_name"] == "transformers" and "gpt" in meta["tags"]
     assert 'pipeline("text-generation", model="alice/tiny-gpt")' in body
+    assert sorted(card_files(files["README.md"].decode())) == sorted(files)  # names only files that exist
 
-    local = run_python(GENERATE, run_dir, env=env)
-    assert run_python(GENERATE, "alice/tiny-gpt", env=env) == local  # tinylm.load finds tinylm/
+    # tinylm.load("alice/tiny-gpt") rebuilds tinylm's weights from the root's, in tinylm's cache, keyed by
+    # repo and commit: exactly the run's weights, so exactly its text.
+    commit = hub.repos["alice/tiny-gpt"].commits[-1][0]
+    rebuilt = cache / REBUILT_RUNS / "hub" / "alice--tiny-gpt" / commit
+    loaded = compare("alice/tiny-gpt", run_dir, env)
+    assert loaded["run_dir"] == str(rebuilt) and loaded["same_weights"]
+    assert loaded["greedy"][0] == loaded["greedy"][1] and loaded["greedy"][0].startswith("ROMEO:")
+    assert {p.name for p in rebuilt.iterdir()} == {name for name in PUSHED if (run_dir / name).is_file()} - {
+        "README.md", "loss.png"}
+    assert not [p for p in rebuilt.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
+    made = (rebuilt / WEIGHTS).stat().st_mtime_ns
+    assert run_python(GENERATE, "alice/tiny-gpt", env=env) == run_python(GENERATE, run_dir, env=env)
+    offline = hub_env(hub, tmp_path / "hf", TINYLM_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1",
+                      HF_ENDPOINT="http://127.0.0.1:9")
+    assert run_python(GENERATE, "alice/tiny-gpt", env=offline) == run_python(GENERATE, run_dir, env=env)
+    assert (rebuilt / WEIGHTS).stat().st_mtime_ns == made  # made once, then reused
+    # Loaded by its path, the rebuilt run is still the Hub's: the local data its config names is not read.
+    monkeypatch.setenv("TINYLM_CACHE_DIR", str(cache))
+    assert "not read" in tinylm.load(rebuilt).data_refused
 
+    # A new push is a new commit: rebuilt again, with the new weights.
+    shifted = shifted_gpt_run(run_dir, tmp_path / "shifted")
+    assert run_cli("push", shifted, "--repo", "alice/tiny-gpt", env=env).returncode == 0
+    new_commit = hub.repos["alice/tiny-gpt"].commits[-1][0]
+    assert new_commit != commit
+    loaded = compare("alice/tiny-gpt", shifted, env)
+    assert loaded["run_dir"] == str(rebuilt.parent / new_commit) and loaded["same_weights"]
+    assert not compare("alice/tiny-gpt", run_dir, env)["same_weights"]
+
+
+def test_gpt_dry_run_has_the_same_layout_and_loads_locally(gpt_run, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from tinylm.data.sources import cache_dir
+
+    run_dir = gpt_run.run_dir
     dry = tmp_path / "dry"
     tinylm.push(run_dir, "alice/tiny-gpt", dry_run=dry)
-    assert folder_files(dry) == files
-    assert run_dir_of(dry) == dry / RUN_SUBFOLDER
+    held = sorted(str(p.relative_to(dry)) for p in dry.rglob("*") if p.is_file())
+    print("GPT dry run:", held)
+    assert not (dry / RUN_SUBFOLDER / WEIGHTS).exists() and (dry / WEIGHTS).is_file()
+    assert sorted(card_files((dry / "README.md").read_text())) == held
+
+    loaded = tinylm.load(dry)
+    assert (cache_dir() / REBUILT_RUNS / "local") in loaded.run_dir.parents  # rebuilt in tinylm's cache
+    original = tinylm.load(run_dir)
+    assert same_weights(loaded, original) and loaded.data_refused is None  # a local folder: a local run
+    assert run_dir_of(dry) == loaded.run_dir == tinylm.load(dry / RUN_SUBFOLDER).run_dir  # the subfolder too
     # transformers reads the root: its greedy continuation is tinylm's (within the context).
     model = transformers.AutoModelForCausalLM.from_pretrained(dry)
     tokenizer = transformers.AutoTokenizer.from_pretrained(dry)
     ids = tokenizer("ROMEO:", return_tensors="pt").input_ids
     out = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    greedy = tinylm.load(run_dir_of(dry)).generate("ROMEO:", max_new_tokens=12, greedy=True)
-    assert tokenizer.decode(out[0], skip_special_tokens=True) == greedy
+    greedy = loaded.generate("ROMEO:", max_new_tokens=12, greedy=True)
+    assert tokenizer.decode(out[0], skip_special_tokens=True) == greedy == \
+        original.generate("ROMEO:", max_new_tokens=12, greedy=True)
+
+    # The same folder written again from other weights is rebuilt again (the key is the folder's content).
+    tinylm.push(shifted_gpt_run(run_dir, tmp_path / "shifted"), "alice/tiny-gpt", dry_run=dry)
+    again = tinylm.load(dry)
+    assert again.run_dir != loaded.run_dir and same_weights(again, tinylm.load(tmp_path / "shifted"))
+    # Damaged GPT-2 weights are a one-line error, not a traceback.
+    (dry / WEIGHTS).write_bytes((dry / WEIGHTS).read_bytes()[:100])
+    with pytest.raises(tinylm.TinyLMError, match="not a readable safetensors file"):
+        tinylm.load(dry)
+
+
+def test_gpt_repos_pushed_with_both_copies_still_load_from_tinylm_weights(gpt_run, hub, tmp_path):
+    """Repos pushed before the weights were kept once hold tinylm/model.safetensors too: that copy is loaded
+    (here the root's GPT-2 weights are another model's, so loading them would show)."""
+    from safetensors.torch import save_file
+
+    from tinylm.data.sources import cache_dir
+    from tinylm.export import gpt2_state_dict
+
+    run_dir = gpt_run.run_dir
+    cache = tmp_path / "tinylm-cache"
+    old = tmp_path / "old"
+    tinylm.push(run_dir, "alice/old-gpt", dry_run=old)
+    (old / RUN_SUBFOLDER / WEIGHTS).write_bytes((run_dir / WEIGHTS).read_bytes())
+    other = tinylm.load(shifted_gpt_run(run_dir, tmp_path / "shifted"))
+    save_file(gpt2_state_dict(other.module), str(old / WEIGHTS), metadata={"format": "pt"})
+    hub.repos["alice/old-gpt"] = Repo(private=False, commits=[("c" * 40, folder_files(old))])
+
+    env = hub_env(hub, tmp_path / "hf", TINYLM_CACHE_DIR=str(cache))
+    loaded = compare("alice/old-gpt", run_dir, env)
+    assert loaded["run_dir"].endswith(f"{'c' * 40}/{RUN_SUBFOLDER}") and loaded["same_weights"]
+    assert loaded["greedy"][0] == loaded["greedy"][1]
+    local = tinylm.load(old)
+    assert local.run_dir == old / RUN_SUBFOLDER and same_weights(local, tinylm.load(run_dir))
+    assert not (cache / REBUILT_RUNS).exists() and not (cache_dir() / REBUILT_RUNS).exists()  # nothing rebuilt
 
 
 # -- fine-tunes: a transformers model folder at the root, with tinylm_config.json ------------------------

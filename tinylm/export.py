@@ -7,7 +7,8 @@ tokenizer files) that `AutoModelForCausalLM.from_pretrained(folder)` loads witho
 `pipeline("text-generation", model=folder)` runs. tinylm's GPT is built like GPT-2 (same module names,
 learned positions, LayerNorm eps 1e-5, tanh GELU, biases, tied head), so the conversion is exact: the only
 change is that GPT-2's Conv1D stores each projection as (in, out), the transpose of nn.Linear's (out, in).
-Nothing here imports transformers.
+The way back is as exact (`state_dict_from_gpt2`): a pushed GPT repo keeps its weights once, GPT-2's at the
+root, and `tinylm.load` rebuilds tinylm's from them (tinylm.hub). Nothing here imports transformers.
 
 The exported model has GPT-2's context rule: at most block_size positions in all (prompt + new tokens).
 tinylm's own generation slides past it (see models/gpt.py); transformers' does not: its generate() fails with
@@ -38,9 +39,9 @@ _BLOCK_PARAMETERS = {
 }
 
 
-def gpt2_state_dict(model: GPT) -> dict[str, torch.Tensor]:
-    """The weights of `model` under GPT2LMHeadModel's names and shapes (float32, CPU). lm_head.weight is
-    left out: it is tied to transformer.wte.weight, which transformers ties back on loading."""
+def _gpt2_layout(model: GPT) -> dict[str, tuple[tuple[int, ...], bool]]:
+    """GPT2LMHeadModel's parameters for `model`: name -> (shape, whether it is a Conv1D weight). tinylm's GPT
+    uses the same names; lm_head.weight is not one of them (tied to transformer.wte.weight)."""
     c = model.config
     d, V, P = c.embed, c.vocab_size, c.block_size
     shapes = {  # GPT-2's layout (d = width, V = vocabulary, P = positions)
@@ -56,7 +57,13 @@ def gpt2_state_dict(model: GPT) -> dict[str, torch.Tensor]:
         for name, conv1d in _BLOCK_PARAMETERS.items():
             table[f"transformer.h.{i}.{name}"] = (shapes[name], conv1d)
     table.update({"transformer.ln_f.weight": ((d,), False), "transformer.ln_f.bias": ((d,), False)})
+    return table
 
+
+def gpt2_state_dict(model: GPT) -> dict[str, torch.Tensor]:
+    """The weights of `model` under GPT2LMHeadModel's names and shapes (float32, CPU). lm_head.weight is
+    left out: it is tied to transformer.wte.weight, which transformers ties back on loading."""
+    table = _gpt2_layout(model)
     ours = model.state_dict()
     left = set(ours) - set(table) - {"lm_head.weight"}
     assert not left, f"GPT parameters without a GPT-2 name: {sorted(left)}"
@@ -66,6 +73,47 @@ def gpt2_state_dict(model: GPT) -> dict[str, torch.Tensor]:
         assert tuple(tensor.shape) == shape, f"{name}: {tuple(tensor.shape)} != GPT-2's {shape}"
         converted[name] = tensor.detach().to("cpu", torch.float32).contiguous()
     return converted
+
+
+def state_dict_from_gpt2(weights: dict[str, torch.Tensor], model: GPT,
+                         source: str = "model.safetensors") -> dict[str, torch.Tensor]:
+    """The inverse of gpt2_state_dict: GPT2LMHeadModel's `weights` (read from the file `source`) as the state
+    dict of `model` (its names, shapes and dtypes), for `model.load_state_dict(..., strict=True)`. Conv1D
+    weights are transposed back to nn.Linear's (out, in); lm_head.weight is the token embedding (tied). A
+    file that does not fit `model` is a TinyLMError."""
+    table = _gpt2_layout(model)
+    missing = sorted(set(table) - set(weights))
+    unexpected = sorted(set(weights) - set(table) - {"lm_head.weight"})  # some writers store the tied head
+    if missing or unexpected:
+        found = [f"missing {', '.join(missing[:5])}"] if missing else []
+        found += [f"unexpected {', '.join(unexpected[:5])}"] if unexpected else []
+        raise TinyLMError(f"{source} does not hold the GPT-2 weights of this run's model ({'; '.join(found)})")
+    ours = model.state_dict()
+    converted = {}
+    for name, (shape, conv1d) in table.items():
+        tensor = weights[name]
+        if tuple(tensor.shape) != shape:
+            raise TinyLMError(f"{source} does not hold the GPT-2 weights of this run's model: {name} is "
+                              f"{tuple(tensor.shape)}, the model needs {shape}")
+        tensor = tensor.t() if conv1d else tensor  # Conv1D (in, out) -> nn.Linear (out, in)
+        converted[name] = tensor.to(ours[name].dtype).contiguous()
+    converted["lm_head.weight"] = converted["transformer.wte.weight"]
+    return converted
+
+
+def gpt_from_gpt2_file(path: Path, model: GPT) -> GPT:
+    """Load the GPT2LMHeadModel safetensors file `path` (an export's or a GPT repo's model.safetensors) into
+    `model`, a GPT built from the run's config; return it. Reads tensors only (safetensors)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise TinyLMError(f"{path} is not a readable safetensors file ({e}); it may be truncated or "
+                          f"corrupted") from None
+    model.load_state_dict(state_dict_from_gpt2(weights, model, str(path)), strict=True)
+    return model
 
 
 def gpt2_config(model: GPT, tokenizer) -> dict:

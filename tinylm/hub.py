@@ -14,10 +14,14 @@ A pushed repo (and a --dry-run folder, byte for byte) holds:
 
 GPT runs are also exported to the transformers GPT-2 format (tinylm.export). The Hub's widgets,
 `pipeline("text-generation", model="alice/name")` and `AutoModelForCausalLM` read the repo's root, so the
-export takes the root and the run's files move to the subfolder tinylm/. A fine-tune run is a transformers
-folder already (config.json is transformers', tinylm's is tinylm_config.json beside it): its files all go to
-the root, with generation_config.json and the base's tokenizer files. `run_dir_of` and `download_run` find
-the run in each layout, so `tinylm.load("alice/name")` loads every family in one call.
+export takes the root and the run's other files move to the subfolder tinylm/. The weights are uploaded once,
+GPT-2's at the root: loading the repo with tinylm rebuilds tinylm's weights from them (the exact inverse of
+the export, tinylm.export.state_dict_from_gpt2) into a run folder in tinylm's cache, keyed by repo and commit
+(by content for a local folder), made once and reused. Repos pushed before kept tinylm/model.safetensors as
+well: it is used when it is there. A fine-tune run is a transformers folder already (config.json is
+transformers', tinylm's is tinylm_config.json beside it): its files all go to the root, with
+generation_config.json and the base's tokenizer files. `run_dir_of` and `download_run` find the run in each
+layout, so `tinylm.load("alice/name")` loads every family in one call.
 
 huggingface_hub is imported only when something is published or downloaded.
 """
@@ -25,6 +29,7 @@ huggingface_hub is imported only when something is published or downloaded.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 import os
@@ -42,7 +47,7 @@ from ._version import __version__
 from .config import TINYLM_CONFIG
 from .errors import TinyLMError
 from .io import read_jsonl, write_text
-from .runs import WEIGHTS, load
+from .runs import WEIGHTS, is_downloaded, load
 
 # The run's files a repo carries (those the run has), and those tinylm.load cannot do without.
 RUN_FILES = ["config.json", TINYLM_CONFIG, WEIGHTS, "generation_config.json", "tokenizer.json",
@@ -50,6 +55,7 @@ RUN_FILES = ["config.json", TINYLM_CONFIG, WEIGHTS, "generation_config.json", "t
              "chat_template.jinja", "metrics.jsonl", "samples.jsonl", "summary.json"]
 REQUIRED = ["config.json", WEIGHTS, "tokenizer.json"]
 RUN_SUBFOLDER = "tinylm"  # where the run's files go when a transformers export takes the root
+REBUILT_RUNS = "rebuilt-runs"  # in tinylm's cache: GPT repos' runs with tinylm's weights rebuilt from GPT-2's
 CARD_TEMPERATURES = (0.5, 0.8, 1.0)
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
@@ -94,13 +100,106 @@ def _is_run(folder: Path) -> bool:
     return _is_run_config(_config_file(folder))
 
 
-def run_dir_of(folder: str | Path) -> Path:
-    """The tinylm run inside a pushed repo or --dry-run folder: the folder itself, or its tinylm/ subfolder
-    (GPT runs, whose root holds the transformers export)."""
-    folder = Path(folder)
+def _run_folder(folder: Path) -> Path:
+    """Where a pushed repo or --dry-run folder keeps tinylm's files: the folder itself, or its tinylm/
+    subfolder (GPT runs, whose root holds the transformers export)."""
     if not _is_run(folder) and _is_run(folder / RUN_SUBFOLDER):
         return folder / RUN_SUBFOLDER
     return folder
+
+
+def _holds_gpt2_weights(folder: Path) -> bool:
+    """Whether `folder` is a GPT repo's root: a GPT-2 config.json (not a tinylm run's) beside the weights."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == "gpt2" and (folder / WEIGHTS).is_file()
+
+
+def run_dir_of(folder: str | Path) -> Path:
+    """The run directory that loads the tinylm run of a pushed repo or --dry-run folder (or of its tinylm/
+    subfolder): the folder itself, its tinylm/ subfolder when that holds tinylm's weights (GPT repos pushed
+    before the weights were kept once), or a GPT repo's run with its weights rebuilt from the root's GPT-2
+    weights in tinylm's cache."""
+    run = _run_folder(Path(folder))
+    root = run.parent
+    if (run.name == RUN_SUBFOLDER and not (run / WEIGHTS).is_file() and _is_run(run)
+            and _holds_gpt2_weights(root)):
+        key = _content_key([root / WEIGHTS, *(run / name for name in RUN_FILES)])
+        # A snapshot in the Hugging Face cache stays a stranger's run once rebuilt (see is_rebuilt_from_hub).
+        origin = "hub" if is_downloaded(root) else "local"
+        return _rebuilt_run(root / WEIGHTS, run, _rebuilt_runs() / origin / key)
+    return run
+
+
+# -- GPT repos: tinylm's weights rebuilt from the root's GPT-2 weights ----------------------------------
+def _rebuilt_runs() -> Path:
+    from .data.sources import cache_dir  # TINYLM_CACHE_DIR, else ~/.cache/tinylm
+
+    return cache_dir() / REBUILT_RUNS
+
+
+def is_rebuilt_from_hub(path: str | Path) -> bool:
+    """Whether `path` is a run rebuilt from a downloaded GPT repo (its config is a stranger's, as in the
+    Hugging Face cache: see tinylm.runs.is_downloaded)."""
+    return (_rebuilt_runs() / "hub").resolve() in Path(path).resolve().parents
+
+
+def _content_key(files: list[Path]) -> str:
+    """A name for the rebuilt run of a local folder: the digest of the files it is made from, so a folder
+    written again (a new --dry-run) is rebuilt again."""
+    digest = hashlib.sha256()
+    for path in files:
+        if path.is_file():
+            digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()[:32]
+
+
+def _rebuilt_run(gpt2_weights: Path | None, run_files: Path, target: Path) -> Path:
+    """`target`, a run directory: the files of `run_files` (tinylm's config, tokenizer and metadata, no
+    weights) and tinylm's weights rebuilt from the GPT-2 weights file `gpt2_weights` (None: `target` exists
+    already). Made once, then reused: it is built in a staging folder beside `target` and renamed into place,
+    so it appears whole or not at all (two processes building it at once both end with the same folder)."""
+    if (target / WEIGHTS).is_file():
+        return target
+    from .config import RunConfig
+    from .export import gpt_from_gpt2_file
+    from .models import build_model
+    from .models.gpt import GPT
+    from .rundir import fsync_dir, fsync_tree, make_dir, replace_folder, unique_sibling
+    from .weights import save_weights
+
+    config = RunConfig.load(run_files / "config.json")
+    model = build_model(config.model)
+    if not isinstance(model, GPT):
+        raise TinyLMError(f"{run_files} has no {WEIGHTS} and its model is not a GPT whose weights the root's "
+                          f"GPT-2 weights hold")
+    gpt_from_gpt2_file(gpt2_weights, model)
+    staging = None
+    try:
+        staging = make_dir(unique_sibling(target, "tmp"))
+        for name in RUN_FILES:
+            if name != WEIGHTS and (run_files / name).is_file():
+                shutil.copyfile(run_files / name, staging / name)
+        save_weights(model, staging / WEIGHTS)
+        fsync_tree(staging)
+        try:
+            os.rename(staging, target)
+            fsync_dir(target.parent)
+        except OSError:
+            if not (target / WEIGHTS).is_file():  # not another process's complete folder: a damaged one
+                replace_folder(staging, target)
+    except OSError as e:
+        raise TinyLMError(f"cannot write tinylm's cache {target.parent} ({e.strerror or e}); set "
+                          f"TINYLM_CACHE_DIR to a writable folder") from None
+    finally:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _exports_transformers(config: dict[str, Any]) -> bool:
@@ -272,7 +371,8 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
         used = len(run.tokenizer.encode(start))
         room = max(1, min(200, context - used) if context else 200)  # learned positions stop at the context
         where = ("the repo is a transformers model folder; tinylm's config is `tinylm_config.json`"
-                 if finetuned else "the repo's root is a GPT-2 model; tinylm's own files are in `tinylm/`")
+                 if finetuned else "the repo's root is a GPT-2 model; tinylm's config, tokenizer and metadata "
+                 "are in `tinylm/`, its weights are the root's")
         usage += [
             "",
             f"With transformers only ({where}):",
@@ -348,7 +448,8 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
         "",
         "## Files",
         "",
-        *[f"- `{file}`: {_file_role(file, finetuned)}" for file in (files or _repo_files(run_dir, raw))],
+        *[f"- `{file}`: {_file_role(file, finetuned, transformers and not finetuned)}"
+          for file in (files or _repo_files(run_dir, raw))],
         "",
     ]
     return f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines)
@@ -382,14 +483,15 @@ _FILE_ROLES = {
 }
 
 
-def _file_role(path: str, finetuned: bool) -> str:
+def _file_role(path: str, finetuned: bool, gpt_export: bool) -> str:
     name = path.rsplit("/", 1)[-1]
     if name == "config.json":
         transformers_config = finetuned or not path.startswith(f"{RUN_SUBFOLDER}/")
         return ("transformers' model config (AutoModelForCausalLM, pipeline)" if transformers_config
                 else "tinylm's run config (data, tokenizer, model and training settings)")
-    if path.startswith(f"{RUN_SUBFOLDER}/") and name == WEIGHTS:
-        return "the best weights in tinylm's layout"
+    if path == WEIGHTS and gpt_export:
+        return ("the best weights (safetensors, GPT-2's layout; the only copy: `tinylm.load` rebuilds tinylm's "
+                "from them)")
     return _FILE_ROLES.get(name, "a file of the base model's tokenizer")
 
 
@@ -398,7 +500,7 @@ def _repo_files(run_dir: Path, config: dict[str, Any]) -> list[str]:
     names = [name for name in RUN_FILES if (run_dir / name).is_file()]
     if _exports_transformers(config):
         export = ["config.json", WEIGHTS, "generation_config.json", "tokenizer.json", "tokenizer_config.json"]
-        names = export + [f"{RUN_SUBFOLDER}/{name}" for name in names]
+        names = export + [f"{RUN_SUBFOLDER}/{name}" for name in names if name != WEIGHTS]
     return ["README.md", *(["loss.png"] if (run_dir / "loss.png").is_file() else []), *names]
 
 
@@ -426,7 +528,8 @@ def _write_repo_folder(run_dir: Path, config: dict[str, Any], folder: Path, repo
         files = folder / RUN_SUBFOLDER
     files.mkdir(parents=True, exist_ok=True)
     for name in RUN_FILES:
-        if (run_dir / name).is_file():
+        # The weights once: a GPT repo's are GPT-2's at the root, from which tinylm.load rebuilds its own.
+        if (run_dir / name).is_file() and not (transformers and name == WEIGHTS):
             shutil.copyfile(run_dir / name, files / name)
     if (run_dir / "loss.png").is_file():
         shutil.copyfile(run_dir / "loss.png", folder / "loss.png")
@@ -445,7 +548,7 @@ def _write_dry_run(run_dir: Path, config: dict[str, Any], out: Path, repo_id: st
         raise TinyLMError(f"--dry-run {out} exists and is not a folder")
     # Only an empty folder or an earlier dry run's output (a card beside a run) is replaced.
     if out.is_dir() and any(out.iterdir()) and not ((out / "README.md").is_file()
-                                                    and _is_run(run_dir_of(out))):
+                                                    and _is_run(_run_folder(out))):
         raise TinyLMError(f"--dry-run {out} is not empty and is not an earlier dry run; choose another "
                           "folder")
     from .rundir import check_output, hold, writing_folder
@@ -540,38 +643,45 @@ def push(run_dir: str | Path, repo_id: str, *, private: bool = False, token: str
 # -- loading from the Hub ------------------------------------------------------------------------------
 def download_run(repo_id: str, revision: str | None = None) -> Path:
     """Download the tinylm run of the Hub repo `repo_id` (or find it in the Hugging Face cache) and return
-    the local folder holding it, ready for `tinylm.load`. Only the run's files are fetched."""
+    the local folder holding it, ready for `tinylm.load`. Only the run's files are fetched. A GPT repo's
+    tinylm/ holds no weights: they are rebuilt from the root's GPT-2 weights, once per repo and commit, in
+    tinylm's cache."""
     hub = _huggingface_hub()
     from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
 
     endpoint = _endpoint()
 
-    def fetch(name: str, subfolder: str | None, revision: str | None) -> Path | None:
-        """The cached file, or None when the repo has no such file."""
+    def fetch(name: str, subfolder: str | None, revision: str | None, required: bool) -> Path | None:
+        """The cached file, or None when the repo has no such file and it is not `required`."""
         try:
             return Path(hub.hf_hub_download(repo_id, name, subfolder=subfolder, revision=revision,
                                             endpoint=endpoint))
         # Offline and not cached is not the same as absent (the subclass is caught first).
         except LocalEntryNotFoundError:
-            if name in REQUIRED:
+            if required:
                 raise
             return None
         except EntryNotFoundError:
-            if name in REQUIRED:
+            if required:
                 where = f"{subfolder}/{name}" if subfolder else name
                 raise TinyLMError(f"{repo_id} is not a tinylm run: it has no {where}") from None
             return None
 
     not_found = f"{repo_id} is neither a local run directory nor a model repo on {endpoint}"
     with _hub_errors(repo_id, endpoint, f"load {repo_id}", not_found):
-        root_config = fetch("config.json", None, revision)
+        root_config = fetch("config.json", None, revision, True)
         snapshot = root_config.parent
         # The cache names snapshot folders by commit: the other files are pinned to that commit, so a push
         # landing between two downloads cannot mix two versions of the run.
         commit = snapshot.name
         # tinylm's config is config.json (most runs), tinylm_config.json (fine-tunes), or in tinylm/ (GPT).
-        own_config = None if _is_run_config(root_config) else fetch(TINYLM_CONFIG, None, commit)
+        own_config = None if _is_run_config(root_config) else fetch(TINYLM_CONFIG, None, commit, False)
         subfolder = None if _is_run_config(root_config) or own_config else RUN_SUBFOLDER
-        for name in RUN_FILES:
-            fetch(name, subfolder, commit)
-    return snapshot / subfolder if subfolder else snapshot
+        # A GPT repo's tinylm/ has weights only when pushed before they were kept once, at the root.
+        found = {name: fetch(name, subfolder, commit, name in REQUIRED and not (subfolder and name == WEIGHTS))
+                 for name in RUN_FILES}
+        if not subfolder or found[WEIGHTS]:
+            return snapshot / subfolder if subfolder else snapshot
+        rebuilt = _rebuilt_runs() / "hub" / repo_id.replace("/", "--") / commit
+        gpt2_weights = None if (rebuilt / WEIGHTS).is_file() else fetch(WEIGHTS, None, commit, True)
+    return _rebuilt_run(gpt2_weights, snapshot / subfolder, rebuilt)

@@ -196,7 +196,12 @@ def resolve_run_dir(name: str | Path) -> Path:
 
 
 def is_downloaded(run_dir: Path) -> bool:
-    """Whether `run_dir` came from the Hub (it lies in the Hugging Face cache), so its config is a stranger's."""
+    """Whether `run_dir` came from the Hub (it lies in the Hugging Face cache, or is a GPT repo's run rebuilt in
+    tinylm's cache), so its config is a stranger's."""
+    from .hub import is_rebuilt_from_hub
+
+    if is_rebuilt_from_hub(run_dir):
+        return True
     try:
         from huggingface_hub.constants import HF_HUB_CACHE
     except ImportError:
