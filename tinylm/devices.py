@@ -334,7 +334,8 @@ def _measure(model: torch.nn.Module, batch, device: torch.device) -> PrecisionCh
     bf16_seconds, fp32_seconds = _timed_steps(model, batch, device, (True, False), repeats=3)
     ratio = fp32_seconds / max(bf16_seconds, 1e-9)
     if ratio < PROBE_MARGIN:
-        return PrecisionChoice("fp32", f"bf16 autocast was not faster in a probe step ({ratio:.2f}x fp32's speed)")
+        return PrecisionChoice("fp32", f"bf16 autocast was not faster in a probe step ({ratio:.3f}x fp32's speed, "
+                                       f"{PROBE_MARGIN}x needed)")
     return PrecisionChoice("bf16", f"native bf16, {ratio:.1f}x fp32's speed in a probe step")
 
 
