@@ -16,7 +16,8 @@ def test_two_processes_train_in_sync_and_rank_zero_writes(tmp_path, shakespeare_
     corpus.write_text(shakespeare_text[:30_000], encoding="utf-8")
     out = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "tinylm", "train",
-               "--data", corpus, "--out", out, "--epochs", "3", "--hidden", "32", "--embed", "16", "--layers", "1",
+               "--model", "lstm", "--data", corpus, "--out", out, "--epochs", "3", "--hidden", "32", "--embed", "16",
+               "--layers", "1",
                "--block-size", "32", "--batch-size", "16", "--lr", "0.01", "--quiet", "--sample-tokens", "20"]
     result = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -39,7 +40,8 @@ def test_processes_flag_relaunches_through_torchrun_and_resume_keeps_it(tmp_path
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(shakespeare_text[:20_000], encoding="utf-8")
     out = tmp_path / "run"
-    flags = ["--data", str(corpus), "--out", str(out), "--hidden", "32", "--embed", "16", "--layers", "1",
+    flags = ["--model", "lstm", "--data", str(corpus), "--out", str(out), "--hidden", "32", "--embed", "16",
+             "--layers", "1",
              "--block-size", "32", "--batch-size", "16", "--lr", "0.01", "--quiet", "--sample-tokens", "0"]
     assert main(["train", *flags, "--epochs", "1", "--processes", "2", "--stateful"]) == 0
     assert "2 processes (DDP)" in capfd.readouterr().out
