@@ -421,3 +421,12 @@ def test_a_finetune_is_pushed_as_a_transformers_repo_that_names_its_base(hub, tm
               "greedy=True, stop_at_eos=False), end='')")
     assert run_python(code, "alice/tiny-ft", env=env) == run_python(greedy, "alice/tiny-ft", env=env) == \
         run_python(greedy, run_dir, env=env)
+
+
+def test_a_budget_runs_card_names_no_planned_count():
+    from tinylm.hub import _epochs_line
+
+    metrics = [{"epoch": 1, "step": 10}, {"epoch": 2, "step": 15, "partial": True}]
+    line = _epochs_line(metrics, {"stop_reason": "time_budget"}, "?", 1)
+    assert line.startswith("1 full epoch + 1 cut short (time budget reached); best at epoch 1") and "?" not in line
+    assert "of 5 planned" in _epochs_line(metrics[:1], {"stop_reason": "epochs"}, "5", 1)

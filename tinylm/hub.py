@@ -464,7 +464,8 @@ def _epochs_line(metrics: list[dict], summary: dict[str, Any], planned: str, bes
     reason = {"epochs": "all planned epochs done", "early_stopping": "early stopping",
               "time_budget": "time budget reached", "max_steps": "step budget reached"}.get(
                   summary.get("stop_reason"), "stop reason not recorded")
-    return (f"{done} of {planned} planned ({reason}); best at epoch {best_epoch}; "
+    plan = "" if planned == "?" else f" of {planned} planned"  # "?": a budget, not a count, decided
+    return (f"{done}{plan} ({reason}); best at epoch {best_epoch}; "
             f"{metrics[-1]['step']:,} optimizer steps")
 
 

@@ -18,7 +18,7 @@ import torch
 from .config import RunConfig
 from .data import load_split
 from .data.tokenfile import is_prepared, open_prepared
-from .devices import resolve_device  # noqa: F401  (also part of this module's interface)
+from .devices import resolve_device
 from .errors import TinyLMError
 from .evaluation import EvalResult, evaluate_text
 from .generation import SamplingConfig, generate_ids
