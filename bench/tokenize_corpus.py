@@ -2,6 +2,7 @@
 
     TINYLM_DATA_DIR=../shared/data python bench/tokenize_corpus.py               # 1 MB and 100 MB corpora
     python bench/tokenize_corpus.py --sizes 1,10 --tokenizers char --text-sizes 1  # a quick look
+    python bench/tokenize_corpus.py --sizes 20 --max-steps 0                      # prepare only
 
 Writes deterministic synthetic corpora (lines of Tiny Shakespeare's words drawn at random, blank lines between
 "speeches") of each size into a temporary folder, then, each in its own process so that its peak RSS is its own
@@ -73,10 +74,12 @@ def run_child(args: list[str], env: dict | None = None) -> tuple[str, float, flo
 
 
 PREPARE = """
-import json, sys
+import dataclasses, json, sys
+from tinylm import tokenizers
 from tinylm.data import tokenfile
 from tinylm.tokenizers import TokenizerConfig
-tokenfile.CHAR_TABLE = {table}
+char = tokenizers.ENCODING_STRATEGIES["char"]
+tokenizers.ENCODING_STRATEGIES["char"] = dataclasses.replace(char, char_table={table})
 p = tokenfile.prepare(sys.argv[1], TokenizerConfig(kind=sys.argv[2]), sys.argv[3], val_fraction=float(sys.argv[4]),
                       progress=False, overwrite=True)
 print(json.dumps({{"tokens": len(p.train) + len(p.val), "seconds": p.meta["seconds"], "dtype": p.dtype}}))
@@ -87,7 +90,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="1,100", help="corpus sizes in MB (1,100)")
     p.add_argument("--tokenizers", default="char,bpe")
-    p.add_argument("--max-steps", type=int, default=50)
+    p.add_argument("--max-steps", type=int, default=50, help="steps of each training (50; 0: prepare only)")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--text-sizes", default="1,10", help="sizes in MB of the text files trained on directly, for "
                                                        "comparison (1,10; empty: none)")
@@ -131,14 +134,14 @@ def main() -> None:
                  "--overwrite", "--threads", str(args.threads)]
         kind = "char" if "char" in kinds else kinds[0]
         train_rss = {}
-        for size in sizes:
+        for size in sizes if args.max_steps else []:
             _, seconds, rss = run_child([sys.executable, "-m", "tinylm", "train", "--data", str(prepared[size, kind]),
                                          "--out", str(work / "run"), *train])
             train_rss[size] = rss
             rows.append((f"train {size:g} MB", f"prepared ({kind})", f"{seconds:.1f} s", f"{args.max_steps} steps",
                          f"{rss:,.0f} MB"))
             print(" | ".join(rows[-1]), flush=True)
-        for size in text_sizes:
+        for size in text_sizes if args.max_steps else []:
             fraction = VAL_CHARS / corpora[size].stat().st_size
             _, seconds, rss = run_child([sys.executable, "-m", "tinylm", "train", "--data", str(corpora[size]),
                                          "--val-fraction", f"{fraction:.6f}", "--tokenizer", kind,
@@ -152,7 +155,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    if len(sizes) > 1:
+    if len(sizes) > 1 and args.max_steps:
         small, large = sizes[0], sizes[-1]
         print(f"\npeak RSS of training, {large:g} MB / {small:g} MB prepared corpus: "
               f"{train_rss[large] / train_rss[small]:.2f}x (corpus {large / small:g}x)")

@@ -90,6 +90,54 @@ def test_non_utf8_file_gets_a_clear_error_or_an_encoding(tmp_path):
     assert load_corpus(str(path), encoding="latin-1").train == "café crème\n"
 
 
+def test_a_source_streams_the_text_it_reads_whole(tmp_path, monkeypatch):
+    """find_source's streams (tinylm prepare) give load_corpus's text, whatever the pieces' sizes."""
+    monkeypatch.setattr(sources, "READ_BYTES", 7)
+    (tmp_path / "docs" / "sub").mkdir(parents=True)
+    (tmp_path / "docs" / "a.txt").write_bytes(b"\n\nFirst,\r\nCRLF \xc3\xa9t\xc3\xa9 lines.\r\n\r\n\r\n")
+    (tmp_path / "docs" / "b.txt").write_bytes(b"")
+    (tmp_path / "docs" / "sub" / "c.txt").write_bytes(b"old Mac\rends\n\n\n")
+    gutenberg = "*** START OF THE PROJECT GUTENBERG EBOOK X ***\r\nthe book\r\n*** END OF THE PROJECT GUTENBERG EBOOK X"
+    (tmp_path / "book.txt").write_text("\ufeffheader\r\n" + gutenberg, encoding="utf-8")
+    for source, options in [(tmp_path / "docs", {}), (tmp_path / "docs" / "a.txt", {}),
+                            (tmp_path / "book.txt", {"strip_gutenberg_text": True}),
+                            (tmp_path / "docs", {"strip_gutenberg_text": False, "encoding": "latin-1"})]:
+        found = sources.find_source(str(source), **options)
+        pieces = list(found.train.stream())
+        assert "".join(pieces) == load_corpus(str(source), **options).train and found.val is None
+        assert len(pieces) > 3 or options.get("strip_gutenberg_text")
+    assert load_corpus(str(tmp_path / "book.txt"), strip_gutenberg_text=True).train == "the book\n"
+
+    # the training and validation streams of one pass cut where split_text cuts
+    text = load_corpus(str(tmp_path / "docs")).train
+    found = sources.find_source(str(tmp_path / "docs"))
+    for fraction in (0.1, 0.5, 0.9):
+        cut = found.fraction_cut(fraction)
+        train, val = found.split_streams(cut)
+        assert ("".join(train), "".join(val)) == split_text(text, fraction)
+
+    # a decoding error names the byte of the file, however far into it (here: the ninth block)
+    (tmp_path / "bad.txt").write_bytes(b"x" * 60 + b"\xff" + b"y" * 20)
+    for reader in (lambda: load_corpus(str(tmp_path / "bad.txt")),
+                   lambda: list(sources.find_source(str(tmp_path / "bad.txt")).train.stream())):
+        with pytest.raises(TinyLMError, match=r"bad.txt is not valid utf-8 text \(byte 60\); pass --encoding"):
+            reader()
+
+
+def test_a_blank_part_of_a_split_is_refused_before_any_work(tmp_path):
+    def found(text: str) -> sources.TextSource:
+        (tmp_path / "text.txt").write_text(text, encoding="utf-8")
+        return sources.find_source(str(tmp_path / "text.txt"))
+
+    assert found("words\n" * 10).fraction_cut(0.1) == 54
+    with pytest.raises(TinyLMError, match="validation split .* is empty"):
+        found("words\n" + " \n" * 30).fraction_cut(0.5)
+    with pytest.raises(TinyLMError, match="training text .* is empty"):
+        found(" \n" * 30 + "words\n").fraction_cut(0.1)
+    with pytest.raises(TinyLMError, match="must be in"):
+        found("words\n").fraction_cut(1.0)
+
+
 def test_hugging_face_dataset_saved_locally(tmp_path):
     datasets = pytest.importorskip("datasets")
     ds = datasets.DatasetDict({

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,12 +16,14 @@ from conftest import tiny_config
 from safetensors.torch import load_file
 
 import tinylm
+from tinylm import encoding, migrations, tokenizers
 from tinylm.cli import main as cli
 from tinylm.data import TokenWindows, eval_batches, load_split, open_prepared, prepare, sources, tokenfile
 from tinylm.data.sources import CorpusFile
+from tinylm.encoding import NEWLINE, EncodingStrategy
 from tinylm.errors import TinyLMError
 from tinylm.tokenizers import TokenizerConfig, build_tokenizer
-from tinylm.training.loop import _fingerprint
+from tinylm.training.loop import TrainingData
 
 QUIET = {"progress": False, "echo": lambda s: None}
 TINY = ["--model", "lstm", "--hidden", "48", "--embed", "16", "--layers", "1", "--dropout", "0", "--block-size", "32",
@@ -42,15 +46,16 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of ~50 characters read 300 bytes at a time: hundreds of cuts even in a small text."""
-    monkeypatch.setattr(tokenfile, "CHUNK_CHARS", 50)
-    monkeypatch.setattr(tokenfile, "READ_BYTES", 300)
+    monkeypatch.setattr(encoding, "CHUNK_CHARS", 50)
+    monkeypatch.setattr(sources, "READ_BYTES", 300)
 
 
 def in_memory(source, config: TokenizerConfig, val_fraction: float = 0.1):
     """What `tinylm train` does with the text: split, build the tokenizer on the train part, encode each split."""
     train, val = load_split(tinylm.DataConfig(source=str(source), val_fraction=val_fraction))
     tokenizer = build_tokenizer(config, train)
-    return tokenizer, tokenizer.encode(train), tokenizer.encode(val), _fingerprint(train, val)
+    fingerprint = TrainingData(train_text=train, val_text=val).fingerprint  # what a run checks on resume
+    return tokenizer, tokenizer.encode(train), tokenizer.encode(val), fingerprint
 
 
 def test_shakespeare_char_equals_the_in_memory_path(tmp_path, data_dir, monkeypatch):
@@ -83,7 +88,7 @@ def test_chunked_encoding_equals_encoding_each_split_whole(tmp_path, small_chunk
 
 def test_bpe_cuts_at_any_newline_would_change_the_tokens(tmp_path, small_chunks, monkeypatch):
     """The test above is sensitive: cutting byte-level BPE at every newline (the char/word rule) differs."""
-    monkeypatch.setattr(tokenfile, "_cut_rule", lambda kind: "newline")
+    monkeypatch.setitem(tokenizers.ENCODING_STRATEGIES, "bpe", EncodingStrategy(cut=NEWLINE))
     path = tmp_path / "tricky.txt"
     path.write_text(tricky_text(), encoding="utf-8")
     config = TokenizerConfig(kind="bpe", vocab_size=600)
@@ -97,7 +102,7 @@ def test_char_lookup_table_equals_the_backend(tmp_path, monkeypatch):
     path.write_text(tricky_text(3000, seed=1) + "rare: \u00c6 \U0001f600 <unk><pad>", encoding="utf-8")
     config = TokenizerConfig(kind="char", min_freq=3)  # rare characters encode to <unk>
     fast = prepare(str(path), config, tmp_path / "fast", progress=False)
-    monkeypatch.setattr(tokenfile, "CHAR_TABLE", False)
+    monkeypatch.setitem(tokenizers.ENCODING_STRATEGIES, "char", EncodingStrategy(cut=NEWLINE, char_table=False))
     slow = prepare(str(path), config, tmp_path / "slow", progress=False)
     assert np.array_equal(fast.train, slow.train) and np.array_equal(fast.val, slow.val)
     assert fast.tokenizer.unk_id in set(fast.val.tolist())
@@ -161,6 +166,19 @@ def test_a_corpus_with_its_own_validation_file_keeps_it(tmp_path, monkeypatch):
     tokenizer, train, val, fingerprint = in_memory("fake", TokenizerConfig(kind="word"))
     assert prepared.train.tolist() == train and prepared.val.tolist() == val
     assert prepared.meta["val_split"] == "source" and prepared.meta["val_fraction"] is None
+
+
+def test_a_gutenberg_book_is_prepared_as_training_reads_it(tmp_path, small_chunks, monkeypatch):
+    """prepare finds and reads its source through data/sources.py, so every source training reads works."""
+    (tmp_path / "data" / "gutenberg").mkdir(parents=True)
+    framed = ("\ufeffThe Project Gutenberg eBook\r\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\r\n\r\n"
+              + tricky_text(1500, seed=4) + "\r\n*** END OF THE PROJECT GUTENBERG EBOOK X ***\r\nThe licence.\r\n")
+    (tmp_path / "data" / "gutenberg" / "pg77.txt").write_text(framed, encoding="utf-8")
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path / "data"))
+    prepared = prepare("gutenberg:77", TokenizerConfig(kind="word"), tmp_path / "prep", progress=False)
+    tokenizer, train, val, fingerprint = in_memory("gutenberg:77", TokenizerConfig(kind="word"))
+    assert prepared.train.tolist() == train and prepared.val.tolist() == val
+    assert prepared.data_sha256 == fingerprint and "licence" not in prepared.tokenizer.backend.get_vocab()
 
 
 def test_ids_are_uint32_when_the_vocabulary_outgrows_uint16(tmp_path):
@@ -298,3 +316,40 @@ def test_training_on_a_large_text_file_suggests_prepare(tmp_path, small_corpus, 
     notes = [line for line in lines if "tinylm prepare" in line]
     assert len(notes) == 1 and notes[0].startswith("note:") and "\n" not in notes[0]
 
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "runs-v1"
+
+
+def test_a_folder_prepared_by_an_earlier_tinylm_opens_and_trains(tmp_path, capsys):
+    """tokens.json version 1, written before tokens.json went through tinylm.migrations (tests/fixtures/runs-v1)."""
+    folder = tmp_path / "prepared-char"
+    shutil.copytree(FIXTURES / "prepared-char", folder)
+    prepared = open_prepared(folder)
+    assert (len(prepared.train), len(prepared.val)) == (8_692, 966) and prepared.meta["version"] == 1
+    assert prepared.tokenizer.kind == "char" and prepared.head.startswith("CLARA:")
+    run = tinylm.train(tiny_config(folder, epochs=1), out=tmp_path / "run", **QUIET)
+    assert len(run.metrics) == 1 and run.metrics[0]["val_loss"] < math.log(prepared.tokenizer.vocab_size)
+    assert run.generate("CLARA:", max_new_tokens=10, seed=0).startswith("CLARA:")
+
+    # Today's prepare of the same text writes the same ids, tokenizer and fingerprints, stamped with the version.
+    again = prepare(str(FIXTURES / "corpus.txt"), TokenizerConfig(), tmp_path / "again", progress=False)
+    for name in ("train.bin", "val.bin", "tokenizer.json"):
+        assert (tmp_path / "again" / name).read_bytes() == (folder / name).read_bytes(), name
+    changing = ("source", "seconds")
+    assert {k: v for k, v in again.meta.items() if k not in changing} == \
+        {k: v for k, v in prepared.meta.items() if k not in changing}
+    assert again.meta["version"] == migrations.CURRENT[migrations.TOKENS]
+
+    # A tokens.json from a newer tinylm: one line that says so, from the API and the CLI.
+    meta = json.loads((folder / "tokens.json").read_text())
+    (folder / "tokens.json").write_text(json.dumps({**meta, "version": 99}))
+    with pytest.raises(TinyLMError, match=r"written by a newer tinylm \(format 99; this one reads up to 1\)"):
+        open_prepared(folder)
+    assert cli(["train", "--data", str(folder), "--out", str(tmp_path / "run2"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "newer tinylm" in err and "upgrade tinylm" in err and err.count("\n") == 1
+    assert not (tmp_path / "run2").exists()
+    (folder / "tokens.json").write_text(json.dumps({**meta, "version": "one"}))
+    with pytest.raises(TinyLMError, match="tokens.json is damaged"):
+        open_prepared(folder)

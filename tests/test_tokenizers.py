@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -181,14 +182,14 @@ def test_unknown_pretrained_name_offline_is_a_user_error(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["char", "word", "bpe"])
 def test_long_texts_encode_in_chunks_to_the_same_ids(kind, shakespeare_text):
-    from tinylm.data.tokenfile import encode_text
-
     text = shakespeare_text[:300_000] + "\n\n  <eos> odd\n spacing \n\n\nend"
     tokenizer = build_tokenizer(TokenizerConfig(kind=kind, vocab_size=400 if kind == "bpe" else None), text)
     whole = tokenizer.backend.encode(text, add_special_tokens=False).ids
-    chunked = encode_text(tokenizer, text)
-    assert chunked.dtype == torch.long and chunked.tolist() == whole
-    assert tokenizer.encode_tensor(text).tolist() == whole
+    pairs = list(tokenizer.encode_stream([text[i : i + 7_000] for i in range(0, len(text), 7_000)]))
+    assert len(pairs) > 3 and "".join(chunk for chunk, _ in pairs) == text  # chunks, in order, of the whole text
+    assert np.concatenate([ids for _, ids in pairs]).tolist() == whole
+    tensor = tokenizer.encode_tensor(text)
+    assert tensor.dtype == torch.long and tensor.tolist() == whole
 
 
 @settings(max_examples=200, deadline=None)

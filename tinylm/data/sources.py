@@ -1,4 +1,6 @@
-"""Where text comes from: a file, a folder of .txt files, a built-in corpus, or a Hugging Face dataset.
+"""Where text comes from: a file, a folder of .txt files, a built-in corpus, a Project Gutenberg book, or a
+Hugging Face dataset; and how it is read: whole (`load_corpus`), or as a stream that never holds it whole
+(`find_source(...).train.stream()`, `TextSource.split_streams`: tinylm prepare), the two giving the same text.
 
 Built-in corpora resolve, in order, from `$TINYLM_DATA_DIR` (a folder laid out like `shakespeare/`'s
 `tinyshakespeare/input.txt`), the user cache (`$TINYLM_CACHE_DIR`, default `~/.cache/tinylm`), and a
@@ -8,11 +10,14 @@ says exactly where to put the file.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import io
 import os
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,34 +149,209 @@ def builtin_file(spec: CorpusFile) -> Path:
     raise TinyLMError(f"{spec.relpath} is not available: {reason}; put the file at {where} or {cached}")
 
 
-def _read(path: Path, encoding: str) -> str:
+# -- reading text, whole or as a stream --------------------------------------------------------------------
+READ_BYTES = 1 << 20  # raw bytes read at a time
+Tick = Callable[[int], None]  # progress: bytes just read
+
+
+def _no_tick(nbytes: int) -> None:
+    pass
+
+
+def _file_pieces(path: Path, encoding: str, tick: Tick) -> Iterator[str]:
+    """The text of a file READ_BYTES at a time, decoded as `Path.read_text` decodes it (universal newlines)."""
     try:
-        text = path.read_text(encoding=encoding)
-        if "\x00" in text:
-            raise TinyLMError(f"{path} looks like a binary file (it contains NUL bytes), not text")
-        return text
-    except UnicodeDecodeError as e:
-        raise TinyLMError(
-            f"{path} is not valid {encoding} text (byte {e.start}); pass --encoding (e.g. latin-1) if it is text"
-        ) from None
+        inner = codecs.getincrementaldecoder(encoding)()
     except LookupError:
         raise TinyLMError(f"unknown encoding {encoding!r}") from None
+    decoder = io.IncrementalNewlineDecoder(inner, translate=True)
+    offset = 0
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(READ_BYTES)
+            pending = len(inner.getstate()[0])
+            try:
+                piece = decoder.decode(block, final=not block)
+            except UnicodeDecodeError as e:
+                raise TinyLMError(f"{path} is not valid {encoding} text (byte {offset - pending + e.start}); "
+                                  f"pass --encoding (e.g. latin-1) if it is text") from None
+            if "\x00" in piece:
+                raise TinyLMError(f"{path} looks like a binary file (it contains NUL bytes), not text")
+            offset += len(block)
+            tick(len(block))
+            if piece:
+                yield piece
+            if not block:
+                return
 
 
-def read_folder(folder: Path, encoding: str, strip_gutenberg_text: bool = False) -> str:
+def _string_pieces(text: str, tick: Tick) -> Iterator[str]:
+    for i in range(0, len(text), READ_BYTES):
+        piece = text[i : i + READ_BYTES]
+        tick(len(piece.encode("utf-8")))
+        yield piece
+
+
+def _joined(documents: Iterable[Iterator[str]]) -> Iterator[str]:
+    """What `"\n\n".join(text.strip("\n") for text in documents) + "\n"` makes, streamed: trailing newlines
+    are held back until text follows. (A blank line between documents: one's end does not run into the next.)"""
+    for index, pieces in enumerate(documents):
+        if index:
+            yield "\n\n"
+        started, held = False, 0
+        for piece in pieces:
+            if not started:
+                piece = piece.lstrip("\n")
+                started = bool(piece)
+            body = piece.rstrip("\n")
+            if body:
+                yield "\n" * held + body
+                held = len(piece) - len(body)
+            else:
+                held += len(piece)
+    yield "\n"
+
+
+@dataclass(frozen=True)
+class Document:
+    """One text of a source: a file read as it is or with its Project Gutenberg licence text cut off (which needs
+    the whole file), or a text already in memory (a dataset's rows)."""
+
+    name: str
+    path: Path | None = None
+    text: str | None = None
+    strip_gutenberg: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        return self.path.stat().st_size if self.path is not None else len(self.text.encode("utf-8"))
+
+    def stream(self, encoding: str, tick: Tick) -> Iterator[str]:
+        if self.path is None:
+            yield from _string_pieces(self.text, tick)
+        elif self.strip_gutenberg:  # the marker lines are looked for in the whole text
+            text = "".join(_file_pieces(self.path, encoding, tick))
+            yield from _string_pieces(strip_gutenberg(text, self.name), _no_tick)
+        else:
+            yield from _file_pieces(self.path, encoding, tick)
+
+
+@dataclass(frozen=True)
+class TextPart:
+    """The text of one split of a source: a document, or a folder's documents joined by blank lines."""
+
+    documents: tuple[Document, ...]
+    encoding: str = "utf-8"
+    folder: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes one pass reads."""
+        return sum(document.nbytes for document in self.documents)
+
+    def stream(self, tick: Tick = _no_tick) -> Iterator[str]:
+        """The text, READ_BYTES at a time (a stream never holds a file whole)."""
+        streams = (document.stream(self.encoding, tick) for document in self.documents)
+        return _joined(streams) if self.folder else next(streams)
+
+    def read(self) -> str:
+        return "".join(self.stream())
+
+
+def check_val_fraction(val_fraction: float) -> None:
+    if not 0.0 <= val_fraction < 1.0:
+        raise TinyLMError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+
+
+def validation_cut(length: int, val_fraction: float) -> int:
+    """Where a text of `length` characters splits when its last `val_fraction` validates (char-rnn's convention)."""
+    check_val_fraction(val_fraction)
+    return int(length * (1.0 - val_fraction))
+
+
+def _cut_streams(pieces: Iterator[str], cut: int) -> tuple[Iterator[str], Iterator[str]]:
+    """The pieces before character `cut` and those after it: two streams of one pass, the first read first."""
+    rest: list[str] = []
+
+    def before() -> Iterator[str]:
+        pos = 0
+        for piece in pieces:
+            if pos + len(piece) <= cut:
+                pos += len(piece)
+                yield piece
+                continue
+            if cut > pos:
+                yield piece[: cut - pos]
+            rest.append(piece[cut - pos :])
+            return  # stop reading at the cut
+
+    def after() -> Iterator[str]:
+        yield from rest
+        yield from pieces
+
+    return before(), after()
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """A data source found, not yet read: its text, and the source's own validation text when it has one (else
+    the validation text is the tail of `train`: see `validation_cut`). `read()` holds it whole in memory; the
+    streams (`TextPart.stream`, `split_streams`) never do (tinylm prepare)."""
+
+    name: str
+    train: TextPart
+    val: TextPart | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes one pass over the source reads."""
+        return self.train.nbytes + (self.val.nbytes if self.val else 0)
+
+    def read(self) -> Corpus:
+        return Corpus(self.name, self.train.read(), None if self.val is None else self.val.read())
+
+    def fraction_cut(self, val_fraction: float, tick: Tick = _no_tick) -> int:
+        """One pass over the text: the character where its last `val_fraction` starts (`validation_cut`). A
+        blank training or validation part is refused now, before any work is done on the text."""
+        check_val_fraction(val_fraction)  # before the pass
+        chars, first, last = 0, None, -1
+        for piece in self.train.stream(tick):
+            if not piece.isspace():  # where the non-blank text starts and ends
+                first = chars + len(piece) - len(piece.lstrip()) if first is None else first
+                last = chars + len(piece.rstrip()) - 1
+            chars += len(piece)
+        cut = validation_cut(chars, val_fraction)
+        if first is None or first >= cut:
+            raise TinyLMError(f"the training text of {self.name!r} is empty (or only whitespace)")
+        if last < cut:
+            raise TinyLMError(f"the validation split of {self.name!r} is empty: raise --val-fraction")
+        return cut
+
+    def split_streams(self, cut: int | None, tick: Tick = _no_tick) -> tuple[Iterator[str], Iterator[str]]:
+        """(training text, validation text) as streams of one pass: with `cut` (`fraction_cut`), the text before
+        and after that character, else the source's own validation text. Read the training stream first."""
+        if cut is not None:
+            return _cut_streams(self.train.stream(tick), cut)
+        if self.val is None:
+            raise ValueError(f"{self.name} has no validation text of its own: give the cut")
+        return self.train.stream(tick), self.val.stream(tick)
+
+
+def _file(path: Path, encoding: str = "utf-8", strip_gutenberg_text: bool = False, name: str = "") -> TextPart:
+    return TextPart((Document(name or str(path), path, strip_gutenberg=strip_gutenberg_text),), encoding)
+
+
+def _folder(folder: Path, encoding: str, strip_gutenberg_text: bool = False) -> TextPart:
+    """The .txt files under `folder` (sorted, subfolders too), joined by blank lines; each book of a folder
+    loses its own licence text with `strip_gutenberg_text`."""
     files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
     if not files:
         raise TinyLMError(f"folder {folder} holds no .txt files")
-
-    def read(path: Path) -> str:  # each book of a folder loses its own licence text
-        text = _read(path, encoding)
-        return strip_gutenberg(text, str(path)) if strip_gutenberg_text else text
-
-    # Documents are separated by a blank line so that one file's end does not run into the next.
-    return "\n\n".join(read(p).strip("\n") for p in files) + "\n"
+    return TextPart(tuple(Document(str(p), p, strip_gutenberg=strip_gutenberg_text) for p in files), encoding,
+                    folder=True)
 
 
-def _builtin(name: str) -> Corpus | None:
+def _builtin(name: str) -> TextSource | None:
     base, _, split = name.partition(":")
     base = BUILTIN_ALIASES.get(base, base)
     if base not in BUILTIN_CORPORA:
@@ -180,7 +360,7 @@ def _builtin(name: str) -> Corpus | None:
     if split:
         if split not in files:
             raise TinyLMError(f"corpus {base} has no split {split!r}; choose one of {', '.join(files)}")
-        return Corpus(name, _read(builtin_file(files[split]), "utf-8"))
+        return TextSource(name, _file(builtin_file(files[split])))
     if "valid" in files:
         try:
             train = builtin_file(files["train"])
@@ -188,8 +368,8 @@ def _builtin(name: str) -> Corpus | None:
             raise TinyLMError(
                 f"{e}. Offline, train on another split instead: --data {base}:valid --val-data {base}:test"
             ) from None
-        return Corpus(name, _read(train, "utf-8"), _read(builtin_file(files["valid"]), "utf-8"))
-    return Corpus(name, _read(builtin_file(files["train"]), "utf-8"))
+        return TextSource(name, _file(train), _file(builtin_file(files["valid"])))
+    return TextSource(name, _file(builtin_file(files["train"])))
 
 
 # -- Project Gutenberg ---------------------------------------------------------------------------------
@@ -227,13 +407,13 @@ def gutenberg_file(book_id: str) -> CorpusFile:
                       min_bytes=1_000, max_bytes=100_000_000, contains=GUTENBERG_START)
 
 
-def _gutenberg(source: str, encoding: str) -> Corpus:
+def _gutenberg(source: str, encoding: str) -> TextSource:
     spec = gutenberg_file(source.partition(":")[2])
     try:
         path = builtin_file(spec)
     except TinyLMError as e:
         raise TinyLMError(f"{e} (the book is at {spec.url})") from None
-    return Corpus(source, strip_gutenberg(_read(path, encoding), source))
+    return TextSource(source, _file(path, encoding, strip_gutenberg_text=True, name=source))
 
 
 def load_hf_dataset(name: str, text_column: str, split: str, config: str | None) -> str:
@@ -263,6 +443,35 @@ def load_hf_dataset(name: str, text_column: str, split: str, config: str | None)
     return "\n".join(str(t) for t in ds[text_column]) + "\n"
 
 
+def find_source(
+    source: str,
+    encoding: str = "utf-8",
+    text_column: str = "text",
+    hf_split: str = "train",
+    hf_config: str | None = None,
+    strip_gutenberg_text: bool = False,
+) -> TextSource:
+    """Find a --data value's text without reading it (a dataset is loaded). Order: hf:NAME, gutenberg:ID, an
+    existing path, a built-in corpus name. `strip_gutenberg_text` cuts the Project Gutenberg licence header and
+    footer off a file (gutenberg:ID texts are always cut)."""
+    if source.startswith("hf:"):
+        text = load_hf_dataset(source[3:], text_column, hf_split, hf_config)
+        return TextSource(source, TextPart((Document(source, text=text),)))
+    if source.startswith("gutenberg:"):
+        return _gutenberg(source, encoding)
+    path = Path(source).expanduser()
+    if path.is_file():
+        return TextSource(source, _file(path, encoding, strip_gutenberg_text))
+    if path.is_dir():
+        return TextSource(source, _folder(path, encoding, strip_gutenberg_text))
+    found = _builtin(source)
+    if found is None:
+        names = ", ".join(BUILTIN_CORPORA)
+        raise TinyLMError(f"--data {source!r} is neither a file, a folder, hf:NAME, gutenberg:ID nor a built-in "
+                          f"corpus ({names})")
+    return found
+
+
 def load_corpus(
     source: str,
     encoding: str = "utf-8",
@@ -271,22 +480,5 @@ def load_corpus(
     hf_config: str | None = None,
     strip_gutenberg_text: bool = False,
 ) -> Corpus:
-    """Resolve a --data value to text. Order: hf:NAME, gutenberg:ID, an existing path, a built-in corpus name.
-    `strip_gutenberg_text` cuts the Project Gutenberg licence header and footer off a file (gutenberg:ID
-    texts are always cut)."""
-    if source.startswith("hf:"):
-        return Corpus(source, load_hf_dataset(source[3:], text_column, hf_split, hf_config))
-    if source.startswith("gutenberg:"):
-        return _gutenberg(source, encoding)
-    path = Path(source).expanduser()
-    if path.is_file():
-        text = _read(path, encoding)
-        return Corpus(source, strip_gutenberg(text, str(path)) if strip_gutenberg_text else text)
-    if path.is_dir():
-        return Corpus(source, read_folder(path, encoding, strip_gutenberg_text))
-    corpus = _builtin(source)
-    if corpus is None:
-        names = ", ".join(BUILTIN_CORPORA)
-        raise TinyLMError(f"--data {source!r} is neither a file, a folder, hf:NAME, gutenberg:ID nor a built-in "
-                          f"corpus ({names})")
-    return corpus
+    """A --data value's text, read whole (see `find_source`)."""
+    return find_source(source, encoding, text_column, hf_split, hf_config, strip_gutenberg_text).read()
