@@ -13,14 +13,13 @@ from typing import Iterator
 import torch
 
 from ..errors import TinyLMError
+from .sources import validation_cut
 from .windows import IGNORE
 
 
 def split_lines(text: str, val_fraction: float) -> tuple[str, str]:
     """The last `val_fraction` of the characters validate, cut at the next line boundary."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise TinyLMError(f"--val-fraction must be in [0, 1), got {val_fraction}")
-    cut = int(len(text) * (1.0 - val_fraction))
+    cut = validation_cut(len(text), val_fraction)
     newline = text.find("\n", cut)
     cut = len(text) if newline < 0 else newline + 1
     return text[:cut], text[cut:]

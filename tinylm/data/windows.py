@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import TinyLMError
+from .sources import validation_cut
 
 IGNORE = -100  # targets with this value are left out of the loss (F.cross_entropy's ignore_index)
 
@@ -33,9 +34,7 @@ def release_pages(ids) -> None:
 
 def split_text(text: str, val_fraction: float) -> tuple[str, str]:
     """The first (1 - val_fraction) of the characters train, the rest validate (the char-rnn convention)."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise TinyLMError(f"--val-fraction must be in [0, 1), got {val_fraction}")
-    cut = int(len(text) * (1.0 - val_fraction))
+    cut = validation_cut(len(text), val_fraction)  # prepare's streams cut there too
     return text[:cut], text[cut:]
 
 
