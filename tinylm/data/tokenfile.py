@@ -89,7 +89,7 @@ def _encode(streams: tuple[Iterator[str], Iterator[str]], tokenizer: Tokenizer, 
     result, digest = _Encoded(), hashlib.sha256()
     for index, (name, pieces) in enumerate(zip(SPLITS, streams)):
         if index:
-            digest.update(b"\0")  # _fingerprint(train, val) of the training loop
+            digest.update(b"\0")  # training fingerprints its text the same way: train, a NUL, val
         stats = result.splits[index]
         with open(folder / f"{name}.bin", "wb") as out:
             for chunk, ids in tokenizer.encode_stream(pieces, dtype):
@@ -165,8 +165,7 @@ def prepare(source: str, tokenizer_config: TokenizerConfig | None = None, out_di
             raise TinyLMError(f"the validation split of {source!r} is empty: raise --val-fraction")
         tokenizer.save(staging)
         seconds = time.perf_counter() - t0
-        write_json(staging / META, migrations.stamp(migrations.TOKENS, {
-            "format": FORMAT,
+        write_json(staging / META, {"format": FORMAT, **migrations.stamp(migrations.TOKENS, {
             "dtype": dtype,
             "vocab_size": tokenizer.vocab_size,
             "tokenizer": tokenizer.kind,
@@ -182,7 +181,7 @@ def prepare(source: str, tokenizer_config: TokenizerConfig | None = None, out_di
             "head": train.head,
             "source_bytes": found.nbytes,
             "seconds": round(seconds, 3),
-        }))
+        })})
     return open_prepared(out)
 
 
