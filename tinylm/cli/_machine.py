@@ -7,6 +7,8 @@ import argparse
 
 from ..devices import GENERATION_PRECISIONS, TRAINING_PRECISIONS
 
+MACHINE_FLAGS = ("device", "precision", "threads")
+"""The dests of the flags add_machine_flags declares: the TrainConfig (and FinetuneConfig) fields of those names."""
 TRAINING_HELP = ("training autocast: auto (default: bf16 on GPUs that support it and on CPUs that compute bf16 "
                  "natively, checked by a probe step; else fp32), bf16, fp32")
 GENERATION_HELP = ("generation: auto (default: the fastest path that agrees with fp32 on this machine), fp32 "
