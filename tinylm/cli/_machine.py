@@ -15,9 +15,11 @@ GENERATION_HELP = ("generation: auto (default: the fastest path that agrees with
                    "(exact), bf16 (Linear layers in bf16), int8 (int8 weights, CPUs)")
 
 
-def add_machine_flags(p: argparse.ArgumentParser, *, training: bool = False, defaults: bool = True):
+def add_machine_flags(p: argparse.ArgumentParser, *, training: bool = False, defaults: bool = True,
+                      processes: bool = False):
     """--device, --precision (training's or generation's choices) and --threads, in a "machine" group that is
-    returned. With defaults=False the flags default to None (train and --resume tell "not given" from a value)."""
+    returned; with processes=True also --processes (TrainConfig.processes: `tinylm train`'s DDP processes). With
+    defaults=False the flags default to None (train and --resume tell "not given" from a value)."""
     g = p.add_argument_group("machine")
     g.add_argument("--device", default="auto" if defaults else None,
                    help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
@@ -25,7 +27,12 @@ def add_machine_flags(p: argparse.ArgumentParser, *, training: bool = False, def
                    default="auto" if defaults else None, help=TRAINING_HELP if training else GENERATION_HELP)
     g.add_argument("--threads", type=int,
                    help="CPU threads for torch (default: the physical cores" + (", shared among --processes)"
-                                                                                if training else ")"))
+                                                                                if processes else ")"))
+    if processes:
+        from ..config import TrainConfig
+        from ._fields import add_config_flags
+
+        add_config_flags(g, TrainConfig, "train", only=["processes"])
     return g
 
 

@@ -62,9 +62,8 @@ def add_parser(sub) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     g.add_argument("--resume", metavar="RUN", help="continue RUN until it has --epochs epochs in total")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-    machine = add_machine_flags(p, training=True, defaults=False)
-    flags |= {name: ("train", name) for name in MACHINE_FLAGS}
-    flags |= add_config_flags(machine, TrainConfig, "train", only=["processes"])
+    add_machine_flags(p, training=True, defaults=False, processes=True)
+    flags |= {name: ("train", name) for name in (*MACHINE_FLAGS, "processes")}
     p.set_defaults(_config_flags=flags)
 
 
