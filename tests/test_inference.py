@@ -77,6 +77,44 @@ def test_fast_copy_logits_match_fp32_within_the_stated_tolerance(name, precision
     assert torch.equal(steps(model, ids), reference)
 
 
+MODERN_GPT = {"positions": "rope", "norm": "rmsnorm", "qk_norm": True, "activation": "relu2", "tie_head": False,
+              "bias": False}
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("options", [{}, MODERN_GPT], ids=["gpt2", "modern"])
+def test_gpt_copy_keeps_its_cache_in_bf16_and_agrees_with_fp32(options, precision):
+    """A GPT's inference copy decodes with its KV cache in bf16 (half the bytes for attention to read), for
+    every architecture option, at batch 2, past the block (the slide re-encodes into an fp32 cache that the
+    next step converts), and a multi-token call on that bf16 cache (the general path) still agrees."""
+    torch.manual_seed(1)
+    config = model_config("gpt", vocab_size=VOCAB, block_size=16, layers=2, heads=2, embed=32, dropout=0.0, **options)
+    model = build_model(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(5.0)
+    fast = inference_copy(model, precision)
+    ids = torch.randint(0, VOCAB, (2, 40))
+
+    def run(runner):
+        with torch.inference_mode():
+            logits, state = runner(ids[:, :5], None)
+            out = [logits]
+            for i in range(5, 30):
+                logits, state = runner(ids[:, i : i + 1], state)
+                out.append(logits)
+            dtypes = {k.dtype for k in state.keys}
+            logits, state = runner(ids[:, 30:], state)  # 10 tokens at once onto the decoded cache
+            return torch.cat([*out, logits], dim=1), dtypes
+
+    reference, reference_dtypes = run(model)
+    got, dtypes = run(fast)
+    assert reference_dtypes == {torch.float32} and dtypes == {torch.bfloat16}
+    assert reference.abs().max() > 1.0
+    assert 0 < ((got - reference).abs().max() / reference.abs().max()).item() < TOLERANCES[precision]
+
+
 def test_int8_leaves_layers_its_kernel_cannot_take_in_bf16():
     torch.manual_seed(0)
     model = build_model(model_config("lstm", vocab_size=VOCAB, embed=8, hidden=40, layers=1, dropout=0.0,

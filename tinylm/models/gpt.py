@@ -36,30 +36,37 @@ A call with T > block_size and no state follows the same rule, so feeding a sequ
 returned state always gives the logits of one full pass. (Generation cuts a prompt longer than the block to
 its last block_size tokens first: `context_window`.)
 
-Generation's step (one new token with a cache, in eval mode) takes a flat path, `_decode_step`: at batch 1
-the time per token on a CPU went mostly to Python and the dispatch of ~600 small tensor operations, not to
-arithmetic. The step writes the new key and value into the cache in place (allocated once for the whole
-block), runs attention for the single query as two small matrix products (no mask, no SDPA kernel selection)
-and calls the layers directly: about 17 operations per layer. Same result as the general path, within float
-rounding (tests/test_models_gpt.py compares them for every option).
+Generation's step (one new token with a cache, in eval mode, no autograd) takes a flat path, `_decode_step`:
+at batch 1 the time per token on a CPU went mostly to Python and the dispatch of ~600 small tensor operations,
+not to arithmetic. The step writes the new key and value into the cache in place (allocated once for the whole
+block), runs attention for the single query with no mask, calls the layers through .forward (no module call
+machinery) and adds into the residual stream in place. An inference copy in bf16 or int8 (tinylm/inference.py)
+also keeps its cache in bf16 and hands q, k, v and the MLP's hidden layer on in bf16 (its products round
+their inputs to bf16 anyway): the gpt-gpu preset's model generates ~15% faster than with the previous flat
+step on a CPU without native bf16 (bench/generation_speed.py). Same result as the general path, within float
+rounding (tests/test_models_gpt.py compares them for every option; tests/test_inference.py the copies).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import TinyLMError
+from ..errors import TinyLMError, check_choices
 from .base import LanguageModel
 
 
 @dataclass
 class GPTConfig:
     """Hyper-parameters of a GPT (the defaults are the gpt-cpu preset's model)."""
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "positions": ("learned", "rope"), "norm": ("layernorm", "rmsnorm"), "activation": ("gelu", "relu2")}
 
     vocab_size: int = 0
     """Number of token ids (set from the tokenizer)."""
@@ -96,10 +103,7 @@ class GPTConfig:
             raise TinyLMError(f"--embed {self.embed} must be a multiple of --heads {self.heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise TinyLMError(f"--dropout must be in [0, 1), got {self.dropout}")
-        for name, choices in (("positions", ("learned", "rope")), ("norm", ("layernorm", "rmsnorm")),
-                              ("activation", ("gelu", "relu2"))):
-            if getattr(self, name) not in choices:
-                raise TinyLMError(f"--{name} must be {' or '.join(choices)}, got {getattr(self, name)!r}")
+        check_choices(self)
         if self.positions == "rope" and (self.embed // self.heads) % 2:
             raise TinyLMError(f"--positions rope needs an even head size; --embed {self.embed} / --heads "
                               f"{self.heads} is {self.embed // self.heads}")
@@ -178,7 +182,8 @@ class CausalSelfAttention(nn.Module):
             k, v = self._append(cache, layer, t, k, v)  # (B, nh, t+T, hs)
             # query i (position t+i) sees keys 0..t+i; a single new token sees them all, so needs no mask
             mask = None if T == 1 else torch.ones(T, t + T, dtype=torch.bool, device=x.device).tril(t)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            # (an inference copy's generation step may have stored the cache in bf16: q meets it there)
+            y = F.scaled_dot_product_attention(q.type_as(k), k, v, attn_mask=mask, dropout_p=dropout).type_as(q)
         y = self.c_proj(y.transpose(1, 2).reshape(B, T, C))  # heads side by side again (no copy at T = 1)
         return self.resid_dropout(y) if self.training else y  # eval: no module call for a no-op
 
@@ -192,14 +197,31 @@ class CausalSelfAttention(nn.Module):
         return cache.keys[layer][:, :, :end], cache.values[layer][:, :, :end]
 
 
-def reserve_block(cache: KVCache, layer: int, block_size: int) -> None:
+def reserve_block(cache: KVCache, layer: int, block_size: int, dtype: torch.dtype | None = None) -> None:
     """Grow the layer's keys and values to the whole block once, so that later tokens are written in place
-    instead of concatenated (a copy of the whole cache per token)."""
+    instead of concatenated (a copy of the whole cache per token); in `dtype` when given."""
     for store in (cache.keys, cache.values):
         old = store[layer]
-        if old.size(2) < block_size:
-            store[layer] = old.new_empty(old.size(0), old.size(1), block_size, old.size(3))
+        if old.size(2) < block_size or (dtype is not None and old.dtype != dtype):
+            store[layer] = old.new_empty(old.size(0), old.size(1), block_size, old.size(3), dtype=dtype)
             store[layer][:, :, : cache.length] = old[:, :, : cache.length]
+
+
+def add_linear(residual: torch.Tensor, linear: nn.Module, x: torch.Tensor) -> None:
+    """residual += linear(x), in place (generation's step). A layer of an inference copy (tinylm.inference)
+    has an `add_into` that does it in its own precision with fewer operations."""
+    add_into = getattr(linear, "add_into", None)
+    if add_into is None:
+        residual.add_(linear.forward(x))
+    else:
+        add_into(residual, x)
+
+
+def hidden_linear(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """linear(x) for a hidden layer whose activation feeds another Linear (generation's step): an inference
+    copy's layer returns it in the precision it computes in (`forward_hidden`), so the next one needs no cast."""
+    forward_hidden = getattr(linear, "forward_hidden", None)
+    return linear.forward(x) if forward_hidden is None else forward_hidden(x)
 
 
 class MLP(nn.Module):
@@ -292,7 +314,8 @@ class GPT(LanguageModel):
 
     def forward(self, ids: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
         block = self.config.block_size
-        if state is not None and ids.size(1) == 1 and not self.training:
+        # the flat step works in place, so only where no gradient is recorded (generation: no_grad, inference_mode)
+        if state is not None and ids.size(1) == 1 and not self.training and not torch.is_grad_enabled():
             if state.length == block:
                 self._slide(state)
             if state.length:  # (empty only after sliding a block of 1)
@@ -329,20 +352,29 @@ class GPT(LanguageModel):
 
     def _decode_step(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Generation's step, flat: ids (B, 1) at position t = cache.length < block_size -> logits (B, 1, V).
-        The same computation as _extend for one token in eval mode, in fewer operations (module docstring)."""
+        The same computation as _extend for one token in eval mode, in fewer operations (module docstring):
+        layers are called through .forward (no module call machinery), the residual stream is updated in place,
+        and an inference copy's Linear layers (tinylm.inference) add into it and hand the MLP's hidden layer on
+        in their own precision. Runs without autograd only (forward checks)."""
         c, t, B = self.config, cache.length, ids.size(0)
         heads, head_size = c.heads, c.embed // c.heads
-        if cache.keys[0].size(2) < c.block_size:  # once per sequence: room for the whole block
-            for layer in range(c.layers):
-                reserve_block(cache, layer, c.block_size)
-        x = self.transformer.wte(ids[:, 0])  # (B, E)
-        if "wpe" in self.transformer:
-            x = x + self.transformer.wpe.weight[t]
+        # An inference copy in bf16 or int8 (tinylm.inference) keeps its cache in bf16: attention reads half the
+        # bytes (1.2 MB a token at mid-block for gpt-gpu's model) and its output goes to a bf16 product anyway.
+        kv_dtype = torch.bfloat16 if getattr(self, "inference_precision", "fp32") in ("bf16", "int8") else None
+        if cache.keys[0].size(2) < c.block_size or (kv_dtype is not None and cache.keys[0].dtype != kv_dtype):
+            for layer in range(c.layers):  # once per sequence (and slide): room for the whole block
+                reserve_block(cache, layer, c.block_size, kv_dtype)
+        transformer = self.transformer
+        x = transformer.wte.forward(ids[:, 0])  # (B, E), a new tensor: the residual stream, updated in place
+        if c.positions == "learned":
+            x.add_(transformer.wpe.weight[t])
         else:
             cos, sin = self.rotary_cos[t], self.rotary_sin[t]  # (head size // 2,): broadcast over B and heads
-        for block, keys, values in zip(self.transformer.h, cache.keys, cache.values):  # keys (B, nh, block, hs)
-            attn = block.attn
-            q, k, v = attn.c_attn(block.ln_1(x)).view(B, 3, heads, head_size).unbind(1)  # (B, nh, hs) each
+        for block, keys, values in zip(transformer.h, cache.keys, cache.values):  # keys (B, nh, block, hs)
+            attn, mlp = block.attn, block.mlp
+            # in an inference copy q, k, v come out in bf16, the cache's dtype: no cast before the writes
+            qkv = hidden_linear(attn.c_attn, block.ln_1.forward(x))
+            q, k, v = qkv.view(B, 3, heads, head_size).unbind(1)  # (B, nh, hs) each
             if c.qk_norm:
                 q, k = F.rms_norm(q, (head_size,)).type_as(v), F.rms_norm(k, (head_size,)).type_as(v)
             if c.positions == "rope":
@@ -350,11 +382,14 @@ class GPT(LanguageModel):
             keys.select(2, t).copy_(k)  # in place: no indexing machinery, no new cache
             values.select(2, t).copy_(v)
             # the single query attends to positions 0..t: no mask (SDPA beat two matmuls and a softmax, 1.4x)
-            y = F.scaled_dot_product_attention(q.unsqueeze(2), keys.narrow(2, 0, t + 1), values.narrow(2, 0, t + 1))
-            x = x + attn.c_proj(y.view(B, c.embed))  # (B, nh, 1, hs) -> heads side by side (B, E)
-            x = x + block.mlp(block.ln_2(x))
+            y = F.scaled_dot_product_attention(q.unsqueeze(2).type_as(keys), keys.narrow(2, 0, t + 1),
+                                               values.narrow(2, 0, t + 1))
+            add_linear(x, attn.c_proj, y.view(B, c.embed))  # (B, nh, 1, hs) -> heads side by side (B, E)
+            hidden = hidden_linear(mlp.c_fc, block.ln_2.forward(x))
+            hidden = F.relu(hidden).square_() if mlp.relu2 else F.gelu(hidden, approximate="tanh")
+            add_linear(x, mlp.c_proj, hidden)
         cache.ids = torch.cat([cache.ids, ids], dim=1)
-        return self.lm_head(self.transformer.ln_f(x)).unsqueeze(1)
+        return self.lm_head.forward(transformer.ln_f.forward(x)).unsqueeze(1)
 
     def _slide(self, cache: KVCache) -> None:
         """The cache is full: restart it from the last block_size // 2 tokens, re-encoded from position 0."""
