@@ -127,13 +127,17 @@ def _generate(model: torch.nn.Module, prompt_ids: list[int], config: SamplingCon
         ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
         banned = torch.tensor(sorted(set(banned_ids)), dtype=torch.long, device=device) if banned_ids else None
         logits, state = model(ids, None)
+        plain_greedy = config.greedy and banned is None
         for _ in range(config.max_new_tokens):
-            last = logits[:, -1, :].float()
-            if banned is not None:
-                last = last.index_fill(1, banned, float("-inf"))
-            next_id = choose_next(last, config, generator)
-            token = int(next_id.item())
+            if plain_greedy:  # at batch 1 every call counts: the argmax of the last logits, already (1, 1)
+                next_id = logits[:, -1].argmax(-1, keepdim=True)
+            else:
+                last = logits[:, -1, :].float()
+                if banned is not None:
+                    last = last.index_fill(1, banned, float("-inf"))
+                next_id = choose_next(last, config, generator).view(1, 1)
+            token = next_id.item()  # the one sync with the device a token
             if config.stop_at_eos and eos_id is not None and token == eos_id:
                 return
             yield token
-            logits, state = model(next_id.view(1, 1), state)
+            logits, state = model(next_id, state)
