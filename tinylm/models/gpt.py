@@ -209,19 +209,20 @@ def reserve_block(cache: KVCache, layer: int, block_size: int, dtype: torch.dtyp
 
 def add_linear(residual: torch.Tensor, linear: nn.Module, x: torch.Tensor) -> None:
     """residual += linear(x), in place (generation's step). A layer of an inference copy (tinylm.inference)
-    has an `add_into` that does it in its own precision with fewer operations."""
-    add_into = getattr(linear, "add_into", None)
+    has an `add_into` that does it in its own precision with fewer operations. (Looked up on the class: a
+    missing attribute of a module instance costs an exception in nn.Module.__getattr__.)"""
+    add_into = getattr(type(linear), "add_into", None)
     if add_into is None:
         residual.add_(linear.forward(x))
     else:
-        add_into(residual, x)
+        add_into(linear, residual, x)
 
 
 def hidden_linear(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """linear(x) for a hidden layer whose activation feeds another Linear (generation's step): an inference
     copy's layer returns it in the precision it computes in (`forward_hidden`), so the next one needs no cast."""
-    forward_hidden = getattr(linear, "forward_hidden", None)
-    return linear.forward(x) if forward_hidden is None else forward_hidden(x)
+    forward_hidden = getattr(type(linear), "forward_hidden", None)
+    return linear.forward(x) if forward_hidden is None else forward_hidden(linear, x)
 
 
 class MLP(nn.Module):
