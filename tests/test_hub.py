@@ -427,6 +427,6 @@ def test_a_budget_runs_card_names_no_planned_count():
     from tinylm.hub import _epochs_line
 
     metrics = [{"epoch": 1, "step": 10}, {"epoch": 2, "step": 15, "partial": True}]
-    line = _epochs_line(metrics, {"stop_reason": "time_budget"}, "?", 1)
+    line = _epochs_line(metrics, {"stop_reason": "time_budget"}, None, 1)  # epochs left open: a budget decides
     assert line.startswith("1 full epoch + 1 cut short (time budget reached); best at epoch 1") and "?" not in line
-    assert "of 5 planned" in _epochs_line(metrics[:1], {"stop_reason": "epochs"}, "5", 1)
+    assert "of 5 planned" in _epochs_line(metrics[:1], {"stop_reason": "epochs"}, 5, 1)

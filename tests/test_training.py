@@ -348,3 +348,17 @@ def test_the_run_keeps_its_data_source_absolute_and_leaves_the_callers_config_al
     assert saved.data.source == str(small_corpus.resolve())
     monkeypatch.chdir(tmp_path)  # elsewhere: the run still finds its validation text
     assert tinylm.load(tmp_path / "run").evaluate().tokens > 0
+
+
+def test_train_never_changes_the_callers_config(small_corpus, tmp_path, monkeypatch):
+    """The run's config (vocabulary size, sample prompt, absolute data path) is derived from the caller's, which
+    stays as it was: the same object trains a second run the same way."""
+    import copy
+
+    monkeypatch.chdir(tmp_path)
+    config = tiny_config(small_corpus.name, epochs=1)  # a relative path: the run keeps it absolute
+    before = copy.deepcopy(config)
+    run = tinylm.train(config, out=tmp_path / "run", **QUIET)
+    assert config == before and config.train.sample_prompt is None
+    assert run.config.model.vocab_size == run.tokenizer.vocab_size
+    assert run.config.data.source == str(small_corpus.resolve()) and run.config.train.sample_prompt

@@ -25,7 +25,7 @@ _EXPORTS = {
     "PRESETS": "presets", "DataConfig": "config", "RunConfig": "config", "TrainConfig": "config",
     "TokenizerConfig": "tokenizers", "TinyLMError": "errors", "EvalResult": "evaluation",
     "FinetuneConfig": "finetune", "finetune": "finetune", "SamplingConfig": "generation",
-    "tempered_softmax": "generation", "model_config": "models", "LoadedModel": "runs", "load": "runs",
+    "tempered_softmax": "generation", "model_config": "models", "LoadedModel": "runs", "load": "hub",
     "export_run": "export", "push": "hub", "resume": "training", "train": "training", "compare": "compare",
     "memorisation": "memorisation", "plot_softmax": "temperature", "temperature_report": "temperature",
     "prepare": "data.tokenfile", "open_prepared": "data.tokenfile", "environment": "environment",
@@ -75,11 +75,11 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from .export import export_run
     from .finetune import FinetuneConfig, finetune
     from .generation import SamplingConfig, tempered_softmax
-    from .hub import push
+    from .hub import load, push
     from .memorisation import memorisation
     from .models import model_config
     from .presets import PRESETS
-    from .runs import LoadedModel, load
+    from .runs import LoadedModel
     from .temperature import plot_softmax, temperature_report
     from .tokenizers import TokenizerConfig
     from .training import resume, train

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from .errors import TinyLMError
 from .generation import SamplingConfig
-from .runs import LoadedModel, load
+from .hub import load
+from .runs import LoadedModel
 
 # Gradio reads this when it is imported and otherwise contacts its telemetry and version-check hosts.
 # The playground is a local tool: forced off, not just defaulted, whatever the environment says.

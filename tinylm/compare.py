@@ -25,10 +25,8 @@ from .io import write_json, write_text
 from .memorisation import MemorisationResult, TrainingWords, memorisation
 from .models import MODEL_NAMES, model_config
 from .plots import plot_compare
+from .rundir import SUMMARY
 from .runs import LoadedModel
-
-# With a time budget, the budget decides when training stops, not the number of epochs.
-UNLIMITED_EPOCHS = 1_000_000
 
 
 @dataclass
@@ -165,7 +163,7 @@ def compare(models: str | list[str], data: str | None = None, *, budget_seconds:
             model=model_config(name, **(model_settings or {})),
             train=replace(base.train, time_budget=budget_seconds,
                           sample_prompt=prompt if prompt is not None else base.train.sample_prompt,
-                          epochs=UNLIMITED_EPOCHS if budget_seconds is not None else base.train.epochs),
+                          epochs=None if budget_seconds is not None else base.train.epochs),  # None: the budget decides
         )
         echo(f"== {name} ==")
         run = train(run_config, out / "runs" / name, overwrite=overwrite, progress=progress, echo=echo)
@@ -179,7 +177,7 @@ def compare(models: str | list[str], data: str | None = None, *, budget_seconds:
 
     budget = (f"{budget_seconds:g} s of training each" if budget_seconds is not None
               else f"{base.train.epochs} epochs each")
-    hardware = json.loads((run.run_dir / "summary.json").read_text(encoding="utf-8"))["hardware"]
+    hardware = json.loads((run.run_dir / SUMMARY).read_text(encoding="utf-8"))["hardware"]
     header = (f"# Model comparison on {base.data.source}\n\nSame split, {base.tokenizer.kind} tokenizer, "
               f"windows of {base.data.block_size} tokens, {budget} on {hardware}; validation figures over "
               f"the whole validation split (best evaluation). Memorisation over {samples} samples of "

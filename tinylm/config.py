@@ -15,22 +15,26 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from . import migrations
 from ._version import __version__
-from .errors import TinyLMError
+from .data.sources import check_val_fraction
+from .errors import TinyLMError, check_choices
 from .io import write_json
 from .models import config_from_dict, config_to_dict, model_config
+from .rundir import CONFIG, TINYLM_CONFIG, run_config_file  # noqa: F401 (TINYLM_CONFIG: re-exported)
 from .tokenizers import TokenizerConfig
 from .tracking import LOGGERS
 
-FORMAT_VERSION = 1
-TINYLM_CONFIG = "tinylm_config.json"  # tinylm's config in a run whose config.json is transformers' (fine-tunes)
+FORMAT_VERSION = migrations.CURRENT[migrations.CONFIG]  # config.json's format (see tinylm/migrations.py)
 
 
 @dataclass
 class DataConfig:
     """Where the text comes from and how it is cut into training examples."""
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"target": ("every", "last")}
 
     source: str = "shakespeare"
     """A file, a folder of .txt files, a built-in corpus (shakespeare, wikitext2, NAME:SPLIT) or hf:NAME."""
@@ -58,29 +62,31 @@ class DataConfig:
     """Tokens between window starts (the exercise's step); default: block_size for every, 3 for last."""
 
     def __post_init__(self) -> None:
-        if self.target not in ("every", "last"):
-            raise TinyLMError(f"--target must be every or last, got {self.target!r}")
+        check_choices(self)
         if self.stride is None:
             self.stride = self.block_size if self.target == "every" else 3
         if self.block_size < 1 or self.stride < 1:
             raise TinyLMError("--block-size and --stride must be at least 1")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise TinyLMError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        check_val_fraction(self.val_fraction)  # the split's own rule (data/sources.py)
 
 
 MAX_LR = 1000.0  # far past any useful rate; beyond ~1e38 the optimizer's arithmetic overflows float32
-UNLIMITED_EPOCHS = 1_000_000  # "until the step or time budget runs out"
 
 
 @dataclass
 class TrainConfig:
     """Optimisation, evaluation and checkpointing."""
 
-    epochs: int = 5
-    """Passes over the training windows (the total, counting epochs done before a resume)."""
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "optimizer": ("adam", "adamw", "muon"), "lr_schedule": ("constant", "cosine", "linear")}
+
+    epochs: int | None = 5
+    """Passes over the training windows (the total, counting epochs done before a resume). Left out (None) with
+    --max-steps or --time-budget: as many as the budget allows."""
     max_steps: int | None = None
     """Stop after this many optimizer steps in total (an epoch cut short still ends with a full evaluation)."""
     batch_size: int = 64
+    """Windows (or lines) per batch in each process."""
     lr: float = 3e-3
     """Peak learning rate."""
     optimizer: str = "adamw"
@@ -92,17 +98,22 @@ class TrainConfig:
     """Adam/AdamW through torch's fused kernel (one kernel for all tensors: faster on GPUs) instead of its
     default implementation."""
     weight_decay: float = 0.0
+    """Weight decay: decoupled (AdamW, Muon) or added to the gradient (Adam)."""
     betas: tuple[float, float] = (0.9, 0.99)
+    """Adam/AdamW's decay rates of the running averages of the gradient and of its square."""
     lr_schedule: str = "constant"
     """constant (after warm-up), cosine or linear (down to min_lr_ratio * lr at the last planned step, or at
     the end of the time budget, whichever comes first)."""
     warmup_steps: int = 50
+    """Optimizer steps over which the learning rate rises linearly to `lr` at the start."""
     min_lr_ratio: float = 0.1
+    """Where the cosine and linear decays end, as a share of `lr`."""
     grad_clip: float = 1.0
     """Clip the gradient norm to this value (0 disables)."""
     patience: int = 5
     """Stop after this many epochs without a better validation loss (0 disables early stopping)."""
     seed: int = 1337
+    """Seed of the initial weights, the batch order of every epoch (derived from it) and the samples."""
     device: str = "auto"
     """auto, cpu, cuda, cuda:N or mps."""
     precision: str = "auto"
@@ -112,12 +123,15 @@ class TrainConfig:
     threads: int | None = None
     """CPU threads for torch in each process (default: the physical cores shared among the processes)."""
     eval_batch_size: int = 128
+    """Windows per batch when evaluating on the validation text."""
     checkpoint_every: int = 0
     """Also checkpoint every N optimizer steps inside an epoch (0: only at the end of each epoch)."""
     sample_prompt: str | None = None
     """Prompt of the sample printed after every epoch (default: the start of the training text)."""
     sample_tokens: int = 200
+    """Tokens generated for the sample printed after every epoch."""
     sample_temperature: float = 0.8
+    """Temperature of the sample printed after every epoch."""
     processes: int = 1
     """Training processes on this machine (PyTorch DDP, started by torchrun's launcher), each with cores //
     processes threads. Two single-threaded processes train a small LSTM 1.2x faster than one with two threads
@@ -132,17 +146,24 @@ class TrainConfig:
     logger: str = "none"
     """Experiment tracker: none, csv, tensorboard or wandb (metrics.jsonl is always written)."""
     wandb_project: str | None = None
+    """W&B project of the run with --logger wandb (default: tinylm)."""
     run_name: str | None = None
     """Name of the run in the experiment tracker (default: the run directory's name)."""
 
-    @property
-    def epochs_label(self) -> str:
-        """The planned number of epochs as shown to people ("?" when a budget decides)."""
-        return "?" if self.epochs >= UNLIMITED_EPOCHS else str(self.epochs)
+    def epochs_left(self, done: int) -> bool:
+        """Whether the plan has an epoch after the `done` ones (always, when a budget decides)."""
+        return self.epochs is None or done < self.epochs
+
+    def epoch_label(self, epoch: int) -> str:
+        """ "3/5", or "3" when a budget decides how many epochs there are."""
+        return str(epoch) if self.epochs is None else f"{epoch}/{self.epochs}"
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
-        if self.epochs < 1:
+        if self.epochs is None and self.max_steps is None and self.time_budget is None:
+            raise TinyLMError("epochs may be left open only with a step or time budget (--max-steps, "
+                              "--time-budget)")
+        if self.epochs is not None and self.epochs < 1:
             raise TinyLMError(f"--epochs must be at least 1, got {self.epochs}")
         if self.max_steps is not None and self.max_steps < 1:
             raise TinyLMError(f"--max-steps must be at least 1, got {self.max_steps}")
@@ -150,12 +171,9 @@ class TrainConfig:
             raise TinyLMError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not self.lr > 0:
             raise TinyLMError(f"--lr must be positive, got {self.lr}")
-        if self.optimizer not in ("adam", "adamw", "muon"):
-            raise TinyLMError(f"--optimizer must be adam, adamw or muon, got {self.optimizer!r}")
+        check_choices(self)
         if not self.muon_lr > 0:
             raise TinyLMError(f"--muon-lr must be positive, got {self.muon_lr}")
-        if self.lr_schedule not in ("constant", "cosine", "linear"):
-            raise TinyLMError(f"--lr-schedule must be constant, cosine or linear, got {self.lr_schedule!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise TinyLMError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.logger not in LOGGERS:
@@ -225,13 +243,7 @@ class RunConfig:
         before anything is built from it: a damaged or hostile file is a TinyLMError, never a crash or a hang."""
         if not isinstance(data, dict):
             raise TinyLMError("config.json is not a valid tinylm config (not a JSON object)")
-        version = data.get("format_version", 1)
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise TinyLMError(f"config.json is not a valid tinylm config (format_version {version!r})")
-        if version > FORMAT_VERSION:
-            raise TinyLMError(
-                f"this run was written by a newer tinylm (format {version}); upgrade tinylm to load it"
-            )
+        data = migrations.upgrade(migrations.CONFIG, data, "config.json")  # from any earlier format
         try:
             sections = {name: data[name] for name in ("data", "tokenizer", "model", "train")}
         except KeyError as e:
@@ -266,8 +278,8 @@ class RunConfig:
     def load(cls, path: str | Path) -> "RunConfig":
         path = Path(path)
         # A fine-tune's config.json is transformers' (so transformers loads the folder); tinylm's is beside it.
-        if path.name == "config.json" and (path.parent / TINYLM_CONFIG).is_file():
-            path = path.parent / TINYLM_CONFIG
+        if path.name == CONFIG:
+            path = run_config_file(path.parent)
         if not path.is_file():
             raise TinyLMError(f"{path} not found: is {path.parent} a tinylm run directory?")
         try:

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from .errors import TinyLMError
 from .io import atomic_path, write_json
 from .models.gpt import GPT
-from .runs import LoadedModel, load, resolve_run_dir
+from .runs import LoadedModel, load_run
 
 # Per block: GPT-2 parameter name -> whether it is a Conv1D weight (stored transposed).
 _BLOCK_PARAMETERS = {
@@ -192,7 +192,8 @@ def _is_export(folder: Path) -> bool:
 
 def export_run(run_dir: str | Path, out: str | Path, format: str = "transformers", *,
                overwrite: bool = False) -> Path:
-    """Write the run `run_dir` (a folder or Hub id) to the folder `out` in `format`; return `out`.
+    """Write the run in the folder `run_dir` to the folder `out` in `format`; return `out` (`tinylm export` finds
+    the folder of a pushed run or a Hub id first: tinylm.hub.locate_run).
 
     `out` must be absent or empty, or (with `overwrite`) an earlier export, which is replaced whole; a run or a
     folder holding other files never is. The folder is written beside `out` and renamed into place, so a kill
@@ -201,7 +202,7 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "transformers
 
     if format not in EXPORT_FORMATS:
         raise TinyLMError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
-    run_dir = resolve_run_dir(run_dir)
+    run_dir = Path(run_dir)
     out = Path(out)
     if out.is_dir() and out.resolve() == run_dir.resolve():
         raise TinyLMError(f"export into another folder than the run itself ({run_dir})")
@@ -211,7 +212,7 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "transformers
                      allowed=EXPORT_ENTRIES, flag="OUT")
 
     check()
-    run = load(run_dir)
+    run = load_run(run_dir)
     with hold(out), writing_folder(out) as staging:
         check()  # again, now that no other process writes it
         EXPORT_FORMATS[format](run, staging)

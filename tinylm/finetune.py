@@ -44,7 +44,7 @@ from pathlib import Path
 import tokenizers
 import torch
 
-from .config import TINYLM_CONFIG, DataConfig, RunConfig, TrainConfig
+from .config import DataConfig, RunConfig, TrainConfig
 from .data import IGNORE, load_split
 from .devices import (
     apply_threads,
@@ -55,13 +55,27 @@ from .devices import (
     training_precision,
 )
 from .errors import TinyLMError
-from .io import append_jsonl, atomic_path, read_jsonl, write_json, write_text
+from .hub import is_hub_name
+from .io import atomic_path, read_jsonl, write_json, write_text
 from .models import family_of
 from .models.hf import HFCausalLM, HFCausalLMConfig, hf_config_dict
-from .plots import plot_loss
-from .runs import WEIGHTS, LoadedModel, check_out_dir, default_run_dir, load
+from .rundir import (
+    CONFIG,
+    METRICS,
+    TINYLM_CONFIG,
+    WEIGHTS,
+    RunWriter,
+    check_run_output,
+    default_run_dir,
+    epoch_record,
+    hold,
+    is_run,
+    writing_folder,
+)
+from .runs import LoadedModel, load_run
 from .tokenizers import Tokenizer, TokenizerConfig
-from .tracking import LOGGERS, Logger, make_logger
+from .tracking import LOGGERS, make_logger
+from .training.budget import EARLY_STOPPING, Budget
 from .weights import load_weights
 
 Echo = Callable[[str], None]
@@ -86,8 +100,11 @@ class FinetuneConfig:
     patience: int = 2
     """Stop after this many epochs without a better validation loss (0 disables early stopping)."""
     warmup_steps: int = 0
+    """Optimizer steps over which the learning rate rises linearly to `lr` at the start."""
     weight_decay: float = 0.0
+    """AdamW's decoupled weight decay."""
     seed: int = 1337
+    """Seed of the Trainer (batch order, dropout) and of the samples."""
     logger: str = "none"
     """none, csv, tensorboard or wandb: tinylm's loggers, with the keys `tinylm train` logs."""
     wandb_project: str | None = None
@@ -97,6 +114,7 @@ class FinetuneConfig:
     sample_prompt: str | None = None
     """Prompt of the sample written after each epoch (default: the start of the text; empty in line mode)."""
     sample_tokens: int = 100
+    """Tokens generated for the sample written after each epoch."""
     device: str = "auto"
     """auto (CUDA, then Apple MPS, then the CPU), cpu, cuda or mps (tinylm/devices.py)."""
     precision: str = "auto"
@@ -152,25 +170,36 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
 
     run_dir = Path(out) if out is not None else default_run_dir(data.source, str(base))
     run_config = _run_config(data, block_size, config, tokenizer, module, train_text)
-    check_out_dir(run_dir, overwrite, resumable=False)
+    check_run_output(run_dir, overwrite, resumable=False)
     logger = make_logger(config.logger, run_dir, config.wandb_project, config.run_name)  # its package is there
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True)
-    run_config.save(run_dir / TINYLM_CONFIG)
-    hf_model.config.save_pretrained(run_dir)  # config.json (transformers'); the weights come after epoch 1
-    _save_tokenizer(hf_tokenizer, tokenizer, run_dir)
+    with hold(run_dir):  # one process writes a run: a second command writing into it is refused
+        check_run_output(run_dir, overwrite, resumable=False)  # again, now that no other process can write it
+        with writing_folder(run_dir) as staging:  # the run appears whole (configs + tokenizer) or not at all
+            run_config.save(staging / TINYLM_CONFIG)
+            hf_model.config.save_pretrained(staging)  # config.json (transformers'); the weights after epoch 1
+            _save_tokenizer(hf_tokenizer, tokenizer, staging)
+        try:
+            return _train(run_dir, run_config, config, str(base), module, tokenizer, train_examples,
+                          val_examples, val_text, data.source, block_size, logger, device, progress, echo)
+        finally:
+            shutil.rmtree(run_dir / TRAINER_DIR, ignore_errors=True)  # the Trainer's own checkpoints
 
+
+def _train(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, base: str, module: HFCausalLM,
+           tokenizer: Tokenizer, train_examples: list, val_examples: list, val_text: str, source: str,
+           block_size: int, logger, device: torch.device, progress: bool, echo: Echo) -> LoadedModel:
     steps_per_epoch = math.ceil(len(train_examples) / config.batch_size)
     threads = apply_threads(config.threads) if config.threads else torch.get_num_threads()
     precision = training_precision(config.precision, device, module.to(device),
                                    _probe_batch(train_examples, config.batch_size, device))
     run_config.train.precision = precision.name
+    writer = RunWriter(run_dir, logger, title=f"{module.describe()} on {source}", echo=echo)
     trainer = _make_trainer(run_dir, run_config, config, module, tokenizer, train_examples, val_examples,
-                            val_text, steps_per_epoch, progress, echo, logger, precision.bf16, device)
+                            val_text, steps_per_epoch, progress, writer, precision.bf16, device)
     run = LoadedModel(module.to(device), tokenizer, run_config, run_dir, device)
     train_tokens, val_tokens = (_targets(examples) for examples in (train_examples, val_examples))
     echo(f"tinylm finetune {base} -> {run_dir}")
-    echo(f"  data        {data.source}: {train_tokens:,} training / {val_tokens:,} validation targets in "
+    echo(f"  data        {source}: {train_tokens:,} training / {val_tokens:,} validation targets in "
          f"{len(train_examples):,} / {len(val_examples):,} {'lines' if config.lines else 'blocks'} of at "
          f"most {block_size} tokens (vocabulary {tokenizer.vocab_size})")
     echo(f"  model       {module.describe()}: {module.num_parameters():,} parameters")
@@ -182,11 +211,11 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
     echo(f"  before      val loss {before.loss:.4f}  ppl {before.perplexity:.2f}  "
          f"bpc {before.bits_per_char:.3f}")
 
-    info = {"base_model": str(base), "base_model_id": _hub_id(str(base)), "parameters": module.num_parameters(),
+    info = {"base_model": base, "base_model_id": _hub_id(base), "parameters": module.num_parameters(),
             **hardware_summary(device, threads), "precision": precision.name, "precision_reason": precision.reason,
             "hardware": hardware_description(device), "train_tokens": train_tokens, "val_tokens": val_tokens,
             "steps_per_epoch": steps_per_epoch}
-    logger.start(run_config.to_dict(), info)
+    writer.start(run_config.to_dict(), info)
     summary: dict = {**info, "finished": False}
     t0 = time.perf_counter()
     try:
@@ -194,22 +223,19 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
         train_seconds = time.perf_counter() - t0
         load_weights(module, run_dir / WEIGHTS, device)  # the best epoch's weights
         after = run.evaluate(val_text)
-        metrics = read_jsonl(run_dir / "metrics.jsonl")
+        metrics = read_jsonl(run_dir / METRICS)
         best = min(metrics, key=lambda r: r["val_loss"])
         summary.update({
             "best_val_loss": best["val_loss"], "best_epoch": best["epoch"], "epochs": len(metrics),
             "steps": trainer.state.global_step, "train_seconds": round(train_seconds, 2),
-            "stop_reason": "early_stopping" if trainer.state.global_step < trainer.state.max_steps else "epochs",
+            "stop_reason": EARLY_STOPPING if trainer.state.global_step < trainer.state.max_steps else "epochs",
             "finished": True, "val_loss_before": before.loss, "val_loss_after": after.loss,
             "perplexity_before": before.perplexity, "perplexity_after": after.perplexity,
         })
-        write_json(run_dir / "summary.json", summary)
     except BaseException:
-        logger.finish({**summary, "steps": trainer.state.global_step}, failed=True)
+        writer.finish({**summary, "steps": trainer.state.global_step}, failed=True)
         raise
-    finally:
-        shutil.rmtree(run_dir / TRAINER_DIR, ignore_errors=True)  # the Trainer's own checkpoints
-    logger.finish(summary)
+    writer.finish(summary)
     echo(f"done: validation perplexity {before.perplexity:.2f} -> {after.perplexity:.2f} (best epoch "
          f"{best['epoch']}, {summary['stop_reason']}); {train_seconds:.0f} s. Run: {run_dir}")
     module.eval()
@@ -220,11 +246,11 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
 def _load_base(base: str):
     """(transformers model, tokenizer) of a tinylm run, a local transformers folder or a Hub name."""
     path = Path(base)
-    if path.is_dir() and _is_tinylm_run(path):
+    if path.is_dir() and is_run(path):
         return _load_run(path)
     if path.is_dir():
         return _from_pretrained(base, local=True)
-    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", base) or base.startswith("."):
+    if not is_hub_name(base, owner_required=False):
         raise TinyLMError(f"--base {base}: no such directory, and not a Hub model name")
     return _from_pretrained(base, local=False)
 
@@ -239,25 +265,17 @@ def _hub_id(base: str) -> str | None:
     return match.group(1).replace("--", "/") if match and path.resolve().parent.name == "snapshots" else None
 
 
-def _is_tinylm_run(path: Path) -> bool:
-    """A tinylm run: its config is tinylm_config.json (a fine-tune) or config.json (every other run)."""
-    try:
-        config = json.loads(((path / TINYLM_CONFIG) if (path / TINYLM_CONFIG).is_file() else
-                             (path / "config.json")).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return "format_version" in config and isinstance(config.get("model"), dict)
-
-
 def _load_run(path: Path):
-    family = family_of(RunConfig.load(path / "config.json").model)
-    if family == "hf":  # an earlier fine-tune: its model and tokenizer are already transformers objects
+    model = RunConfig.load(path / CONFIG).model
+    if isinstance(model, HFCausalLMConfig):  # an earlier fine-tune: its model and tokenizer are transformers'
         from transformers import AutoTokenizer
 
-        return load(path).module.model, AutoTokenizer.from_pretrained(str(path))
-    if family != "gpt":
-        raise TinyLMError(f"--base {path} is a {family} run; only GPT runs and fine-tuned runs can be "
-                          f"fine-tuned")
+        return load_run(path).module.model, AutoTokenizer.from_pretrained(str(path))
+    from .models import FAMILIES
+
+    if not FAMILIES[family_of(model)][1].exports_to_transformers:
+        raise TinyLMError(f"--base {path} is a {family_of(model)} run; only GPT runs and fine-tuned runs can be "
+                          f"fine-tuned (those that export to transformers)")
     try:
         from .export import export_run
     except ImportError:
@@ -407,8 +425,7 @@ def _run_config(data: DataConfig, block_size: int, config: FinetuneConfig, token
 # -- the Trainer ----------------------------------------------------------------------------------
 def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, module: HFCausalLM,
                   tokenizer: Tokenizer, train_examples: list, val_examples: list, val_text: str,
-                  steps_per_epoch: int, progress: bool, echo: Echo, logger: Logger, bf16: bool,
-                  device: torch.device):
+                  steps_per_epoch: int, progress: bool, writer: RunWriter, bf16: bool, device: torch.device):
     from transformers import Trainer, TrainerCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -441,8 +458,7 @@ def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, 
     )
     # transformers is imported only when fine-tuning (it takes seconds), so the classes get their base here.
     run_dir_callback = type("RunDirCallback", (_RunDirEvents, TrainerCallback), {})
-    callbacks = [run_dir_callback(run_dir, run_config, module, tokenizer, train_examples, steps_per_epoch,
-                                  echo, logger)]
+    callbacks = [run_dir_callback(writer, run_config, module, tokenizer, train_examples, steps_per_epoch)]
 
     class TinyLMTrainer(Trainer):
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
@@ -467,15 +483,16 @@ def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, 
 
 
 class _RunDirEvents:
-    """Trainer callback (combined with TrainerCallback in _make_trainer) that keeps the run directory up to
-    date after every evaluation as tinylm's own loop does (the best weights, metrics.jsonl with the loop's
-    fields, a sample, loss.png) and calls the logger where the loop does: log_step every few steps,
-    log_epoch after each evaluation, with the same keys."""
+    """The Trainer's events, written through tinylm's RunWriter (combined with TrainerCallback in _make_trainer):
+    after every evaluation the best weights, metrics.jsonl with the loop's fields, a sample, loss.png and the
+    logger's epoch, as `tinylm train` writes them; every few steps the logger's train/loss, train/lr and
+    train/tokens_per_s; early stopping by the loop's rule (training/budget.py)."""
 
-    def __init__(self, run_dir: Path, run_config: RunConfig, module: HFCausalLM, tokenizer: Tokenizer,
-                 train_examples: list, steps_per_epoch: int, echo: Echo, logger: Logger):
-        self.run_dir, self.run_config, self.echo, self.logger = run_dir, run_config, echo, logger
+    def __init__(self, writer: RunWriter, run_config: RunConfig, module: HFCausalLM, tokenizer: Tokenizer,
+                 train_examples: list, steps_per_epoch: int):
+        self.writer, self.run_config = writer, run_config
         self.module, self.tokenizer = module, tokenizer
+        self.budget = Budget(run_config.train, steps_per_epoch)
         self.steps_per_epoch = steps_per_epoch
         self.train_tokens = sum(map(len, train_examples))  # tokens read per epoch
         self.best: float | None = None
@@ -510,49 +527,37 @@ class _RunDirEvents:
         self.lr = logs.get("learning_rate", self.lr)
         seconds = time.perf_counter() - self.epoch_started
         tokens = self.train_tokens * (state.global_step - self.epoch_first_step) / self.steps_per_epoch
-        self.logger.log_step(state.global_step, {"train/loss": logs["loss"], "train/lr": self.lr,
-                                                 "train/tokens_per_s": tokens / max(seconds, 1e-9)})
+        self.writer.log_step(state.global_step, logs["loss"], self.lr, tokens / max(seconds, 1e-9))
 
     def on_evaluate(self, args, state, control, metrics=None, result=None, **kwargs):
         epoch = round(state.epoch)
         improved = self.best is None or result.loss < self.best
         if improved:  # as tinylm's loop does: the run directory holds the best weights at every moment
             self.best, self.bad_epochs = result.loss, 0
-            _save_transformers(self.module.model, self.run_dir)
         else:
             self.bad_epochs += 1
-        train_loss = self.loss_sum / max(self.loss_steps, 1)
-        record = {
-            "epoch": epoch, "step": state.global_step, "train_loss": round(train_loss, 6),
-            "val_loss": round(result.loss, 6), "val_perplexity": round(result.perplexity, 4),
-            "val_bits_per_char": round(result.bits_per_char, 5), "lr": self.lr,
-            "tokens_per_s": round(self.train_tokens / max(self.epoch_seconds, 1e-9), 1),
-            "epoch_seconds": round(self.epoch_seconds, 2),
-            "eval_seconds": round(time.perf_counter() - self.eval_started, 2),
-            "elapsed_seconds": round(self.elapsed_seconds, 2), "best": improved,
-            "steps_per_epoch": self.steps_per_epoch, "train_curve": self.curve,
-        }
-        append_jsonl(self.run_dir / "metrics.jsonl", record)
+        record = epoch_record(epoch=epoch, step=state.global_step, train_loss=self.loss_sum / max(self.loss_steps, 1),
+                              result=result, lr=self.lr, tokens=self.train_tokens, epoch_seconds=self.epoch_seconds,
+                              eval_seconds=time.perf_counter() - self.eval_started,
+                              elapsed_seconds=self.elapsed_seconds, best=improved,
+                              steps_per_epoch=self.steps_per_epoch, curve=self.curve)
         tc = self.run_config.train
-        self.echo(f"epoch {epoch}/{tc.epochs}: train {train_loss:.4f}  val {result.loss:.4f}  "
-                  f"ppl {result.perplexity:.2f}  bpc {result.bits_per_char:.3f}  "
-                  f"({record['tokens_per_s']:,.0f} tok/s, {self.epoch_seconds:.1f} s)"
-                  + (" *best*" if improved else ""))
-        run = LoadedModel(self.module, self.tokenizer, self.run_config, self.run_dir, args.device)
-        sample = run.generate(tc.sample_prompt, max_new_tokens=tc.sample_tokens,
-                              temperature=tc.sample_temperature, seed=tc.seed)
-        self.echo("  sample: " + sample.replace("\n", "\n          "))
-        sample_record = {"epoch": epoch, "prompt": tc.sample_prompt, "temperature": tc.sample_temperature,
-                         "text": sample}
-        append_jsonl(self.run_dir / "samples.jsonl", sample_record)
-        self.logger.log_epoch(epoch, state.global_step, record, sample_record)
-        plot_loss(read_jsonl(self.run_dir / "metrics.jsonl"), self.run_dir / "loss.png",
-                  title=f"{self.module.describe()} on {self.run_config.data.source}")
+        run = LoadedModel(self.module, self.tokenizer, self.run_config, self.writer.run_dir, args.device)
+        self.writer.end_epoch(record, tc.epoch_label(epoch), run, tc,
+                              keep_best=lambda path: _save_transformers(self.module.model, path.parent))
         self.loss_sum, self.loss_steps, self.curve = 0.0, 0, []
-        if tc.patience and self.bad_epochs >= tc.patience:
-            self.echo(f"early stopping: no better validation loss for {tc.patience} epochs")
+        if self.budget.after_epoch(_Counts(epoch, self.bad_epochs), None) == EARLY_STOPPING:
+            self.writer.echo(f"early stopping: no better validation loss for {tc.patience} epochs")
             control.should_training_stop = True
         return control
+
+
+@dataclass
+class _Counts:
+    """The counters the budget's end-of-epoch rules read (the loop's TrainingState has them too)."""
+
+    epoch: int
+    bad_epochs: int
 
 
 def _save_transformers(model, run_dir: Path) -> None:

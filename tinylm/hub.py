@@ -44,20 +44,32 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .config import TINYLM_CONFIG
 from .errors import TinyLMError
 from .io import read_jsonl, write_text
-from .runs import WEIGHTS, is_downloaded, load
+from .rundir import (
+    CONFIG,
+    LOSS_PLOT,
+    METRICS,
+    SAMPLES,
+    SUMMARY,
+    TINYLM_CONFIG,
+    WEIGHTS,
+    is_run,
+    is_run_config,
+    run_config_file,
+)
+from .runs import LoadedModel, load_run
 
 # The run's files a repo carries (those the run has), and those tinylm.load cannot do without.
-RUN_FILES = ["config.json", TINYLM_CONFIG, WEIGHTS, "generation_config.json", "tokenizer.json",
+RUN_FILES = [CONFIG, TINYLM_CONFIG, WEIGHTS, "generation_config.json", "tokenizer.json",
              "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json",
-             "chat_template.jinja", "metrics.jsonl", "samples.jsonl", "summary.json"]
-REQUIRED = ["config.json", WEIGHTS, "tokenizer.json"]
+             "chat_template.jinja", METRICS, SAMPLES, SUMMARY]
+REQUIRED = [CONFIG, WEIGHTS, "tokenizer.json"]
 RUN_SUBFOLDER = "tinylm"  # where the run's files go when a transformers export takes the root
 REBUILT_RUNS = "rebuilt-runs"  # in tinylm's cache: GPT repos' runs with tinylm's weights rebuilt from GPT-2's
 CARD_TEMPERATURES = (0.5, 0.8, 1.0)
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+"""A Hub repo id: USER/NAME (the one pattern tinylm checks names against; `is_hub_name` for a base model)."""
 
 # Built-in corpora: title, Hub dataset id, language, and the validation text when it is the corpus' own.
 CORPORA = {
@@ -83,27 +95,10 @@ def _endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
-def _is_run_config(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(data, dict) and "tinylm_version" in data
-
-
-def _config_file(folder: Path) -> Path:
-    """Where a run keeps tinylm's config: tinylm_config.json in a fine-tune, config.json in other runs."""
-    return folder / TINYLM_CONFIG if (folder / TINYLM_CONFIG).is_file() else folder / "config.json"
-
-
-def _is_run(folder: Path) -> bool:
-    return _is_run_config(_config_file(folder))
-
-
 def _run_folder(folder: Path) -> Path:
     """Where a pushed repo or --dry-run folder keeps tinylm's files: the folder itself, or its tinylm/
     subfolder (GPT runs, whose root holds the transformers export)."""
-    if not _is_run(folder) and _is_run(folder / RUN_SUBFOLDER):
+    if not is_run(folder) and is_run(folder / RUN_SUBFOLDER):
         return folder / RUN_SUBFOLDER
     return folder
 
@@ -124,13 +119,67 @@ def run_dir_of(folder: str | Path) -> Path:
     weights in tinylm's cache."""
     run = _run_folder(Path(folder))
     root = run.parent
-    if (run.name == RUN_SUBFOLDER and not (run / WEIGHTS).is_file() and _is_run(run)
+    if (run.name == RUN_SUBFOLDER and not (run / WEIGHTS).is_file() and is_run(run)
             and _holds_gpt2_weights(root)):
         key = _content_key([root / WEIGHTS, *(run / name for name in RUN_FILES)])
         # A snapshot in the Hugging Face cache stays a stranger's run once rebuilt (see is_rebuilt_from_hub).
         origin = "hub" if is_downloaded(root) else "local"
         return _rebuilt_run(root / WEIGHTS, run, _rebuilt_runs() / origin / key)
     return run
+
+
+# -- finding a run: a local folder, a pushed folder, or a Hub repo id ------------------------------------------
+def is_hub_name(name: str, owner_required: bool = True) -> bool:
+    """Whether `name` reads as a Hub repo id (USER/NAME; with `owner_required=False` a bare NAME like gpt2 too)."""
+    return bool(REPO_ID.fullmatch(name) or (not owner_required and REPO_ID.fullmatch(f"owner/{name}"))) \
+        and len(name) <= 96
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    """USER/NAME that is not a mistyped local path: not runs/NAME (where runs go without --out), and USER not a
+    local folder."""
+    if not is_hub_name(name):
+        return False
+    first = name.split("/", 1)[0]
+    return first != "runs" and not Path(first).is_dir()
+
+
+def locate_run(name: str | Path) -> tuple[Path, bool]:
+    """(the local run directory, whether it came from the Hub) of a run directory, a folder written by `tinylm
+    push` or `--dry-run` (or its tinylm/ subfolder), or a Hub repo id USER/NAME (downloaded to the HF cache)."""
+    path = Path(name)
+    if path.is_dir():
+        run_dir = run_dir_of(path)  # a GPT run's pushed or dry-run folder keeps the run in tinylm/
+        return run_dir, is_downloaded(run_dir)
+    if path.exists():
+        raise TinyLMError(f"{name} is not a run directory (it is a file)")
+    if _looks_like_hub_id(str(name)):
+        return download_run(str(name)), True
+    raise TinyLMError(f"run directory {name} does not exist")
+
+
+def load(run: str | Path, device: str = "cpu", precision: str = "auto") -> LoadedModel:
+    """Load a run in one call: a run directory (config.json, tokenizer.json, model.safetensors), a folder
+    written by `tinylm push --dry-run`, or a Hub repo id USER/NAME (the Hub id is resolved first, then the
+    local folder is loaded by tinylm.runs.load_run). `device` as in tinylm.devices.resolve_device ("auto" for the
+    fastest there is); `precision` is what generation uses unless a call says otherwise."""
+    from .devices import generation_candidates, resolve_device
+
+    generation_candidates(precision, resolve_device(device))  # a bad choice fails before anything is downloaded
+    run_dir, from_hub = locate_run(run)
+    return load_run(run_dir, device=device, precision=precision, from_hub=from_hub)
+
+
+def is_downloaded(run_dir: Path) -> bool:
+    """Whether `run_dir` came from the Hub (it lies in the Hugging Face cache, or is a GPT repo's run rebuilt in
+    tinylm's cache), so its config is a stranger's."""
+    if is_rebuilt_from_hub(run_dir):
+        return True
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:
+        return False
+    return Path(HF_HUB_CACHE).resolve() in Path(run_dir).resolve().parents
 
 
 # -- GPT repos: tinylm's weights rebuilt from the root's GPT-2 weights ----------------------------------
@@ -142,7 +191,7 @@ def _rebuilt_runs() -> Path:
 
 def is_rebuilt_from_hub(path: str | Path) -> bool:
     """Whether `path` is a run rebuilt from a downloaded GPT repo (its config is a stranger's, as in the
-    Hugging Face cache: see tinylm.runs.is_downloaded)."""
+    Hugging Face cache: see is_downloaded)."""
     return (_rebuilt_runs() / "hub").resolve() in Path(path).resolve().parents
 
 
@@ -162,49 +211,43 @@ def _content_key(files: list[Path]) -> str:
 def _rebuilt_run(gpt2_weights: Path | None, run_files: Path, target: Path) -> Path:
     """`target`, a run directory: the files of `run_files` (tinylm's config, tokenizer and metadata, no
     weights) and tinylm's weights rebuilt from the GPT-2 weights file `gpt2_weights` (None: `target` exists
-    already). Made once, then reused: it is built in a staging folder beside `target` and renamed into place,
-    so it appears whole or not at all (two processes building it at once both end with the same folder)."""
+    already). Made once, then reused: written whole by tinylm.rundir's rules while held, so two processes
+    building it at once both end with the same complete folder."""
     if (target / WEIGHTS).is_file():
         return target
     from .config import RunConfig
     from .export import gpt_from_gpt2_file
     from .models import build_model
-    from .models.gpt import GPT
-    from .rundir import fsync_dir, fsync_tree, make_dir, replace_folder, unique_sibling
+    from .rundir import hold, writing_folder
     from .weights import save_weights
 
-    config = RunConfig.load(run_files / "config.json")
+    config = RunConfig.load(run_files / CONFIG)
     model = build_model(config.model)
-    if not isinstance(model, GPT):
+    if not model.exports_to_transformers:
         raise TinyLMError(f"{run_files} has no {WEIGHTS} and its model is not a GPT whose weights the root's "
                           f"GPT-2 weights hold")
     gpt_from_gpt2_file(gpt2_weights, model)
-    staging = None
     try:
-        staging = make_dir(unique_sibling(target, "tmp"))
-        for name in RUN_FILES:
-            if name != WEIGHTS and (run_files / name).is_file():
-                shutil.copyfile(run_files / name, staging / name)
-        save_weights(model, staging / WEIGHTS)
-        fsync_tree(staging)
-        try:
-            os.rename(staging, target)
-            fsync_dir(target.parent)
-        except OSError:
-            if not (target / WEIGHTS).is_file():  # not another process's complete folder: a damaged one
-                replace_folder(staging, target)
+        with hold(target):
+            if (target / WEIGHTS).is_file():  # another process made it while this one waited
+                return target
+            with writing_folder(target) as staging:
+                for name in RUN_FILES:
+                    if name != WEIGHTS and (run_files / name).is_file():
+                        shutil.copyfile(run_files / name, staging / name)
+                save_weights(model, staging / WEIGHTS)
     except OSError as e:
         raise TinyLMError(f"cannot write tinylm's cache {target.parent} ({e.strerror or e}); set "
                           f"TINYLM_CACHE_DIR to a writable folder") from None
-    finally:
-        if staging is not None and staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
 def _exports_transformers(config: dict[str, Any]) -> bool:
     """Whether the run is published in the transformers format as well (GPT runs)."""
-    return config["model"].get("family") == "gpt"
+    from .models import FAMILIES
+
+    family = FAMILIES.get(config["model"].get("family"))
+    return family is not None and family[1].exports_to_transformers
 
 
 def _hub_base_model(summary: dict[str, Any]) -> str | None:
@@ -242,10 +285,6 @@ def _corpus(source: str) -> tuple[str, str | None, str | None, str | None]:
     return Path(source).name, None, None, None  # a local file or folder: its name, not the author's paths
 
 
-def _model_tag(model: Any, family: str) -> str:
-    return getattr(model, "cell", None) or getattr(model, "hf_config", {}).get("model_type") or family
-
-
 def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
                language: str | list[str] | None = None, transformers: bool = False,
                datasets: list[str] | None = None, files: list[str] | None = None) -> str:
@@ -254,16 +293,16 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
     repo's files, listed in the card (default: what a push of this run uploads)."""
     hub = _huggingface_hub()
     run_dir = Path(run_dir)
-    run = load(run_dir)
+    run = load_run(run_dir)
     config, model = run.config, run.module
-    raw = json.loads(_config_file(run_dir).read_text(encoding="utf-8"))
+    raw = json.loads(run_config_file(run_dir).read_text(encoding="utf-8"))
     family = raw["model"]["family"]
-    finetuned = family == "hf"
-    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    finetuned = model.wraps_transformers  # the run is a transformers folder: its files all go to the root
+    metrics = read_jsonl(run_dir / METRICS)
     if not metrics:
         raise TinyLMError(f"{run_dir} has no metrics.jsonl records: train it for at least one epoch first")
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8")) \
-        if (run_dir / "summary.json").is_file() else {}
+    summary = json.loads((run_dir / SUMMARY).read_text(encoding="utf-8")) \
+        if (run_dir / SUMMARY).is_file() else {}
     best = min(metrics, key=lambda r: r["val_loss"])
     title, dataset, corpus_language, own_validation = _corpus(config.data.source)
     datasets = datasets or ([dataset] if dataset else None)
@@ -276,7 +315,7 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
     languages = [language] if isinstance(language, str) else language  # one form, from the CLI or the API
     level, level_tag = TOKENIZER_LEVELS.get(run.tokenizer.kind, (f"{run.tokenizer.kind} tokenizer", None))
     name = repo_id.split("/")[-1]
-    model_tag = _model_tag(config.model, family)
+    model_tag = model.tag()
 
     scores = [("perplexity", "Validation perplexity", round(best["val_perplexity"], 4)),
               ("loss", "Validation loss (nats/token)", round(best["val_loss"], 5)),
@@ -325,7 +364,7 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
                           f"weight decay {tc.weight_decay:g}), gradient clipping {tc.grad_clip:g}"],
             ["learning rate", f"{tc.lr:g}, {tc.warmup_steps} warm-up steps, then {tc.lr_schedule}"],
             ["batch", f"{tc.batch_size} windows x {dc.block_size} tokens"],
-            ["epochs", _epochs_line(metrics, summary, tc.epochs_label, best["epoch"])],
+            ["epochs", _epochs_line(metrics, summary, tc.epochs, best["epoch"])],
             ["early stopping", f"patience {tc.patience}" if tc.patience else "off"],
             ["precision", tc.precision],
         ]
@@ -455,7 +494,7 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
     return f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines)
 
 
-def _epochs_line(metrics: list[dict], summary: dict[str, Any], planned: str, best_epoch: int) -> str:
+def _epochs_line(metrics: list[dict], summary: dict[str, Any], planned: int | None, best_epoch: int) -> str:
     """What training did: full epochs, an epoch cut short by a budget, why it stopped, where the best was."""
     full = len([r for r in metrics if not r.get("partial")])
     done = f"{full} full epoch{'s' if full != 1 else ''}"
@@ -464,23 +503,23 @@ def _epochs_line(metrics: list[dict], summary: dict[str, Any], planned: str, bes
     reason = {"epochs": "all planned epochs done", "early_stopping": "early stopping",
               "time_budget": "time budget reached", "max_steps": "step budget reached"}.get(
                   summary.get("stop_reason"), "stop reason not recorded")
-    plan = "" if planned == "?" else f" of {planned} planned"  # "?": a budget, not a count, decided
+    plan = "" if planned is None else f" of {planned} planned"  # None: a budget, not a count, decided
     return (f"{done}{plan} ({reason}); best at epoch {best_epoch}; "
             f"{metrics[-1]['step']:,} optimizer steps")
 
 
 _FILE_ROLES = {
     "README.md": "this card",
-    "loss.png": "training and validation loss per epoch",
+    LOSS_PLOT: "training and validation loss per epoch",
     TINYLM_CONFIG: "tinylm's run config (data, tokenizer, model and training settings)",
     WEIGHTS: "the best weights (safetensors)",
     "generation_config.json": "transformers' generation defaults",
     "tokenizer.json": "the tokenizer (`tokenizers`; `transformers.AutoTokenizer` loads it)",
     "tokenizer_config.json": "the tokenizer's special tokens and settings",
     "special_tokens_map.json": "the tokenizer's special tokens",
-    "metrics.jsonl": "one record per epoch (losses, perplexity, bits per character, speed)",
-    "samples.jsonl": "the sample written after each epoch",
-    "summary.json": "the run's summary (best epoch, time, hardware)",
+    METRICS: "one record per epoch (losses, perplexity, bits per character, speed)",
+    SAMPLES: "the sample written after each epoch",
+    SUMMARY: "the run's summary (best epoch, time, hardware)",
 }
 
 
@@ -502,7 +541,7 @@ def _repo_files(run_dir: Path, config: dict[str, Any]) -> list[str]:
     if _exports_transformers(config):
         export = ["config.json", WEIGHTS, "generation_config.json", "tokenizer.json", "tokenizer_config.json"]
         names = export + [f"{RUN_SUBFOLDER}/{name}" for name in names if name != WEIGHTS]
-    return ["README.md", *(["loss.png"] if (run_dir / "loss.png").is_file() else []), *names]
+    return ["README.md", *([LOSS_PLOT] if (run_dir / LOSS_PLOT).is_file() else []), *names]
 
 
 # -- the folder that is uploaded -----------------------------------------------------------------------
@@ -512,9 +551,9 @@ def _check_run(run_dir: Path) -> dict[str, Any]:
     missing = [name for name in REQUIRED if not (run_dir / name).is_file()]
     if missing:
         raise TinyLMError(f"{run_dir} is not a trained tinylm run (no {', '.join(missing)})")
-    if not _is_run(run_dir):
-        raise TinyLMError(f"{_config_file(run_dir)} is not a tinylm run config")
-    return json.loads(_config_file(run_dir).read_text(encoding="utf-8"))
+    if not is_run(run_dir):
+        raise TinyLMError(f"{run_config_file(run_dir)} is not a tinylm run config")
+    return json.loads(run_config_file(run_dir).read_text(encoding="utf-8"))
 
 
 def _write_repo_folder(run_dir: Path, config: dict[str, Any], folder: Path, repo_id: str, license: str,
@@ -532,8 +571,8 @@ def _write_repo_folder(run_dir: Path, config: dict[str, Any], folder: Path, repo
         # The weights once: a GPT repo's are GPT-2's at the root, from which tinylm.load rebuilds its own.
         if (run_dir / name).is_file() and not (transformers and name == WEIGHTS):
             shutil.copyfile(run_dir / name, files / name)
-    if (run_dir / "loss.png").is_file():
-        shutil.copyfile(run_dir / "loss.png", folder / "loss.png")
+    if (run_dir / LOSS_PLOT).is_file():
+        shutil.copyfile(run_dir / LOSS_PLOT, folder / LOSS_PLOT)
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     files = ["README.md", *files]  # the card lists exactly what the folder holds
     write_text(folder / "README.md", model_card(run_dir, repo_id, license=license, language=language,
@@ -549,7 +588,7 @@ def _write_dry_run(run_dir: Path, config: dict[str, Any], out: Path, repo_id: st
         raise TinyLMError(f"--dry-run {out} exists and is not a folder")
     # Only an empty folder or an earlier dry run's output (a card beside a run) is replaced.
     if out.is_dir() and any(out.iterdir()) and not ((out / "README.md").is_file()
-                                                    and _is_run(_run_folder(out))):
+                                                    and is_run(_run_folder(out))):
         raise TinyLMError(f"--dry-run {out} is not empty and is not an earlier dry run; choose another "
                           "folder")
     from .rundir import check_output, hold, writing_folder
@@ -616,7 +655,7 @@ def push(run_dir: str | Path, repo_id: str, *, private: bool = False, token: str
     The token is `token`, else HF_TOKEN, else the one saved by `hf auth login`. The run directory is only
     read: the upload is built in a temporary folder."""
     run_dir = Path(run_dir)
-    if not REPO_ID.fullmatch(repo_id) or len(repo_id) > 96:
+    if not is_hub_name(repo_id):
         raise TinyLMError(f"--repo {repo_id!r} is not a Hub repo id; use USER/NAME (letters, digits, - _ .)")
     config = _check_run(run_dir)
     hub = _huggingface_hub()
@@ -676,8 +715,8 @@ def download_run(repo_id: str, revision: str | None = None) -> Path:
         # landing between two downloads cannot mix two versions of the run.
         commit = snapshot.name
         # tinylm's config is config.json (most runs), tinylm_config.json (fine-tunes), or in tinylm/ (GPT).
-        own_config = None if _is_run_config(root_config) else fetch(TINYLM_CONFIG, None, commit, False)
-        subfolder = None if _is_run_config(root_config) or own_config else RUN_SUBFOLDER
+        own_config = None if is_run_config(root_config) else fetch(TINYLM_CONFIG, None, commit, False)
+        subfolder = None if is_run_config(root_config) or own_config else RUN_SUBFOLDER
         # A GPT repo's tinylm/ has weights only when pushed before they were kept once, at the root.
         found = {name: fetch(name, subfolder, commit, name in REQUIRED and not (subfolder and name == WEIGHTS))
                  for name in RUN_FILES}

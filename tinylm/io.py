@@ -16,9 +16,39 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import TinyLMError
-from .rundir import file_mode, fsync_dir
 
-_fsync_dir = fsync_dir  # the name other modules imported before tinylm.rundir existed
+
+def current_umask() -> int:
+    """The process's umask: from /proc on Linux (reading it there changes nothing, so threads are safe), else
+    by setting it and putting it back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from open(): 0666 less the umask."""
+    return 0o666 & ~current_umask()
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make the entries of `folder` (new names, renames) durable."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextmanager

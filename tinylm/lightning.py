@@ -40,7 +40,8 @@ from .io import write_json, write_jsonl
 from .models import LanguageModel, build_model, config_to_dict, model_config
 from .plots import plot_loss
 from .presets import PRESETS
-from .runs import WEIGHTS, LoadedModel, check_out_dir, load
+from .rundir import CONFIG, LOSS_PLOT, METRICS, SUMMARY, WEIGHTS, check_run_output
+from .runs import LoadedModel, load_run
 from .tokenizers import TokenizerConfig, build_tokenizer
 from .weights import save_weights
 
@@ -285,7 +286,7 @@ def prepare_out_dir(out: str | Path, overwrite: bool = False) -> None:
     out = Path(out)
     if out.is_dir() and {p.name for p in out.iterdir()} <= {LIGHTNING_DIR}:
         return
-    check_out_dir(out, overwrite, resumable=False)
+    check_run_output(out, overwrite, resumable=False)
     for path in out.iterdir() if out.is_dir() else ():
         if path.name != LIGHTNING_DIR:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -322,15 +323,15 @@ def save_run(module: LitLanguageModel, data: TextDataModule, out: str | Path, re
     if recorder is not None and recorder.best_state is not None:
         model.load_state_dict(recorder.best_state)
     out.mkdir(parents=True, exist_ok=True)
-    config.save(out / "config.json")
+    config.save(out / CONFIG)
     data.tokenizer.save(out)
     save_weights(model, out / WEIGHTS)
-    write_jsonl(out / "metrics.jsonl", records)
+    write_jsonl(out / METRICS, records)
     if records and all(r["train_loss"] is not None for r in records):
-        plot_loss(records, out / "loss.png", title=f"{model.describe()} on {data.data.source} (Lightning)")
+        plot_loss(records, out / LOSS_PLOT, title=f"{model.describe()} on {data.data.source} (Lightning)")
     stopped = "early_stopping" if early is not None and early.stopped_epoch > 0 else (
         "max_steps" if trainer and trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps else "epochs")
-    write_json(out / "summary.json", {
+    write_json(out / SUMMARY, {
         "trainer": f"lightning {pl.__version__}", "parameters": model.num_parameters(),
         "train_tokens": data.train_examples.num_tokens, "val_tokens": data.val_examples.tokens,
         "best_val_loss": recorder.best_val_loss if recorder else None,
@@ -358,4 +359,4 @@ def fit(module: LitLanguageModel, data: TextDataModule, out: str | Path, *, max_
     trainer = pl.Trainer(max_epochs=max_epochs, max_steps=max_steps, callbacks=[recorder, *others], **options)
     trainer.fit(module, datamodule=data)
     save_run(module, data, out, recorder, trainer=trainer, overwrite=True)
-    return load(out)
+    return load_run(out)

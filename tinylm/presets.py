@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import UNLIMITED_EPOCHS
-
 DEFAULT_PRESET = "default"
 """What `tinylm train` uses when neither --preset nor --model is given."""
 
@@ -66,14 +64,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # / 1.2e-2 / 1.6e-2 / 2.2e-2: 1.443 / 1.434 / 1.424 / 1.425, and wd 0.3 at 1.6e-2: 1.424. Hidden 448
     # instead of 384 at equal time: no gain; batch 128 at equal tokens: worse. bench/cpu_budget.py measures it.
     "cpu-best": {**_BUDGET_LSTM, "train": {**_BUDGET_LSTM_TRAIN, "processes": 2, "time_budget": 203.0,
-                                           "epochs": UNLIMITED_EPOCHS, "patience": 0}},
+                                           "epochs": None, "patience": 0}},
     # cpu-best for CPUs without native bf16 (fp32 training, 24-26k tokens/s instead of 45-62k): chosen by
     # `--preset cpu-best` on such a CPU (see resolve_preset). One process with two threads (batch 32: twice the
     # steps of two processes' 2 x 32) and weight decay 0.2 ends lower there than cpu-best's two processes with
     # weight decay 0.1 (full-val 1.4356 in 193.7 s against 1.4566 in 211.8 s, as an AVX2-only CPU); the
     # budget is cpu-best's 203 s. Measured in bench/README.md.
     "cpu-best-fp32": {**_BUDGET_LSTM, "train": {**_BUDGET_LSTM_TRAIN, "processes": 1, "time_budget": 203.0,
-                                                "epochs": UNLIMITED_EPOCHS, "patience": 0}},
+                                                "epochs": None, "patience": 0}},
     # The fastest recipe to validation loss 1.47 on one GPU (Tiny Shakespeare, char-level), after what the
     # Performance issue's experimental trainer measured: nanoGPT's 6 x 384 shape (10.6M parameters) with the
     # modern options of models/gpt.py (rotary positions, weightless RMSNorm, QK-norm, ReLU^2, an untied head

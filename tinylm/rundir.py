@@ -30,60 +30,36 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import TinyLMError
+from .io import append_jsonl, file_mode, fsync_dir, read_jsonl, write_json, write_jsonl  # noqa: F401 (re-exported)
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no advisory locks, folders are still written whole
     fcntl = None
 
-TINYLM_CONFIG = "tinylm_config.json"
+# -- the files of a run ------------------------------------------------------------------------------
+CONFIG = "config.json"  # the run's config (a fine-tune's config.json is transformers', tinylm's is below)
+TINYLM_CONFIG = "tinylm_config.json"  # tinylm's config in a run whose config.json is transformers' (fine-tunes)
+WEIGHTS = "model.safetensors"  # the best weights so far
+METRICS = "metrics.jsonl"  # one record per evaluated epoch
+SAMPLES = "samples.jsonl"  # the sample written after each epoch
+SUMMARY = "summary.json"  # written once, when training ends
+LOSS_PLOT = "loss.png"
+CHECKPOINT = "checkpoint"  # weights, optimizer, RNG and state.json: what --resume continues from
 LOCK_SUFFIX = ".lock"
 
 # What a run directory may hold: the files and folders tinylm writes into it (training, its loggers, fine-tunes,
 # the Lightning bridge). A folder holding anything else is someone's, and is never replaced.
 RUN_ENTRIES = frozenset({
-    "config.json", TINYLM_CONFIG, "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+    CONFIG, TINYLM_CONFIG, WEIGHTS, "tokenizer.json", "tokenizer_config.json",
     "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja",
-    "generation_config.json", "metrics.jsonl", "samples.jsonl", "summary.json", "loss.png", "steps.csv",
-    "epochs.csv", "checkpoint", "checkpoint.tmp", "checkpoint.old", "tensorboard", "wandb", "trainer",
+    "generation_config.json", METRICS, SAMPLES, SUMMARY, LOSS_PLOT, "steps.csv",
+    "epochs.csv", CHECKPOINT, f"{CHECKPOINT}.tmp", f"{CHECKPOINT}.old", "tensorboard", "wandb", "trainer",
     "lightning_logs", "README.md", "tinylm",
 })
 
 
-# -- modes and durability ---------------------------------------------------------------------------------
-def current_umask() -> int:
-    """The process's umask: from /proc on Linux (reading it there changes nothing, so threads are safe), else
-    by setting it and putting it back."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def file_mode() -> int:
-    """The mode a new file gets from open(): 0666 less the umask."""
-    return 0o666 & ~current_umask()
-
-
-def fsync_dir(folder: str | os.PathLike) -> None:
-    """Make the entries of `folder` (new names, renames) durable."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
+# -- durability ---------------------------------------------------------------------------------------
 def fsync_tree(folder: Path) -> None:
     """fsync every file and folder under `folder` (before it is renamed into place)."""
     for path in sorted(folder.rglob("*"), reverse=True):
@@ -110,16 +86,22 @@ def make_dir(path: Path) -> Path:
 # -- what a folder is ---------------------------------------------------------------------------------
 def run_config_file(folder: Path) -> Path:
     """Where a run keeps tinylm's config: tinylm_config.json in a fine-tune, config.json in other runs."""
-    return folder / TINYLM_CONFIG if (folder / TINYLM_CONFIG).is_file() else folder / "config.json"
+    folder = Path(folder)
+    return folder / TINYLM_CONFIG if (folder / TINYLM_CONFIG).is_file() else folder / CONFIG
 
 
-def is_run(folder: str | os.PathLike) -> bool:
-    """Whether `folder` is a tinylm run directory (its config says it was written by tinylm)."""
+def is_run_config(path: str | os.PathLike) -> bool:
+    """Whether the JSON file `path` is a config written by tinylm (config.json or tinylm_config.json)."""
     try:
-        data = json.loads(run_config_file(Path(folder)).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and "tinylm_version" in data
+
+
+def is_run(folder: str | os.PathLike) -> bool:
+    """Whether `folder` is a tinylm run directory (its config says it was written by tinylm): the one test of it."""
+    return is_run_config(run_config_file(Path(folder)))
 
 
 def foreign_entries(folder: Path, allowed: Iterable[str], name: str = "") -> list[str]:
@@ -179,6 +161,21 @@ def check_output(out: Path, *, what: str, is_same_kind: Callable[[Path], bool], 
     if not overwrite:
         raise TinyLMError(f"{flag} {out} is not empty: it already holds {held or what}; pass --overwrite to "
                           f"replace it{hint}")
+
+
+def default_run_dir(source: str, model_name: str) -> Path:
+    """runs/<data>-<model>-<time>: where a run goes without --out."""
+    from datetime import datetime
+
+    data = Path(source.replace("hf:", "")).stem or "data"
+    return Path("runs") / f"{data}-{Path(model_name).name or 'model'}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def check_run_output(out: str | os.PathLike, overwrite: bool, resumable: bool = True) -> None:
+    """Refuse an --out for a new run that is a file, a foreign folder, another run (unless overwrite), `.`, a
+    parent of the working directory, a mount point or a symbolic link (check_output). No side effects."""
+    check_output(Path(out), what="a tinylm run", is_same_kind=is_run, overwrite=overwrite, allowed=RUN_ENTRIES,
+                 hint=f", or --resume {out}" if resumable else "", held="a run")
 
 
 def check_output_file(path: str | os.PathLike, flag: str = "--out") -> None:
@@ -317,6 +314,118 @@ def hold(folder: str | os.PathLike, enabled: bool = True) -> Iterator[None]:
             pass
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+# -- writing a run while it trains ----------------------------------------------------------------------
+PLOT_EVERY_SECONDS = 20.0
+"""loss.png is redrawn after an epoch at most this often (a redraw costs 0.2-0.7 s, more than a short epoch's
+training on a GPU), and always when training ends."""
+
+
+def epoch_record(*, epoch: int, step: int, train_loss: float | None, result, lr: float, tokens: float,
+                 epoch_seconds: float, eval_seconds: float, elapsed_seconds: float, best: bool, steps_per_epoch: int,
+                 curve: list, **extra) -> dict:
+    """An evaluated epoch's metrics.jsonl record: `result` is its EvalResult on the whole validation split,
+    `train_loss` the epoch's mean (None: a counting model), `tokens` those trained on, `curve` the running training
+    loss ([step, loss] points); `extra` adds fields (val_context, wall_seconds, partial, world_size...)."""
+    return {
+        "epoch": epoch, "step": step,
+        "train_loss": None if train_loss is None else round(train_loss, 6),
+        "val_loss": round(result.loss, 6), "val_perplexity": round(result.perplexity, 4),
+        "val_bits_per_char": round(result.bits_per_char, 5), "lr": lr,
+        "tokens_per_s": round(tokens / max(epoch_seconds, 1e-9), 1), "epoch_seconds": round(epoch_seconds, 2),
+        "eval_seconds": round(eval_seconds, 2), "elapsed_seconds": round(elapsed_seconds, 2), "best": best,
+        "steps_per_epoch": steps_per_epoch, "train_curve": curve, **extra,
+    }
+
+
+def epoch_line(label: str, record: dict) -> str:
+    """The line printed after an evaluated epoch, from its metrics record ("-": a counting model trains no loss)."""
+    train = "-" if record.get("train_loss") is None else f"{record['train_loss']:.4f}"
+    return (f"epoch {label}: train {train}  val {record['val_loss']:.4f}  ppl {record['val_perplexity']:.2f}  "
+            f"bpc {record['val_bits_per_char']:.3f}  ({record['tokens_per_s']:,.0f} tok/s, "
+            f"{record['epoch_seconds']:.1f} s)" + (" *best*" if record["best"] else ""))
+
+
+class RunWriter:
+    """Keeps a run directory up to date while a model trains: tinylm's loop and the fine-tuning Trainer (through
+    a TrainerCallback, tinylm/finetune.py) both write through it, so their runs hold the same files and their
+    loggers get the same keys.
+
+    After each evaluated epoch (`end_epoch`): the best weights in model.safetensors (the folder holds the best
+    model at every moment), the record in metrics.jsonl, the epoch's line, a sample from the fixed prompt in
+    samples.jsonl, the logger's epoch (metrics and the samples table), loss.png. Every few steps (`log_step`):
+    train/loss, train/lr, train/tokens_per_s to the logger. At the end (`finish`): summary.json (only when
+    training ended well), loss.png, the logger closed. In a process other than the first of a multi-process run
+    (`main=False`) it writes nothing and says nothing."""
+
+    def __init__(self, run_dir: str | os.PathLike, logger, *, title: str, echo: Callable[[str], None] = print,
+                 main: bool = True):
+        self.run_dir, self.logger, self.title, self.main = Path(run_dir), logger, title, main
+        self.echo = echo if main else (lambda line: None)
+        self._plotted_at: float | None = None  # perf_counter() of the last loss.png redraw
+        self._plotted_epochs = -1  # metrics records drawn then
+
+    def start(self, config: dict, info: dict) -> None:
+        """Before the first step: the logger gets the run's config and facts (parameters, device...)."""
+        self.logger.start(config, info)
+
+    def redo_after(self, epoch: int) -> None:
+        """Drop the records of epochs after `epoch` (written by a run killed before its checkpoint): a resume
+        from that checkpoint writes them again."""
+        for name in (METRICS, SAMPLES) if self.main else ():
+            records = read_jsonl(self.run_dir / name, required={"epoch": int})
+            if any(r["epoch"] > epoch for r in records):
+                write_jsonl(self.run_dir / name, [r for r in records if r["epoch"] <= epoch])
+
+    def log_step(self, step: int, loss: float, lr: float, tokens_per_s: float) -> None:
+        self.logger.log_step(step, {"train/loss": loss, "train/lr": lr, "train/tokens_per_s": tokens_per_s})
+
+    def end_epoch(self, record: dict, label: str, run, tc, keep_best: Callable[[Path], None]) -> dict | None:
+        """Write an evaluated epoch: `record` is its metrics.jsonl record ("best" says whether it improved), `label`
+        its number as shown ("3/5"), `run` the model as a LoadedModel (it writes the sample), `tc` the TrainConfig
+        (the sample's prompt, length, temperature and seed), `keep_best(path)` saves the weights there. Returns
+        the sample record (None in a process that does not write)."""
+        if not self.main:
+            return None
+        if record["best"]:
+            keep_best(self.run_dir / WEIGHTS)
+        append_jsonl(self.run_dir / METRICS, record)
+        self.echo(epoch_line(label, record))
+        text = run.generate(tc.sample_prompt or "", max_new_tokens=tc.sample_tokens,
+                            temperature=tc.sample_temperature, seed=tc.seed)
+        self.echo("  sample: " + text.replace("\n", "\n          "))
+        sample = {"epoch": record["epoch"], "prompt": tc.sample_prompt, "temperature": tc.sample_temperature,
+                  "text": text}
+        append_jsonl(self.run_dir / SAMPLES, sample)
+        self.logger.log_epoch(record["epoch"], record["step"], record, sample)
+        self.plot()
+        return sample
+
+    def plot(self, force: bool = False) -> None:
+        """Redraw loss.png: after an epoch at most every PLOT_EVERY_SECONDS, and at the end of training unless
+        nothing changed since."""
+        from .plots import plot_loss
+
+        now = time.perf_counter()
+        if not self.main or (not force and self._plotted_at is not None
+                             and now - self._plotted_at < PLOT_EVERY_SECONDS):
+            return
+        records = read_jsonl(self.run_dir / METRICS)
+        if force and len(records) == self._plotted_epochs:
+            return
+        plot_loss(records, self.run_dir / LOSS_PLOT, title=self.title)
+        self._plotted_at, self._plotted_epochs = time.perf_counter(), len(records)
+
+    def finish(self, summary: dict, failed: bool = False) -> None:
+        """The end of training, also after an error: summary.json and a last loss.png only when it ended well;
+        the logger is closed either way."""
+        try:
+            if not failed and self.main:
+                self.plot(force=True)
+                write_json(self.run_dir / SUMMARY, summary)
+        finally:
+            self.logger.finish(summary, failed=failed)
 
 
 # -- the data a run names ---------------------------------------------------------------------------------

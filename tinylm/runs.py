@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -24,10 +23,9 @@ from .evaluation import EvalResult, evaluate_text
 from .generation import SamplingConfig, generate_ids
 from .io import read_jsonl
 from .models import LanguageModel, build_model
+from .rundir import METRICS, WEIGHTS, data_source, run_config_file
 from .tokenizers import Tokenizer
 from .weights import load_weights
-
-WEIGHTS = "model.safetensors"
 
 
 class LoadedModel:
@@ -53,7 +51,7 @@ class LoadedModel:
     @property
     def metrics(self) -> list[dict]:
         """The per-epoch records of metrics.jsonl."""
-        return read_jsonl(self.run_dir / "metrics.jsonl") if self.run_dir else []
+        return read_jsonl(self.run_dir / METRICS) if self.run_dir else []
 
     # -- generation --------------------------------------------------------------------------------
     def prompt_ids(self, prompt: str, warn: bool = True) -> list[int]:
@@ -152,68 +150,8 @@ class LoadedModel:
         return evaluate_text(self.module, self.tokenizer, text, self.config.data, batch_size, self.device)
 
 
-def default_run_dir(source: str, model_name: str) -> Path:
-    """runs/<data>-<model>-<time>: where a run goes without --out."""
-    data = Path(source.replace("hf:", "")).stem or "data"
-    return Path("runs") / f"{data}-{Path(model_name).name or 'model'}-{datetime.now():%Y%m%d-%H%M%S}"
-
-
-def check_out_dir(out: Path, overwrite: bool, resumable: bool = True) -> None:
-    """Refuse an --out that is a file, a foreign folder, another run (unless overwrite), `.`, a parent of the
-    working directory, a mount point or a symbolic link (tinylm.rundir.check_output). No side effects."""
-    from .rundir import RUN_ENTRIES, check_output, is_run
-
-    check_output(Path(out), what="a tinylm run", is_same_kind=is_run, overwrite=overwrite, allowed=RUN_ENTRIES,
-                 hint=f", or --resume {out}" if resumable else "", held="a run")
-
-
-def _looks_like_hub_id(name: str) -> bool:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name) or name.startswith((".", "/")):
-        return False
-    # runs/NAME (where runs go without --out), or USER/NAME where USER is a local folder: a mistyped local path
-    first = name.split("/", 1)[0]
-    return first != "runs" and not Path(first).is_dir()
-
-
-def resolve_run_dir(name: str | Path) -> Path:
-    """A local run directory, or a Hugging Face Hub repo id (USER/NAME) downloaded to the HF cache."""
-    path = Path(name)
-    if path.is_dir():
-        from .hub import run_dir_of  # a GPT run's pushed or dry-run folder keeps the run in tinylm/
-
-        return run_dir_of(path)
-    if path.exists():
-        raise TinyLMError(f"{name} is not a run directory (it is a file)")
-    if _looks_like_hub_id(str(name)):
-        try:
-            from .hub import download_run
-        except ImportError:
-            raise TinyLMError(f"run directory {name} does not exist (and Hub support is not available)") from None
-        return download_run(str(name))
-    raise TinyLMError(f"run directory {name} does not exist")
-
-
-def is_downloaded(run_dir: Path) -> bool:
-    """Whether `run_dir` came from the Hub (it lies in the Hugging Face cache, or is a GPT repo's run rebuilt in
-    tinylm's cache), so its config is a stranger's."""
-    from .hub import is_rebuilt_from_hub
-
-    if is_rebuilt_from_hub(run_dir):
-        return True
-    try:
-        from huggingface_hub.constants import HF_HUB_CACHE
-    except ImportError:
-        return False
-    cache = Path(HF_HUB_CACHE).resolve()
-    return cache in Path(run_dir).resolve().parents
-
-
 def contain_data(config: RunConfig, run_dir: Path, from_hub: bool) -> str | None:
     """Point the run's data at what may be read (tinylm.rundir.data_source); the reason when it may not."""
-    from .rundir import data_source
-
     refused = None
     for name in ("source", "val_source"):
         value = getattr(config.data, name)
@@ -241,17 +179,21 @@ def _check_json_object(path: Path) -> None:
         raise TinyLMError(f"{path} is damaged (not a JSON object)")
 
 
-def load(run_dir: str | Path, device: str = "cpu", precision: str = "auto") -> LoadedModel:
-    """Load a run in one call: a run directory (config.json, tokenizer.json, model.safetensors), a folder
-    written by `tinylm push --dry-run`, or a Hub repo id USER/NAME. `device` as in tinylm.devices.resolve_device
-    ("auto" for the fastest there is); `precision` is what generation uses unless a call says otherwise."""
+def load_run(run_dir: str | Path, device: str = "cpu", precision: str = "auto", *,
+             from_hub: bool = False) -> LoadedModel:
+    """Load a local run directory (config.json, tokenizer.json, model.safetensors) in one call. `device` as in
+    tinylm.devices.resolve_device ("auto" for the fastest there is); `precision` is what generation uses unless a
+    call says otherwise; `from_hub`: the folder came from somewhere else (its config's data paths are not read).
+    `tinylm.load` (tinylm.hub.load) also takes a pushed folder or a Hub repo id, and ends here."""
     from .devices import generation_candidates
 
     generation_candidates(precision, resolve_device(device))  # a bad choice fails before anything is read
-    from_hub = not Path(run_dir).is_dir()
-    run_dir = resolve_run_dir(run_dir)
-    config = RunConfig.load(run_dir / "config.json")
-    data_refused = contain_data(config, run_dir, from_hub or is_downloaded(run_dir))
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TinyLMError(f"run directory {run_dir} does not exist" if not run_dir.exists()
+                          else f"{run_dir} is not a run directory (it is a file)")
+    config = RunConfig.load(run_config_file(run_dir))
+    data_refused = contain_data(config, run_dir, from_hub)
     _check_json_object(run_dir / "tokenizer_config.json")
     tokenizer = Tokenizer.load(run_dir)
     if tokenizer.vocab_size != config.model.vocab_size:

@@ -19,10 +19,11 @@ import torch
 
 from .errors import TinyLMError
 from .generation import tempered_softmax
+from .hub import load
 from .io import write_json, write_text
 from .memorisation import WORD, generated_words
 from .plots import plot_distributions, plot_temperature
-from .runs import LoadedModel, load
+from .runs import LoadedModel
 
 SOFTMAX_TEMPERATURES = (0.2, 0.5, 1.0, 2.0, 5.0)
 REPORT_TEMPERATURES = (0.3, 0.8, 1.0, 1.3, 1.8)

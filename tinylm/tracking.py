@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from .errors import TinyLMError
 from .io import read_jsonl, write_text
+from .rundir import LOSS_PLOT, METRICS, SAMPLES
 
 # The per-epoch record of metrics.jsonl, as the trackers name it (the record's other keys are bookkeeping).
 EPOCH_METRICS = {
@@ -175,7 +176,7 @@ class TensorBoardLogger(Logger):
     def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
         if self._writer is None:
             return
-        curve = self.run_dir / "loss.png"
+        curve = self.run_dir / LOSS_PLOT
         if curve.is_file():
             import matplotlib.image
 
@@ -241,9 +242,9 @@ class WandbLogger(Logger):
             self._run.define_metric(pattern, step_metric="epoch")
         # A W&B Table cannot grow once logged, so every epoch logs the table of all samples so far;
         # after --resume it starts from the samples of the epochs already done.
-        steps = {r["epoch"]: r["step"] for r in read_jsonl(self.run_dir / "metrics.jsonl")}
+        steps = {r["epoch"]: r["step"] for r in read_jsonl(self.run_dir / METRICS)}
         self._samples = [[r["epoch"], steps.get(r["epoch"], 0), r["prompt"], r["temperature"], r["text"]]
-                         for r in read_jsonl(self.run_dir / "samples.jsonl")]
+                         for r in read_jsonl(self.run_dir / SAMPLES)]
         where = f"project {self._run.project!r}" + (f" ({self._run.url})" if mode == "online" else "")
         print(f"wandb: {mode} run {self.name!r} in {where}", file=sys.stderr)
 
@@ -259,7 +260,7 @@ class WandbLogger(Logger):
     def finish(self, summary: dict[str, Any], failed: bool = False) -> None:
         if self._run is None:
             return
-        curve = self.run_dir / "loss.png"
+        curve = self.run_dir / LOSS_PLOT
         if curve.is_file():
             self._run.log({"loss_curve": self._wandb.Image(str(curve))}, step=summary.get("steps") or 0)
         self._run.summary.update({k: v for k, v in summary.items() if v is not None})

@@ -14,7 +14,7 @@ from ._machine import add_machine_flags, apply_threads
 
 def run(args: argparse.Namespace) -> int:
     from ..data import load_corpus
-    from ..runs import load
+    from ..hub import load
 
     apply_threads(args)
     run = load(args.run, device=args.device, precision=args.precision)

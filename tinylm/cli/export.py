@@ -21,8 +21,9 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..export import export_run
+    from ..hub import locate_run
 
-    out = export_run(args.run, args.out, format=args.format, overwrite=args.overwrite)
+    out = export_run(locate_run(args.run)[0], args.out, format=args.format, overwrite=args.overwrite)
     print(f"exported {args.run} -> {out} ({args.format}); load it with "
           f"transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")
     return 0

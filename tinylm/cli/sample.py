@@ -24,7 +24,7 @@ def add_sampling_flags(p) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..generation import SamplingConfig
-    from ..runs import load
+    from ..hub import load
 
     apply_threads(args)
     if args.num_samples < 1:

@@ -6,7 +6,7 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runs import load
+    from ..hub import load
     from ._machine import apply_threads
 
     apply_threads(args)

@@ -8,7 +8,7 @@ from ._machine import add_machine_flags, apply_threads
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runs import load
+    from ..hub import load
     from ..temperature import parse_temperatures, temperature_report
 
     apply_threads(args)

@@ -20,18 +20,9 @@ FLAG_NAMES = {"source": ["--data"], "val_source": ["--val-data"], "block_size": 
 char-RNN exercise)."""
 MODEL_FIELDS_SET_ELSEWHERE = ("vocab_size", "block_size", "cell")
 """Model fields with no flag: set from the tokenizer, from the data's --block-size, and by --model (gru, lstm)."""
-# Values of fields whose config does not declare its choices yet (a CHOICES class attribute that its
-# validation checks against); each is the tuple that config's __post_init__ accepts (tests/test_cli.py checks it).
-UNDECLARED_CHOICES = {"target": ("every", "last"), "optimizer": ("adam", "adamw", "muon"),
-                      "lr_schedule": ("constant", "cosine", "linear"), "head": ("linear", "mlp"),
-                      "positions": ("learned", "rope"), "norm": ("layernorm", "rmsnorm"),
-                      "activation": ("gelu", "relu2")}
-
-
 def add_parser(sub) -> None:
     from ..config import DataConfig, TrainConfig
     from ..models import FAMILIES, MODEL_NAMES
-    from ..models.markov import SMOOTHINGS
     from ..presets import DEFAULT_PRESET, PRESETS
     from ..tokenizers import TokenizerConfig
 
@@ -39,9 +30,8 @@ def add_parser(sub) -> None:
                        description="Train a new run, or continue one with --resume RUN --epochs N. The defaults "
                                    "shown are the configs' own; a preset (--preset, or `default` when neither "
                                    "--preset nor --model is given) sets some of them first.")
-    choices = {**UNDECLARED_CHOICES, "smoothing": SMOOTHINGS}
     flags: ConfigFlags = {}
-    flags |= add_config_flags(p.add_argument_group("data"), DataConfig, "data", names=FLAG_NAMES, choices=choices)
+    flags |= add_config_flags(p.add_argument_group("data"), DataConfig, "data", names=FLAG_NAMES)
     flags |= add_config_flags(p.add_argument_group("tokenizer"), TokenizerConfig, "tokenizer", names=FLAG_NAMES)
     g = p.add_argument_group("model")
     g.add_argument("--model", help=f"a model name: {', '.join(MODEL_NAMES)} (default lstm)")
@@ -52,10 +42,10 @@ def add_parser(sub) -> None:
     trainable = {family: names for family in FAMILIES
                  if (names := [n for n, (f, _) in MODEL_NAMES.items() if f == family])}
     flags |= add_config_flags(g, [FAMILIES[family][0] for family in trainable], "model",
-                              skip=MODEL_FIELDS_SET_ELSEWHERE, choices=choices,
+                              skip=MODEL_FIELDS_SET_ELSEWHERE,
                               labels={FAMILIES[family][0]: ", ".join(names) for family, names in trainable.items()})
     g = p.add_argument_group("training")
-    flags |= add_config_flags(g, TrainConfig, "train", skip=(*MACHINE_FLAGS, "processes"), choices=choices,
+    flags |= add_config_flags(g, TrainConfig, "train", skip=(*MACHINE_FLAGS, "processes"),
                               extra={"time_budget": {"metavar": "SECONDS"}})
     g = p.add_argument_group("run directory")
     g.add_argument("--out", help="run directory (default runs/<data>-<model>-<time>)")

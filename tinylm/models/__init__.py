@@ -55,6 +55,15 @@ def model_config(name: str, **overrides: Any) -> Any:
     return config_class(**{**values, **fixed})
 
 
+def model_name(config: Any) -> str:
+    """The --model name a config is of: the first name of its family whose fixed fields it has (lstm, gru, gpt)."""
+    family = family_of(config)
+    for name, (named_family, fixed) in MODEL_NAMES.items():
+        if named_family == family and all(getattr(config, k) == v for k, v in fixed.items()):
+            return name
+    return family
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     return {"family": family_of(config), **dataclasses.asdict(config)}
 

@@ -23,6 +23,8 @@ class LanguageModel(nn.Module):
     trainable: ClassVar[bool] = True  # False for CountingModel: fitted by counting, not by gradient steps
     sample_without_onednn: ClassVar[bool] = False  # True where CPU sampling at batch 1 is faster without oneDNN
     carries_state: ClassVar[bool] = False  # True where the state summarises the whole past (evaluated as streams)
+    exports_to_transformers: ClassVar[bool] = False  # True where tinylm.export writes it as a transformers model
+    wraps_transformers: ClassVar[bool] = False  # True where it is a transformers model (its run is such a folder)
 
     def __init__(self, config: Any):
         super().__init__()
@@ -34,6 +36,24 @@ class LanguageModel(nn.Module):
     def describe(self) -> str:
         """A short human description, e.g. 'lstm 2x256 (embed 64, ...)'; families override it."""
         return self.family
+
+    def tag(self) -> str:
+        """The model's kind in one word, for names and model cards: the family, or a finer name (lstm, gpt2)."""
+        return self.family
+
+    def output_head(self) -> nn.Module | None:
+        """The module that turns the last hidden vectors into logits (None: the family has none)."""
+        return None
+
+    def hidden_matrices(self) -> list[nn.Parameter]:
+        """The 2-D weights of the hidden layers (what Muon updates): every 2-D weight but the embeddings (and a
+        head tied to one) and the output head."""
+        outside = {id(p) for module in self.modules() if isinstance(module, nn.Embedding)
+                   for p in module.parameters(recurse=False)}
+        head = self.output_head()
+        if head is not None:
+            outside.update(id(p) for p in head.parameters())
+        return [p for p in self.parameters() if p.dim() == 2 and id(p) not in outside]
 
     def num_parameters(self) -> int:
         """Trainable parameters, each shared (tied) tensor counted once."""

@@ -264,6 +264,10 @@ class GPT(LanguageModel):
     """Decoder-only Transformer; the state is a KVCache (see the module docstring for the sliding rule)."""
 
     family = "gpt"
+    exports_to_transformers = True  # as GPT-2 (tinylm/export.py)
+
+    def output_head(self) -> nn.Module:
+        return self.lm_head
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)

@@ -53,6 +53,10 @@ class HFCausalLM(LanguageModel):
     """A transformers AutoModelForCausalLM behind tinylm's `logits, state = model(ids, state)` contract."""
 
     family = "hf"
+    wraps_transformers = True  # a fine-tune's run directory is a transformers model folder as well
+
+    def tag(self) -> str:
+        return self.config.hf_config.get("model_type") or self.family
 
     def __init__(self, config: HFCausalLMConfig, model: torch.nn.Module | None = None):
         """Build the architecture of `config` (random weights, to be loaded), or wrap an existing `model`."""

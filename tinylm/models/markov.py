@@ -26,11 +26,11 @@ load with the usual strict shape check.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from ..errors import TinyLMError
+from ..errors import TinyLMError, check_choices
 from .base import CountingModel
 
 SMOOTHINGS = ("kneser-ney", "witten-bell")
@@ -43,6 +43,8 @@ FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 class MarkovConfig:
     """Hyper-parameters of an n-gram language model."""
 
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"smoothing": SMOOTHINGS}
+
     vocab_size: int = 0
     """Number of token ids (set from the tokenizer)."""
     order: int = 6
@@ -53,8 +55,7 @@ class MarkovConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.order <= MAX_ORDER:
             raise TinyLMError(f"--order must be between 1 and {MAX_ORDER}, got {self.order}")
-        if self.smoothing not in SMOOTHINGS:
-            raise TinyLMError(f"unknown smoothing {self.smoothing!r}; choose one of {', '.join(SMOOTHINGS)}")
+        check_choices(self)
 
 
 def _discounts(counts: torch.Tensor) -> list[float]:

@@ -12,12 +12,12 @@ and generation carries the hidden state from one token to the next.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..errors import TinyLMError
+from ..errors import TinyLMError, check_choices
 from .base import LanguageModel
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -26,6 +26,8 @@ CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 @dataclass
 class RNNConfig:
     """Hyper-parameters of a recurrent language model."""
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"head": ("linear", "mlp")}
 
     vocab_size: int = 0
     """Number of token ids (set from the tokenizer)."""
@@ -45,8 +47,7 @@ class RNNConfig:
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise TinyLMError(f"unknown recurrent cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        if self.head not in ("linear", "mlp"):
-            raise TinyLMError(f"unknown head {self.head!r}; choose linear or mlp")
+        check_choices(self)
         for name in ("embed", "hidden", "layers"):
             if getattr(self, name) < 1:
                 raise TinyLMError(f"--{name} must be at least 1, got {getattr(self, name)}")
@@ -61,6 +62,12 @@ class RecurrentLM(LanguageModel):
     sample_without_onednn = True  # measured: 1,179 vs 196 tokens/s for a 2x256 LSTM at batch 1, one thread
 
     family = "rnn"
+
+    def tag(self) -> str:
+        return self.config.cell
+
+    def output_head(self) -> nn.Module:
+        return self.head
 
     def __init__(self, config: RNNConfig):
         super().__init__(config)

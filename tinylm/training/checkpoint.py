@@ -3,15 +3,15 @@
 Weights, optimizer tensors and RNG states go to safetensors; everything else (step counters, optimizer
 hyper-parameters, the training state) to JSON. Nothing on load can execute code from a file.
 
-A resumable checkpoint is a folder written as a whole: files go to `checkpoint.tmp/`, which then
-replaces `checkpoint/` by rename, so a crash at any moment leaves one complete checkpoint on disk.
+A resumable checkpoint is a folder written as a whole (tinylm.rundir.writing_folder): files go to a staging
+folder beside `checkpoint/`, which then replaces it by rename, so a crash at any moment leaves one complete
+checkpoint on disk.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .. import migrations
 from ..errors import TinyLMError
 from ..io import atomic_path, write_json
+from ..rundir import CHECKPOINT as CHECKPOINT_DIR
+from ..rundir import WEIGHTS, writing_folder
 from ..rundir import fsync_dir as _fsync_dir
 from ..weights import load_weights, save_weights
 
-CHECKPOINT_DIR = "checkpoint"
 CARRIED_FILE = "carried_state.safetensors"
 
 
@@ -71,26 +73,17 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     """Write weights, optimizer, RNG and training state as one unit (see module docstring); `carried` is the
     recurrent state of stateful training in the middle of an epoch (a tensor or a tuple of tensors)."""
     final = run_dir / CHECKPOINT_DIR
-    tmp = run_dir / f"{CHECKPOINT_DIR}.tmp"
-    old = run_dir / f"{CHECKPOINT_DIR}.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        _write_checkpoint(tmp, model, optimizer, state, carried)
-    except BaseException:  # a full disk, a kill signal: the last complete checkpoint stays, the half one goes
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    _fsync_dir(run_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    previous = checkpoint_path(run_dir)
+    if previous is not None and previous != final:  # a kill between two renames left the last one aside
+        os.replace(previous, final)
+    # written beside checkpoint/ and renamed into place: a full disk or a kill leaves the last complete one
+    with writing_folder(final) as staging:
+        _write_checkpoint(staging, model, optimizer, state, carried)
 
 
 def _write_checkpoint(tmp: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                       state: dict[str, Any], carried: Any) -> None:
-    save_weights(model, tmp / "model.safetensors")
+    save_weights(model, tmp / WEIGHTS)
     opt_tensors, opt_meta = _optimizer_to_files(optimizer) if optimizer else ({}, {"param_groups": []})
     with atomic_path(tmp / "optimizer.safetensors") as p:
         save_file(opt_tensors, str(p))
@@ -102,14 +95,16 @@ def _write_checkpoint(tmp: Path, model: torch.nn.Module, optimizer: torch.optim.
             f"tuple.{i}": t for i, t in enumerate(carried)}
         with atomic_path(tmp / CARRIED_FILE) as p:
             save_file({k: t.detach().cpu().contiguous() for k, t in parts.items()}, str(p))
-    write_json(tmp / "state.json", state)
+    write_json(tmp / "state.json", migrations.stamp(migrations.STATE, state))
     _fsync_dir(tmp)
 
 
 def checkpoint_path(run_dir: Path) -> Path | None:
     """The complete checkpoint folder of a run (after a crash between renames, the previous one)."""
-    for name in (CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.old"):
-        folder = run_dir / name
+    # checkpoint/, else the one a kill between two renames left aside (.checkpoint.*.old; checkpoint.old
+    # before tinylm wrote every folder through rundir.writing_folder)
+    for folder in [run_dir / CHECKPOINT_DIR, *sorted(run_dir.glob(f".{CHECKPOINT_DIR}.*.old")),
+                   run_dir / f"{CHECKPOINT_DIR}.old"]:
         if (folder / "state.json").is_file():
             return folder
     return None
@@ -129,6 +124,8 @@ def read_state(run_dir: Path, schema: type | None = None) -> dict[str, Any] | No
                           f"resumed") from None
     if not isinstance(state, dict):
         raise TinyLMError(f"{path} is damaged (not a JSON object); the checkpoint cannot be resumed")
+    state = migrations.upgrade(migrations.STATE, state, path)  # from any earlier format
+    state.pop(migrations.VERSION_KEY[migrations.STATE])
     if schema is not None:
         from ..config import check_fields
 
@@ -166,7 +163,7 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     folder = checkpoint_path(run_dir)
     if folder is None:
         raise TinyLMError(f"{run_dir} has no checkpoint to resume from")
-    load_weights(model, folder / "model.safetensors", device)
+    load_weights(model, folder / WEIGHTS, device)
     try:
         opt_tensors = load_file(str(folder / "optimizer.safetensors"), device=str(device))
         opt_meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))

@@ -39,13 +39,9 @@ NS_EPS = 1e-7
 
 
 def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters Muon updates: 2-D weights other than embeddings (nn.Embedding, and so a head tied to
-    one) and the output head (a module named `lm_head` or `head`, as the GPT and RNN families name it)."""
-    outside = set()
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Embedding) or name.split(".")[0] in ("lm_head", "head"):
-            outside.update(id(p) for p in module.parameters(recurse=False))
-    return [p for p in model.parameters() if p.dim() == 2 and id(p) not in outside]
+    """The parameters Muon updates: the model's own answer (LanguageModel.hidden_matrices: 2-D weights other than
+    embeddings, a head tied to one, and the output head)."""
+    return model.hidden_matrices()
 
 
 def build_optimizer(model: nn.Module, cfg) -> Optimizer:
