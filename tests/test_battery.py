@@ -432,13 +432,13 @@ def test_hostile_config_is_refused_before_building(world, tmp_path, capsys, name
 
 
 def test_a_hub_run_never_reads_local_files_its_config_names(world, tmp_path, capsys, monkeypatch):
-    import tinylm.runs
+    import tinylm.hub
 
     secret = tmp_path / "secret.txt"
     secret.write_text("the password is swordfish " * 500)
     run = copy_run(world, "lstm", tmp_path)
     edit_json(run / "config.json", lambda c: c["data"].update(source=str(secret)))
-    monkeypatch.setattr(tinylm.runs, "is_downloaded", lambda path: True)
+    monkeypatch.setattr(tinylm.hub, "is_downloaded", lambda path: True)  # as if it came from the Hub
     for command in (["eval", run], ["eval", run, "--memorisation", "--samples", 1, "--max-new-tokens", 5],
                     ["temperature", run, "--samples", 1, "--max-new-tokens", 5, "--out", tmp_path / "t"]):
         code, out, err = cli(capsys, *command)

@@ -472,13 +472,6 @@ def find_source(
     return found
 
 
-def load_corpus(
-    source: str,
-    encoding: str = "utf-8",
-    text_column: str = "text",
-    hf_split: str = "train",
-    hf_config: str | None = None,
-    strip_gutenberg_text: bool = False,
-) -> Corpus:
-    """A --data value's text, read whole (see `find_source`)."""
-    return find_source(source, encoding, text_column, hf_split, hf_config, strip_gutenberg_text).read()
+def load_corpus(source: str, *args, **kwargs) -> Corpus:
+    """A --data value's text, read whole (the arguments of `find_source`)."""
+    return find_source(source, *args, **kwargs).read()
