@@ -296,3 +296,7 @@ def test_finetune_logs_the_keys_tinylm_train_logs(tiny_base, corpus, tmp_path):
     records = read_jsonl(tuned / "metrics.jsonl")
     assert [(e.step, round(e.value, 4)) for e in events.Scalars("val/perplexity")] == \
         [(r["step"], round(r["val_perplexity"], 4)) for r in records]
+    # both write through tinylm.rundir.RunWriter: the same records and samples, field for field
+    trained_records = read_jsonl(trained / "metrics.jsonl")
+    assert set(records[0]) == set(trained_records[0]) - {"val_context", "wall_seconds"}
+    assert [set(r) for r in read_jsonl(tuned / "samples.jsonl")] == [set(r) for r in read_jsonl(trained / "samples.jsonl")]

@@ -13,8 +13,8 @@ def add_parser(sub) -> None:
                                    "(token ids) with tokens.json and the tokenizer. Then: tinylm train --data DIR; "
                                    "training reads only the windows of each batch, so its memory does not grow "
                                    "with the corpus.")
-    p.add_argument("source", metavar="SOURCE", help="file, folder of .txt, built-in corpus (shakespeare, ...) "
-                                                    "or hf:DATASET")
+    p.add_argument("source", metavar="SOURCE", help="file, folder of .txt, built-in corpus (shakespeare, ...), "
+                                                    "hf:DATASET or gutenberg:ID")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write (it appears whole or not at all)")
     p.add_argument("--tokenizer", default="char", help="char (default), word, bpe, or a transformers tokenizer "
                                                        "name or folder (e.g. gpt2)")
