@@ -250,7 +250,17 @@ def inference_copy(model: nn.Module, precision: str = "bf16") -> nn.Module:
     fast = copy.deepcopy(model, memo).eval()
     fast.requires_grad_(False)
     fast.inference_precision = precision
+    fast.kv_cache_dtype = kv_cache_dtype(precision)
     return fast
+
+
+def kv_cache_dtype(precision: str) -> torch.dtype | None:
+    """The dtype of a bf16 / int8 copy's KV cache (None: the model's own, fp32): bf16 where the CPU computes bf16
+    natively (attention reads half the bytes); fp32 elsewhere, where attention's bf16 products are emulated
+    (3x slower in the decode step as an AVX2-only CPU: bench/README.md)."""
+    if precision == "fp32":
+        return None
+    return torch.bfloat16 if devices.native_bf16_cpu() else None
 
 
 # -- copies, made once per model and precision ---------------------------------------------------------------

@@ -363,9 +363,9 @@ class GPT(LanguageModel):
         in their own precision. Runs without autograd only (forward checks)."""
         c, t, B = self.config, cache.length, ids.size(0)
         heads, head_size = c.heads, c.embed // c.heads
-        # An inference copy in bf16 or int8 (tinylm.inference) keeps its cache in bf16: attention reads half the
-        # bytes (1.2 MB a token at mid-block for gpt-gpu's model) and its output goes to a bf16 product anyway.
-        kv_dtype = torch.bfloat16 if getattr(self, "inference_precision", "fp32") in ("bf16", "int8") else None
+        # An inference copy may keep its cache in bf16 (tinylm.inference decides: where bf16 is native, attention
+        # then reads half the bytes, 1.2 MB a token at mid-block for gpt-gpu's model).
+        kv_dtype = getattr(self, "kv_cache_dtype", None)
         if cache.keys[0].size(2) < c.block_size or (kv_dtype is not None and cache.keys[0].dtype != kv_dtype):
             for layer in range(c.layers):  # once per sequence (and slide): room for the whole block
                 reserve_block(cache, layer, c.block_size, kv_dtype)
