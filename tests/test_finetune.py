@@ -299,4 +299,5 @@ def test_finetune_logs_the_keys_tinylm_train_logs(tiny_base, corpus, tmp_path):
     # both write through tinylm.rundir.RunWriter: the same records and samples, field for field
     trained_records = read_jsonl(trained / "metrics.jsonl")
     assert set(records[0]) == set(trained_records[0]) - {"val_context", "wall_seconds"}
-    assert [set(r) for r in read_jsonl(tuned / "samples.jsonl")] == [set(r) for r in read_jsonl(trained / "samples.jsonl")]
+    samples = [read_jsonl(run / "samples.jsonl") for run in (tuned, trained)]
+    assert [set(r) for r in samples[0]] == [set(r) for r in samples[1]]
