@@ -107,6 +107,8 @@ def test_a_source_streams_the_text_it_reads_whole(tmp_path, monkeypatch):
         assert "".join(pieces) == load_corpus(str(source), **options).train and found.val is None
         assert len(pieces) > 3 or options.get("strip_gutenberg_text")
     assert load_corpus(str(tmp_path / "book.txt"), strip_gutenberg_text=True).train == "the book\n"
+    # what both readings give, written out: line ends made \n, files joined in order, blank edges kept
+    assert load_corpus(str(tmp_path / "docs")).train == "First,\nCRLF été lines.\n\n\n\nold Mac\nends\n"
 
     # the training and validation streams of one pass cut where split_text cuts
     text = load_corpus(str(tmp_path / "docs")).train

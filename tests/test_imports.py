@@ -85,3 +85,13 @@ def test_local_run_loading_knows_nothing_of_the_hub():
     graph = import_graph()
     assert "tinylm.hub" not in graph["tinylm.runs"] and "tinylm.runs" in graph["tinylm.hub"]
     assert "tinylm.hub" not in graph["tinylm.export"]
+
+
+def test_the_package_exports_what_it_lists():
+    """tinylm.__all__ (written out for linters) names exactly the lazily loaded exports, and each one loads."""
+    import tinylm
+
+    assert set(tinylm.__all__) == {"__version__", *tinylm._EXPORTS}
+    for name in tinylm._EXPORTS:
+        if name != "serve":  # the playground needs gradio, an optional extra
+            assert getattr(tinylm, name) is not None

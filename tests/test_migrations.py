@@ -38,14 +38,12 @@ def test_the_fixtures_are_of_the_old_formats():
 @pytest.mark.parametrize("name", ["lstm-char", "gpt-bpe", "markov-word"])
 def test_an_old_run_loads_samples_and_evaluates(old_runs, name):
     run = tinylm.load(old_runs / name)
-    before = json.loads((old_runs / name / "metrics.jsonl").read_text().splitlines()[-1])
     text = run.generate("ANNA:", max_new_tokens=20, temperature=0.8, seed=1)
     assert text.startswith("ANNA:") and len(text) > len("ANNA:")
     result = run.evaluate()  # its own validation split, found through the relative data path
     # the best epoch's weights, evaluated as training evaluated them
     best = min(json.loads(line)["val_loss"] for line in (old_runs / name / "metrics.jsonl").read_text().splitlines())
     assert result.loss == pytest.approx(best, rel=1e-4)
-    assert before["epoch"] >= 1
 
 
 @pytest.mark.parametrize("name", ["lstm-char", "gpt-bpe"])

@@ -1,4 +1,4 @@
-"""tinylm.rundir.RunWriter: what a run directory holds after each epoch and at the end, whoever trains (the
+"""tinylm.rundir: what a run directory holds after each epoch and at the end, whoever trains (the loop and
 loop and the fine-tuning Trainer both write through it)."""
 
 from __future__ import annotations
@@ -106,3 +106,32 @@ def test_a_counting_models_epoch_shows_no_training_loss():
                                         tokens=10, epoch_seconds=1.0, eval_seconds=0.1, elapsed_seconds=1.0,
                                         best=True, steps_per_epoch=1, curve=[]))
     assert line.startswith("epoch 1: train -  val 1.5000")
+
+
+def test_a_second_holder_is_refused_or_waits_its_turn(tmp_path):
+    """hold(): a second writer of a folder is refused; with wait=True (a cache folder both would write the
+    same) it waits until the first lets go."""
+    import threading
+    import time
+
+    from tinylm.errors import TinyLMError
+    from tinylm.rundir import hold
+
+    folder, entered, order = tmp_path / "cached", threading.Event(), []
+
+    def first():
+        with hold(folder):
+            entered.set()
+            time.sleep(0.4)
+            order.append("first done")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    entered.wait(5)
+    with pytest.raises(TinyLMError, match="is being written by"):
+        with hold(folder):
+            pass
+    with hold(folder, wait=True):
+        order.append("second in")
+    thread.join()
+    assert order == ["first done", "second in"]

@@ -9,7 +9,8 @@ The pipeline, one stage per module:  data -> tokenizers -> models -> training ->
     run = tinylm.load("runs/gru"); run.evaluate()
 
 The names below load on first use (PEP 562): `import tinylm` itself imports neither torch nor anything
-heavy, so the `tinylm` command answers Ctrl-C, --help and mistakes before torch has finished loading.
+heavy, so a script that needs one name pays only for it, and the `tinylm` command answers a Ctrl-C while
+torch is still loading with one line.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ _EXPORTS = {
     "serve": "app",  # the web playground needs gradio (optional, slow to import)
 }
 
+# Written out (not built from _EXPORTS): linters and type checkers read __all__ without running the module, and
+# the TYPE_CHECKING imports below count as used through it. tests/test_imports.py checks the two agree.
 __all__ = [
     "__version__", "PRESETS", "DataConfig", "RunConfig", "TrainConfig", "TokenizerConfig", "TinyLMError",
     "EvalResult", "FinetuneConfig", "finetune", "SamplingConfig", "tempered_softmax", "model_config", "LoadedModel",

@@ -23,7 +23,7 @@ from .data.sources import check_val_fraction
 from .errors import TinyLMError, check_choices
 from .io import write_json
 from .models import config_from_dict, config_to_dict, model_config
-from .rundir import CONFIG, TINYLM_CONFIG, run_config_file  # noqa: F401 (TINYLM_CONFIG: re-exported)
+from .rundir import CONFIG, run_config_file
 from .tokenizers import TokenizerConfig
 from .tracking import LOGGERS
 
@@ -238,19 +238,20 @@ class RunConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any], where: str = CONFIG) -> "RunConfig":
         """A RunConfig from config.json's content, every field checked (type, then the limits of a small model)
-        before anything is built from it: a damaged or hostile file is a TinyLMError, never a crash or a hang."""
+        before anything is built from it: a damaged or hostile file is a TinyLMError, never a crash or a hang.
+        `where` names the file in the errors (load passes its path)."""
         if not isinstance(data, dict):
-            raise TinyLMError("config.json is not a valid tinylm config (not a JSON object)")
-        data = migrations.upgrade(migrations.CONFIG, data, "config.json")  # from any earlier format
+            raise TinyLMError(f"{where} is not a valid tinylm config (not a JSON object)")
+        data = migrations.upgrade(migrations.CONFIG, data, where)  # from any earlier format
         try:
             sections = {name: data[name] for name in ("data", "tokenizer", "model", "train")}
         except KeyError as e:
-            raise TinyLMError(f"config.json is not a valid tinylm config (no {e.args[0]!r} section)") from None
+            raise TinyLMError(f"{where} is not a valid tinylm config (no {e.args[0]!r} section)") from None
         for name, section in sections.items():
             if not isinstance(section, dict):
-                raise TinyLMError(f"config.json is not a valid tinylm config ({name!r} is not an object)")
+                raise TinyLMError(f"{where} is not a valid tinylm config ({name!r} is not an object)")
         from .models import FAMILIES
 
         family = sections["model"].get("family")
@@ -259,8 +260,8 @@ class RunConfig:
                               ("model", FAMILIES[family][0] if family in FAMILIES else None)):
             if kind is not None:
                 check_fields(model_fields if section == "model" else sections[section], kind,
-                             f"config.json {section}")
-        check_limits(sections["data"], model_fields)
+                             f"{where} {section}")
+        check_limits(sections["data"], model_fields, where)
         try:
             return cls(
                 data=DataConfig(**sections["data"]),
@@ -269,7 +270,7 @@ class RunConfig:
                 train=TrainConfig(**sections["train"]),
             )
         except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as e:
-            raise TinyLMError(f"config.json is not a valid tinylm config ({type(e).__name__}: {e})") from None
+            raise TinyLMError(f"{where} is not a valid tinylm config ({type(e).__name__}: {e})") from None
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_dict())
@@ -283,15 +284,11 @@ class RunConfig:
         if not path.is_file():
             raise TinyLMError(f"{path} not found: is {path.parent} a tinylm run directory?")
         try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")), where=str(path))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise TinyLMError(f"{path} is not valid JSON ({e})") from None
         except RecursionError:
             raise TinyLMError(f"{path} is not a valid tinylm config (nested too deeply)") from None
-        except TinyLMError as e:
-            if str(e).startswith("config.json"):  # name the file that was read (tinylm_config.json in a fine-tune)
-                raise TinyLMError(f"{path}{str(e)[len('config.json'):]}") from None
-            raise
 
 
 # -- checking what a file says -------------------------------------------------------------------------
@@ -348,16 +345,16 @@ MAX_WEIGHTS = 20_000_000_000
 """Weights (about 80 GB in fp32) an architecture may need, estimated from its widths, depth and vocabulary."""
 
 
-def check_limits(data: dict[str, Any], model: dict[str, Any]) -> None:
+def check_limits(data: dict[str, Any], model: dict[str, Any], where: str = CONFIG) -> None:
     for name, limit in LIMITS.items():
         for section, values in (("data", data), ("model", model)):
             value = values.get(name)
             if isinstance(value, int) and value > limit:
-                raise TinyLMError(f"config.json {section} field {name!r} is {value:,}: more than tinylm's limit "
+                raise TinyLMError(f"{where} {section} field {name!r} is {value:,}: more than tinylm's limit "
                                   f"of {limit:,}; the file is damaged or not meant for tinylm")
     width = max(int(model.get("embed") or 0), int(model.get("hidden") or 0))
     weights = (12 * int(model.get("layers") or 1) * width * width
                + width * (2 * int(model.get("vocab_size") or 0) + int(data.get("block_size") or 0)))
     if weights > MAX_WEIGHTS:
-        raise TinyLMError(f"config.json describes a model of about {weights:,} weights: more than tinylm's limit "
+        raise TinyLMError(f"{where} describes a model of about {weights:,} weights: more than tinylm's limit "
                           f"of {MAX_WEIGHTS:,}; the file is damaged or not meant for tinylm")

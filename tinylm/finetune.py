@@ -67,6 +67,7 @@ from .rundir import (
     RunWriter,
     check_run_output,
     default_run_dir,
+    default_sample_prompt,
     epoch_record,
     hold,
     is_run,
@@ -75,7 +76,7 @@ from .rundir import (
 from .runs import LoadedModel, load_run
 from .tokenizers import Tokenizer, TokenizerConfig
 from .tracking import LOGGERS, make_logger
-from .training.budget import EARLY_STOPPING, Budget
+from .training.budget import EARLY_STOPPING, PLANNED_EPOCHS, Budget
 from .weights import load_weights
 
 Echo = Callable[[str], None]
@@ -228,7 +229,7 @@ def _train(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, base: s
         summary.update({
             "best_val_loss": best["val_loss"], "best_epoch": best["epoch"], "epochs": len(metrics),
             "steps": trainer.state.global_step, "train_seconds": round(train_seconds, 2),
-            "stop_reason": EARLY_STOPPING if trainer.state.global_step < trainer.state.max_steps else "epochs",
+            "stop_reason": EARLY_STOPPING if trainer.state.global_step < trainer.state.max_steps else PLANNED_EPOCHS,
             "finished": True, "val_loss_before": before.loss, "val_loss_after": after.loss,
             "perplexity_before": before.perplexity, "perplexity_after": after.perplexity,
         })
@@ -403,7 +404,7 @@ def _run_config(data: DataConfig, block_size: int, config: FinetuneConfig, token
     """The run's config.json: what `tinylm load`/`eval` need, and the Trainer's settings in tinylm's terms."""
     prompt = config.sample_prompt
     if prompt is None:
-        prompt = "" if config.lines else train_text.lstrip()[:32].split("\n")[0] or train_text[:8]
+        prompt = default_sample_prompt(train_text, config.lines)
     return RunConfig(
         # Blocks overlap by one token (see _blocks): window starts are block_size - 1 apart.
         data=dataclasses.replace(data, block_size=block_size, stride=block_size - 1, lines=config.lines,
@@ -546,18 +547,10 @@ class _RunDirEvents:
         self.writer.end_epoch(record, tc.epoch_label(epoch), run, tc,
                               keep_best=lambda path: _save_transformers(self.module.model, path.parent))
         self.loss_sum, self.loss_steps, self.curve = 0.0, 0, []
-        if self.budget.after_epoch(_Counts(epoch, self.bad_epochs), None) == EARLY_STOPPING:
+        if self.budget.patience_exhausted(self.bad_epochs):
             self.writer.echo(f"early stopping: no better validation loss for {tc.patience} epochs")
             control.should_training_stop = True
         return control
-
-
-@dataclass
-class _Counts:
-    """The counters the budget's end-of-epoch rules read (the loop's TrainingState has them too)."""
-
-    epoch: int
-    bad_epochs: int
 
 
 def _save_transformers(model, run_dir: Path) -> None:

@@ -211,8 +211,8 @@ def _content_key(files: list[Path]) -> str:
 def _rebuilt_run(gpt2_weights: Path | None, run_files: Path, target: Path) -> Path:
     """`target`, a run directory: the files of `run_files` (tinylm's config, tokenizer and metadata, no
     weights) and tinylm's weights rebuilt from the GPT-2 weights file `gpt2_weights` (None: `target` exists
-    already). Made once, then reused: written whole by tinylm.rundir's rules while held, so two processes
-    building it at once both end with the same complete folder."""
+    already). Made once, then reused: written whole by tinylm.rundir's rules while held; a second process that
+    wants it at the same time waits for the first, then finds it made."""
     if (target / WEIGHTS).is_file():
         return target
     from .config import RunConfig
@@ -228,7 +228,7 @@ def _rebuilt_run(gpt2_weights: Path | None, run_files: Path, target: Path) -> Pa
                           f"GPT-2 weights hold")
     gpt_from_gpt2_file(gpt2_weights, model)
     try:
-        with hold(target):
+        with hold(target, wait=True):
             if (target / WEIGHTS).is_file():  # another process made it while this one waited
                 return target
             with writing_folder(target) as staging:
@@ -584,19 +584,17 @@ def _write_dry_run(run_dir: Path, config: dict[str, Any], out: Path, repo_id: st
     """Write the folder into `out`: built beside it, then renamed into place, so `out` is never half-made."""
     if out.resolve() == run_dir.resolve() or run_dir.resolve() in out.resolve().parents:
         raise TinyLMError(f"--dry-run {out} is inside the run {run_dir}; choose a folder outside it")
-    if out.exists() and not out.is_dir():
-        raise TinyLMError(f"--dry-run {out} exists and is not a folder")
-    # Only an empty folder or an earlier dry run's output (a card beside a run) is replaced.
-    if out.is_dir() and any(out.iterdir()) and not ((out / "README.md").is_file()
-                                                    and is_run(_run_folder(out))):
-        raise TinyLMError(f"--dry-run {out} is not empty and is not an earlier dry run; choose another "
-                          "folder")
     from .rundir import check_output, hold, writing_folder
 
-    # never `.`, a parent of the working folder, a mount point or a symbolic link; one writer at a time
-    check_output(out, what="an earlier dry run", is_same_kind=lambda folder: True, overwrite=True,
-                 flag="--dry-run")
-    with hold(out), writing_folder(out) as staging:
+    def check() -> None:
+        # Only an empty folder or an earlier dry run's output (a card beside a run) is replaced; never `.`, a
+        # parent of the working folder, a mount point or a symbolic link.
+        check_output(out, what="an earlier dry run", overwrite=True, flag="--dry-run",
+                     is_same_kind=lambda folder: (folder / "README.md").is_file() and is_run(_run_folder(folder)))
+
+    check()
+    with hold(out), writing_folder(out) as staging:  # one writer at a time
+        check()  # again, now that no other process writes it
         _write_repo_folder(run_dir, config, staging, repo_id, license, language, datasets)
 
 

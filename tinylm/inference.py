@@ -130,7 +130,7 @@ class _InferenceOnly(nn.Module):
 
     def add_into(self, residual: torch.Tensor, x: torch.Tensor) -> None:
         """residual += self(x), in place, the product's output added to the fp32 residual as it is."""
-        residual.add_(self(x))
+        residual.add_(self.forward_hidden(x))
 
 
 def _back(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -155,9 +155,6 @@ class PackedLinear(_InferenceOnly):
     def forward_hidden(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x.bfloat16(), self.packed, self.bias, "none", [], "")
 
-    def add_into(self, residual: torch.Tensor, x: torch.Tensor) -> None:
-        residual.add_(self.forward_hidden(x))
-
 
 class BF16Linear(_InferenceOnly):
     """The fallback where oneDNN cannot pack bf16 (no oneDNN, other devices): the same bf16 numerics through
@@ -175,9 +172,6 @@ class BF16Linear(_InferenceOnly):
 
     def forward_hidden(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x.to(torch.bfloat16), self.weight, self.bias)
-
-    def add_into(self, residual: torch.Tensor, x: torch.Tensor) -> None:
-        residual.add_(self.forward_hidden(x))
 
 
 class Int8Linear(_InferenceOnly):
@@ -250,15 +244,17 @@ def inference_copy(model: nn.Module, precision: str = "bf16") -> nn.Module:
     fast = copy.deepcopy(model, memo).eval()
     fast.requires_grad_(False)
     fast.inference_precision = precision
-    fast.kv_cache_dtype = kv_cache_dtype(precision)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    fast.kv_cache_dtype = kv_cache_dtype(precision, device)
     return fast
 
 
-def kv_cache_dtype(precision: str) -> torch.dtype | None:
-    """The dtype of a bf16 / int8 copy's KV cache (None: the model's own, fp32): bf16 where the CPU computes bf16
-    natively (attention reads half the bytes); fp32 elsewhere, where attention's bf16 products are emulated
-    (3x slower in the decode step as an AVX2-only CPU: bench/README.md)."""
-    if precision == "fp32":
+def kv_cache_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype of a bf16 / int8 copy's KV cache on `device` (None: the model's own, fp32): on a CPU, bf16 where
+    it computes bf16 natively (attention reads half the bytes) and fp32 elsewhere, where attention's bf16
+    products are emulated (3x slower in the decode step as an AVX2-only CPU: bench/README.md); elsewhere the
+    model's own."""
+    if precision == "fp32" or device.type != "cpu":
         return None
     return torch.bfloat16 if devices.native_bf16_cpu() else None
 

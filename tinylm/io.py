@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -56,16 +56,12 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `target`; on success it replaces `target` atomically."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp_path = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
-        try:  # 0666 masked by the umask, as open() would create it (mkstemp's 0600 is for secrets)
-            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, file_mode())  # libraries that write a new file (safetensors: 0600) get the umask's mode
+        os.chmod(tmp_path, file_mode())  # the umask's mode, as open() would give (mkstemp's and safetensors' 0600)
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, target)

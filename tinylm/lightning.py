@@ -40,7 +40,7 @@ from .io import write_json, write_jsonl
 from .models import LanguageModel, build_model, config_to_dict, model_config
 from .plots import plot_loss
 from .presets import PRESETS
-from .rundir import CONFIG, LOSS_PLOT, METRICS, SUMMARY, WEIGHTS, check_run_output
+from .rundir import CONFIG, LOSS_PLOT, METRICS, SUMMARY, WEIGHTS, check_run_output, default_sample_prompt
 from .runs import LoadedModel, load_run
 from .tokenizers import TokenizerConfig, build_tokenizer
 from .weights import save_weights
@@ -309,7 +309,7 @@ def save_run(module: LitLanguageModel, data: TextDataModule, out: str | Path, re
         trainer.validate(module, datamodule=data, verbose=False)
     records = list(recorder.records) if recorder else []
     if sample_prompt is None:  # as tinylm train: a new line in line mode, else the text's opening words
-        sample_prompt = "" if data.data.lines else (data.train_text.lstrip()[:32].split("\n")[0] or data.train_text[:8])
+        sample_prompt = default_sample_prompt(data.train_text, data.data.lines)
     early = next((c for c in (trainer.callbacks if trainer else []) if isinstance(c, EarlyStopping)), None)
     train = TrainConfig(epochs=trainer.max_epochs if trainer and trainer.max_epochs and trainer.max_epochs > 0 else 1,
                         max_steps=trainer.max_steps if trainer and trainer.max_steps > 0 else None,

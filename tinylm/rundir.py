@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import TinyLMError
-from .io import append_jsonl, file_mode, fsync_dir, read_jsonl, write_json, write_jsonl  # noqa: F401 (re-exported)
+from .io import append_jsonl, fsync_dir, read_jsonl, write_json, write_jsonl
 
 try:
     import fcntl
@@ -267,8 +267,9 @@ def _owner(text: str) -> str:
 
 
 @contextmanager
-def hold(folder: str | os.PathLike, enabled: bool = True) -> Iterator[None]:
-    """Hold `folder` for writing while the block runs: a second tinylm command that writes it is refused.
+def hold(folder: str | os.PathLike, enabled: bool = True, wait: bool = False) -> Iterator[None]:
+    """Hold `folder` for writing while the block runs: a second tinylm command that writes it is refused (with
+    `wait`, it waits for the first to finish instead: for a cache folder that both would write the same).
 
     The lock is .NAME.lock beside the folder (so it survives the folder being replaced), with the owner's pid,
     host and command; it is an flock, dropped by the kernel when the owner dies, so a lock file left by a killed
@@ -288,7 +289,7 @@ def hold(folder: str | os.PathLike, enabled: bool = True) -> Iterator[None]:
         except OSError as e:
             raise TinyLMError(f"cannot write beside {folder}: {path} ({e.strerror})") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             owner = os.read(fd, 4096).decode("utf-8", "replace")
             os.close(fd)
@@ -320,6 +321,12 @@ def hold(folder: str | os.PathLike, enabled: bool = True) -> Iterator[None]:
 PLOT_EVERY_SECONDS = 20.0
 """loss.png is redrawn after an epoch at most this often (a redraw costs 0.2-0.7 s, more than a short epoch's
 training on a GPU), and always when training ends."""
+
+
+def default_sample_prompt(text: str, lines: bool) -> str:
+    """The prompt of the sample written after each epoch when none is given: in line mode none (a new line, from
+    <eos>); else the opening words of the training text (its first line, at most 32 characters)."""
+    return "" if lines else text.lstrip()[:32].split("\n")[0] or text[:8]
 
 
 def epoch_record(*, epoch: int, step: int, train_loss: float | None, result, lr: float, tokens: float,

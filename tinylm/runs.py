@@ -17,7 +17,7 @@ import torch
 from .config import RunConfig
 from .data import load_split
 from .data.tokenfile import is_prepared, open_prepared
-from .devices import resolve_device
+from .devices import generation_candidates, resolve_device
 from .errors import TinyLMError
 from .evaluation import EvalResult, evaluate_text
 from .generation import SamplingConfig, generate_ids
@@ -165,42 +165,25 @@ def contain_data(config: RunConfig, run_dir: Path, from_hub: bool) -> str | None
     return refused
 
 
-def _check_json_object(path: Path) -> None:
-    """A JSON file of the run that must hold an object, when it is there (tokenizer_config.json)."""
-    import json
-
-    if not path.is_file():
-        return
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as e:
-        raise TinyLMError(f"{path} is damaged (not valid JSON: {str(e)[:80]})") from None
-    if not isinstance(data, dict):
-        raise TinyLMError(f"{path} is damaged (not a JSON object)")
-
-
 def load_run(run_dir: str | Path, device: str = "cpu", precision: str = "auto", *,
              from_hub: bool = False) -> LoadedModel:
     """Load a local run directory (config.json, tokenizer.json, model.safetensors) in one call. `device` as in
     tinylm.devices.resolve_device ("auto" for the fastest there is); `precision` is what generation uses unless a
     call says otherwise; `from_hub`: the folder came from somewhere else (its config's data paths are not read).
     `tinylm.load` (tinylm.hub.load) also takes a pushed folder or a Hub repo id, and ends here."""
-    from .devices import generation_candidates
-
-    generation_candidates(precision, resolve_device(device))  # a bad choice fails before anything is read
+    target = resolve_device(device)
+    generation_candidates(precision, target)  # a bad choice fails before anything is read
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TinyLMError(f"run directory {run_dir} does not exist" if not run_dir.exists()
                           else f"{run_dir} is not a run directory (it is a file)")
     config = RunConfig.load(run_config_file(run_dir))
     data_refused = contain_data(config, run_dir, from_hub)
-    _check_json_object(run_dir / "tokenizer_config.json")
-    tokenizer = Tokenizer.load(run_dir)
+    tokenizer = Tokenizer.load(run_dir)  # tokenizer.json and tokenizer_config.json, each checked
     if tokenizer.vocab_size != config.model.vocab_size:
         raise TinyLMError(
             f"tokenizer.json has {tokenizer.vocab_size} tokens but the model expects {config.model.vocab_size}"
         )
-    target = resolve_device(device)
     module = build_model(config.model)
     load_weights(module, run_dir / WEIGHTS, target)
     bad = next((name for name, p in module.state_dict().items() if p.is_floating_point() and not p.isfinite().all()),

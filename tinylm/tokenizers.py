@@ -176,9 +176,14 @@ class Tokenizer:
             backend = hf.Tokenizer.from_file(str(path))
         except Exception as e:  # noqa: BLE001 - the Rust side raises plain Exceptions for malformed JSON
             raise TinyLMError(f"{path} is not a valid tokenizer file ({str(e).splitlines()[0]})") from None
-        meta = {}
-        if (folder / "tokenizer_config.json").is_file():
-            meta = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        meta, meta_path = {}, folder / "tokenizer_config.json"
+        if meta_path.is_file():
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (ValueError, RecursionError) as e:
+                raise TinyLMError(f"{meta_path} is damaged (not valid JSON: {str(e)[:80]})") from None
+            if not isinstance(meta, dict):
+                raise TinyLMError(f"{meta_path} is damaged (not a JSON object)")
         return cls(backend, meta.get("tinylm_kind", "char"), meta.get("pad_token"), meta.get("unk_token"),
                    meta.get("eos_token"), meta.get("bos_token"))
 

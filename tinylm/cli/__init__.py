@@ -73,7 +73,7 @@ def check_values(args: argparse.Namespace) -> None:
                 except UnicodeEncodeError:
                     raise TinyLMError(f"--{name.replace('_', '-')} is not valid UTF-8 text") from None
     seed = getattr(args, "seed", None)
-    if isinstance(seed, int) and not 0 <= seed < 2**32:  # training derives per-epoch seeds from it (x 1e6)
+    if isinstance(seed, int) and not 0 <= seed < 2**32:  # epochs seed with seed x 1,000,003 + epoch
         raise TinyLMError(f"--seed must be a whole number from 0 to {2**32 - 1}, got {seed}")
     port = getattr(args, "port", None)
     if isinstance(port, int) and not 1 <= port <= 65535:

@@ -113,12 +113,6 @@ def describe(config: type, field: dataclasses.Field, flags: dict[str, str] | Non
     return text.replace("%", "%%")  # argparse formats help with %
 
 
-def _declared_choices(config: type) -> dict[str, tuple]:
-    """Choices a config declares for its fields: a CHOICES class attribute ({field: values}), which its own
-    validation checks against."""
-    return dict(getattr(config, "CHOICES", {}) or {})
-
-
 def argparse_kwargs(hint: Any, field: str = "") -> dict[str, Any]:
     """type / nargs / action / choices for a field of type `hint`: int, float, str, bool, tuples of them,
     Literal[...], each optionally `| None`."""
@@ -149,17 +143,17 @@ def argparse_kwargs(hint: Any, field: str = "") -> dict[str, Any]:
 
 def add_config_flags(group, configs: type | Sequence[type], section: str, *, only: Iterable[str] | None = None,
                      skip: Iterable[str] = (), names: dict[str, Sequence[str]] | None = None,
-                     choices: dict[str, Sequence] | None = None, extra: dict[str, dict] | None = None,
+                     extra: dict[str, dict] | None = None,
                      labels: dict[type, str] | None = None) -> ConfigFlags:
     """Add a flag to `group` (a parser or argument group) for each field of `configs` (one dataclass, or several
     whose fields are united by name, e.g. the model families' configs) and return what each flag sets.
 
     only / skip: the fields to take or leave out; names: a field's flags when not --field-name (the first names
-    the dest, the others are aliases); choices: values of fields whose config does not declare them (its
-    CHOICES attribute); extra: more add_argument keywords of a field (metavar, required); labels: a prefix for
+    the dest, the others are aliases); extra: more add_argument keywords of a field (metavar, required); a
+    field's choices are those its config declares (CHOICES, which its validation checks); labels: a prefix for
     the help of each config when there are several ("gpt: attention heads per block")."""
     configs = [configs] if isinstance(configs, type) else list(configs)
-    names, choices, extra, labels = names or {}, dict(choices or {}), extra or {}, labels or {}
+    names, extra, labels = names or {}, extra or {}, labels or {}
     only, skip = (None if only is None else list(only)), set(skip)
     fields: dict[str, list[tuple[type, dataclasses.Field]]] = {}
     for config in configs:
@@ -172,13 +166,14 @@ def add_config_flags(group, configs: type | Sequence[type], section: str, *, onl
             raise TypeError(f"{', '.join(c.__name__ for c in configs)} has no field {', '.join(sorted(missing))}")
         fields = {name: fields[name] for name in only}
     flags_of = {name: (names.get(name) or [flag_name(name)])[0] for name in fields}
+    hints = {config: typing.get_type_hints(config) for config in configs}  # once per config, not per field
     made: ConfigFlags = {}
     for name, owners in fields.items():
         kwargs: dict[str, Any] = {}
         helps = []
         for config, field in owners:
-            kind = argparse_kwargs(typing.get_type_hints(config)[name], name)
-            declared = _declared_choices(config).get(name) or choices.get(name)
+            kind = argparse_kwargs(hints[config][name], name)
+            declared = getattr(config, "CHOICES", {}).get(name)
             if declared:
                 kind["choices"] = tuple(declared)
             if kwargs and kind != kwargs:

@@ -49,10 +49,10 @@ def _memorisation(run, args: argparse.Namespace):
 
     if args.samples < 1:
         raise TinyLMError(f"--samples must be at least 1, got {args.samples}")
+    run.check_data()  # a run from the Hub never reads a local file its config names: refused before sampling
     prompt = args.prompt if args.prompt is not None else run.config.train.sample_prompt or ""
     texts = [run.generate(prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                           seed=args.seed + i) for i in range(args.samples)]
-    run.check_data()  # a run from the Hub never reads a local file its config names
     train_text, _ = load_split(run.config.data)
     return memorisation(texts, train_text, prompt)
 

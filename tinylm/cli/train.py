@@ -45,7 +45,8 @@ def add_parser(sub) -> None:
                               skip=MODEL_FIELDS_SET_ELSEWHERE,
                               labels={FAMILIES[family][0]: ", ".join(names) for family, names in trainable.items()})
     g = p.add_argument_group("training")
-    flags |= add_config_flags(g, TrainConfig, "train", skip=(*MACHINE_FLAGS, "processes"),
+    machine = (*MACHINE_FLAGS, "processes")  # TrainConfig fields declared by add_machine_flags below
+    flags |= add_config_flags(g, TrainConfig, "train", skip=machine,
                               extra={"time_budget": {"metavar": "SECONDS"}})
     g = p.add_argument_group("run directory")
     g.add_argument("--out", help="run directory (default runs/<data>-<model>-<time>)")
@@ -53,7 +54,7 @@ def add_parser(sub) -> None:
     g.add_argument("--resume", metavar="RUN", help="continue RUN until it has --epochs epochs in total")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     add_machine_flags(p, training=True, defaults=False, processes=True)
-    flags |= {name: ("train", name) for name in (*MACHINE_FLAGS, "processes")}
+    flags |= {name: ("train", name) for name in machine}
     p.set_defaults(_config_flags=flags)
 
 

@@ -265,6 +265,7 @@ class GPT(LanguageModel):
 
     family = "gpt"
     exports_to_transformers = True  # as GPT-2 (tinylm/export.py)
+    kv_cache_dtype: torch.dtype | None = None  # the model's own; an inference copy may set bf16 (tinylm.inference)
 
     def output_head(self) -> nn.Module:
         return self.lm_head
@@ -365,7 +366,7 @@ class GPT(LanguageModel):
         heads, head_size = c.heads, c.embed // c.heads
         # An inference copy may keep its cache in bf16 (tinylm.inference decides: where bf16 is native, attention
         # then reads half the bytes, 1.2 MB a token at mid-block for gpt-gpu's model).
-        kv_dtype = getattr(self, "kv_cache_dtype", None)
+        kv_dtype = self.kv_cache_dtype
         if cache.keys[0].size(2) < c.block_size or (kv_dtype is not None and cache.keys[0].dtype != kv_dtype):
             for layer in range(c.layers):  # once per sequence (and slide): room for the whole block
                 reserve_block(cache, layer, c.block_size, kv_dtype)

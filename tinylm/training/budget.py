@@ -16,7 +16,9 @@ import threading
 import time
 from pathlib import Path
 
+from ..devices import plural
 from ..errors import TinyLMError
+from .checkpoint import checkpoint_path
 
 STEP_BUDGET, TIME_BUDGET, EARLY_STOPPING, PLANNED_EPOCHS = "max_steps", "time_budget", "early_stopping", "epochs"
 
@@ -58,18 +60,22 @@ class Budget:
         """Why training stops after the epoch just evaluated (`cut_short`: the budget that ended it early)."""
         if cut_short:
             return cut_short
-        if self.tc.patience and state.bad_epochs >= self.tc.patience:
+        if self.patience_exhausted(state.bad_epochs):
             return EARLY_STOPPING
         if not self.tc.epochs_left(state.epoch):
             return PLANNED_EPOCHS
         return None
+
+    def patience_exhausted(self, bad_epochs: int) -> bool:
+        """Whether `bad_epochs` evaluations without a better validation loss end the run (patience 0: never)."""
+        return bool(self.tc.patience) and bad_epochs >= self.tc.patience
 
     @staticmethod
     def diverged(what: str, run_dir: Path, state) -> TinyLMError:
         """The one-line error of a run whose loss or weights are no longer finite, saying whether a checkpoint
         to go back to exists."""
         kept = (f"The last good checkpoint (epoch {state.epoch}) is kept in {run_dir}"
-                if (run_dir / "checkpoint" / "state.json").is_file() else "No checkpoint exists yet")
+                if checkpoint_path(run_dir) is not None else "No checkpoint exists yet")
         return TinyLMError(f"{what}; stopped. {kept}; try a lower --lr")
 
     # -- the learning rate --------------------------------------------------------------------------------
@@ -113,8 +119,6 @@ class Budget:
 
     def describe(self) -> str:
         """The plan as people read it: "5 epochs", or "epochs until the 203 s budget" when a budget decides."""
-        from ..devices import plural
-
         if self.tc.epochs is not None:
             return plural(self.tc.epochs, "epoch")
         return "epochs until " + (f"the {self.tc.time_budget:g} s budget" if self.tc.time_budget

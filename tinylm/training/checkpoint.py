@@ -24,7 +24,6 @@ from ..errors import TinyLMError
 from ..io import atomic_path, write_json
 from ..rundir import CHECKPOINT as CHECKPOINT_DIR
 from ..rundir import WEIGHTS, writing_folder
-from ..rundir import fsync_dir as _fsync_dir
 from ..weights import load_weights, save_weights
 
 CARRIED_FILE = "carried_state.safetensors"
@@ -95,8 +94,7 @@ def _write_checkpoint(tmp: Path, model: torch.nn.Module, optimizer: torch.optim.
             f"tuple.{i}": t for i, t in enumerate(carried)}
         with atomic_path(tmp / CARRIED_FILE) as p:
             save_file({k: t.detach().cpu().contiguous() for k, t in parts.items()}, str(p))
-    write_json(tmp / "state.json", migrations.stamp(migrations.STATE, state))
-    _fsync_dir(tmp)
+    write_json(tmp / "state.json", migrations.stamp(migrations.STATE, state))  # writing_folder fsyncs the folder
 
 
 def checkpoint_path(run_dir: Path) -> Path | None:

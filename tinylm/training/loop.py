@@ -27,7 +27,19 @@ import torch
 import torch.nn.functional as F
 
 from ..config import RunConfig
-from ..data import IGNORE, EvalSet, LineSamples, TokenWindows, evaluation_examples, load_split, training_examples
+from ..data import (
+    IGNORE,
+    EvalSet,
+    LineSamples,
+    TokenWindows,
+    evaluation_examples,
+    is_prepared,
+    load_split,
+    open_prepared,
+    prepared_examples,
+    training_examples,
+)
+from ..data.tokenfile import fixed_tokenizer_config, large_text_note
 from ..devices import (
     PrecisionChoice,
     apply_threads,
@@ -50,6 +62,7 @@ from ..rundir import (
     clean_stale,
     data_source,
     default_run_dir,
+    default_sample_prompt,
     epoch_record,
     hold,
     writing_folder,
@@ -58,7 +71,7 @@ from ..runs import LoadedModel, load_run
 from ..tokenizers import Tokenizer, build_tokenizer
 from ..tracking import make_logger
 from . import distributed
-from .budget import Budget, Interrupted, lr_at  # noqa: F401 (lr_at and Interrupted: tinylm.training's API)
+from .budget import EARLY_STOPPING, Budget, Interrupted
 from .checkpoint import load_checkpoint, read_carried, read_state, save_checkpoint, save_weights
 from .optim import build_optimizer
 
@@ -112,8 +125,6 @@ class TrainingData:
     def open(cls, dc, echo: Echo | None = None) -> TrainingData:
         """The data `dc` (a DataConfig) names; a note about a large text goes to `echo`. Bad data fails here,
         before anything is written."""
-        from ..data.tokenfile import is_prepared, large_text_note, open_prepared
-
         if is_prepared(dc.source):
             return cls(prepared=open_prepared(dc.source))
         note = large_text_note(dc.source)
@@ -147,8 +158,6 @@ class TrainingData:
         """Training examples and the validation set; refuses data too short for either (before any file is
         written)."""
         if self.prepared is not None:
-            from ..data import prepared_examples
-
             windows, val_set = prepared_examples(self.prepared, dc)
         else:
             windows = training_examples(tokenizer, self.train_text, dc)
@@ -212,16 +221,12 @@ def _absolute_sources(dc):
 def _fixed_by_data(config: RunConfig, data: TrainingData, tokenizer: Tokenizer) -> RunConfig:
     """The run's config once the data is known: the vocabulary size, a prepared folder's tokenizer, and the
     sample prompt (line mode: a new line from <eos>; else the text's opening words)."""
-    from ..data.tokenfile import fixed_tokenizer_config
-
     tokenizer_config = config.tokenizer
     if data.prepared is not None:
         tokenizer_config = fixed_tokenizer_config(data.prepared, config.tokenizer)
     train = config.train
     if train.sample_prompt is None:
-        head = data.head()
-        opening = head.lstrip()[:32].split("\n")[0] or head[:8]
-        train = dataclasses.replace(train, sample_prompt="" if config.data.lines else opening)
+        train = dataclasses.replace(train, sample_prompt=default_sample_prompt(data.head(), config.data.lines))
     return dataclasses.replace(config, tokenizer=tokenizer_config, train=train,
                                model=dataclasses.replace(config.model, vocab_size=tokenizer.vocab_size))
 
@@ -263,7 +268,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, max_steps: int | None
     completing = raw is not None and state.finished and not (run_dir / SUMMARY).is_file()
     if completing:
         echo(f"{run_dir} had finished training ({state.stop_reason}); writing what its end left unwritten")
-    elif state.stop_reason == "early_stopping":
+    elif state.stop_reason == EARLY_STOPPING:
         raise TinyLMError(f"{run_dir} already stopped early at epoch {state.epoch} (patience "
                           f"{tc.patience}); its best weights are final — start a new run instead")
     elif not tc.epochs_left(state.epoch):
@@ -518,7 +523,7 @@ def _train_epochs(run: _Run, windows: TokenWindows | LineSamples, optimizer: tor
             reason = budget.after_epoch(state, cut_short)
             if reason:
                 state.finished, state.stop_reason = True, reason
-            if reason == "early_stopping":
+            if reason == EARLY_STOPPING:
                 run.echo(f"early stopping: no better validation loss for {tc.patience} epochs "
                          f"(best {state.best_val_loss:.4f} at epoch {state.best_epoch})")
             state.wall_seconds = budget.wall()
