@@ -314,7 +314,7 @@ def _fail_writes(monkeypatch, code: int, after: int = 0):
             raise OSError(code, os.strerror(code), str(target))
         return real(target)
 
-    for module in ("tinylm.io", "tinylm.weights", "tinylm.training.checkpoint", "tinylm.plots"):
+    for module in ("tinylm.io", "tinylm.weights", "tinylm.plots"):
         monkeypatch.setattr(f"{module}.atomic_path", failing)
 
 
@@ -523,6 +523,336 @@ def test_kill_during_export_leaves_the_old_folder_or_the_new_one(world, tmp_path
     assert code.returncode == 0, code.stderr
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # stale staging cleaned
     assert outcomes["killed"] >= 1
+
+
+# -- round three: what a larger battery found ----------------------------------------------------------------
+def test_a_refused_resume_leaves_the_run_as_it_was(world, tmp_path, capsys, monkeypatch):
+    """`--resume RUN --precision bf16` on a CPU that cannot compute bf16 was refused after config.json had been
+    rewritten with the new precision: every later resume of the run on that CPU then failed."""
+    run = copy_run(world, "lstm", tmp_path)
+    before = snapshot(run)
+    monkeypatch.setenv("TINYLM_CPU_BF16", "0")
+    monkeypatch.setattr("tinylm.devices.bf16_packing_supported", lambda: False)  # a CPU without bf16 kernels
+    assert_refused(cli(capsys, "train", "--resume", run, "--epochs", 2, "--precision", "bf16", "--quiet"), "bf16")
+    assert snapshot(run) == before
+    assert_refused(cli(capsys, "train", "--resume", run, "--epochs", 2, "--device", "cuda", "--quiet"), "cuda")
+    assert snapshot(run) == before
+    assert cli(capsys, "train", "--resume", run, "--epochs", 2, "--quiet")[0] == 0  # the run still resumes
+
+
+@pytest.mark.parametrize("target", ["a user's file", "nothing (dangling)"])
+def test_a_lock_that_is_a_symbolic_link_is_never_followed(world, tmp_path, target):
+    """A real process: the lock file beside the run is a symlink to a user's file, or to a path that does not
+    exist; following it overwrote the user's file (or created one outside the run)."""
+    out = tmp_path / "run"
+    precious = tmp_path / "precious.txt"
+    if target == "a user's file":
+        precious.write_text("years of work")
+    (tmp_path / ".run.lock").symlink_to(precious)
+    result = subprocess.run([sys.executable, "-m", "tinylm", "train", "--data", str(world["corpus"]), "--out",
+                             str(out), *TINY_TRAIN], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "symbolic link" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert (precious.read_text() == "years of work") if target == "a user's file" else not precious.exists()
+    assert not out.exists()
+
+
+CSV_DAMAGE = {
+    "a row without a step": lambda run: (run / "steps.csv").write_text("when,what\nnow,that\n"),
+    "a step that is not a number": lambda run: (run / "steps.csv").write_text("step,train/loss\nabc,1.0\n"),
+    "epochs.csv not UTF-8": lambda run: (run / "epochs.csv").write_bytes(b"epoch,step\n\xff\xfe,1\n"),
+}
+
+
+@pytest.mark.parametrize("damage", list(CSV_DAMAGE))
+def test_a_resume_checks_the_csv_logs_before_it_writes(world, tmp_path, capsys, damage):
+    run = tmp_path / "csv"
+    assert cli(capsys, "train", "--data", world["corpus"], "--out", run, *TINY_TRAIN, "--logger", "csv")[0] == 0
+    CSV_DAMAGE[damage](run)
+    before = snapshot(run)
+    assert_refused(cli(capsys, "train", "--resume", run, "--epochs", 2, "--quiet"), ".csv")
+    assert snapshot(run) == before  # config.json, metrics.jsonl and samples.jsonl as they were
+
+
+def test_lightning_refusing_the_trainer_keeps_the_run(world, tmp_path):
+    pytest.importorskip("lightning")
+    from tinylm.lightning import LitCharRNN, TextDataModule, fit
+
+    run = copy_run(world, "lstm", tmp_path)
+    before = snapshot(run)
+    data = TextDataModule.exercise(world["corpus"], batch_size=32)
+    with pytest.raises(tinylm.TinyLMError, match="accelerator"):
+        fit(LitCharRNN(data.vocab_size), data, run, overwrite=True, max_epochs=1, progress=False,
+            accelerator="no-such-accelerator")
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("where", ["the base itself", "inside the base", "a parent of the base"])
+def test_finetune_never_writes_into_its_base(world, tmp_path, capsys, where):
+    pytest.importorskip("transformers")
+    base = copy_run(world, "gpt", tmp_path / "holder")
+    out = {"the base itself": base, "inside the base": base / "ft", "a parent of the base": base.parent}[where]
+    before = snapshot(base.parent)
+    assert_refused(cli(capsys, "finetune", "--base", base, "--data", world["corpus"], "--out", out, "--overwrite",
+                       "--epochs", 1, "--quiet"), "base")
+    assert snapshot(base.parent) == before
+
+
+@pytest.mark.parametrize("name", ["config.json", "loss.png", "mine.txt"])
+def test_an_output_file_replaces_only_a_file_of_its_kind(world, tmp_path, capsys, name):
+    run = copy_run(world, "lstm", tmp_path)
+    target = run / name if name != "mine.txt" else tmp_path / name
+    if name == "mine.txt":
+        target.write_text("mine")
+    if name == "loss.png" and not target.exists():
+        pytest.skip("the tiny run drew no loss.png")
+    before = target.read_bytes()
+    assert_refused(cli(capsys, "plot", "softmax", run, "--out", target))
+    assert target.read_bytes() == before
+    png = tmp_path / "plot.png"
+    assert cli(capsys, "plot", "softmax", run, "--out", png)[0] == 0
+    assert cli(capsys, "plot", "softmax", run, "--out", png, "--prompt", "A")[0] == 0  # a PNG replaces a PNG
+
+
+@pytest.mark.parametrize("source", ["gutenberg:²", "gutenberg:١٢", "gutenberg:-5", "gutenberg:"])
+def test_gutenberg_ids_are_ascii_digits(world, tmp_path, capsys, source):
+    assert_refused(cli(capsys, "train", "--data", source, "--out", tmp_path / "out", *TINY_TRAIN), "gutenberg")
+
+
+DAMAGED_FAMILY = {"a list": ["lstm"], "a dict": {"name": "lstm"}, "a number": 7, "null": None}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGED_FAMILY))
+def test_a_model_family_of_the_wrong_type(world, tmp_path, capsys, kind):
+    run = copy_run(world, "lstm", tmp_path)
+    edit_json(run / "config.json", lambda c: c["model"].update(family=DAMAGED_FAMILY[kind]))
+    for command in (["sample", run, "--max-new-tokens", 3], ["eval", run], ["train", "--resume", run, "--epochs", 2]):
+        assert_refused(cli(capsys, *command), "family")
+
+
+def _small_tmpfs(path: Path, size: str) -> bool:
+    """Mount a tmpfs of `size` at `path` (root on Linux); False where this machine does not allow it."""
+    path.mkdir()
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_a_full_disk_at_the_first_weights_is_one_line(world, tmp_path, capsys):
+    """A real full disk (a 256 KB tmpfs: the config and tokenizer fit, a 1 MB model does not) or, where this
+    machine cannot mount one, a real file-size limit (RLIMIT_FSIZE: EFBIG): one line, and no half-made run."""
+    import resource
+
+    disk = tmp_path / "disk"
+    mounted = _small_tmpfs(disk, "256k")
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails instead of killing
+    out = disk / "run"
+    try:
+        if not mounted:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (256_000, limit[1]))
+        line = assert_refused(cli(capsys, "train", "--data", world["corpus"], "--out", out, *TINY_TRAIN,
+                                  "--hidden", "256", "--embed", "64"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+        if mounted:
+            assert not out.exists()  # a run that failed before its first checkpoint leaves nothing
+            subprocess.run(["umount", str(disk)], check=True)
+    assert ("No space left" if mounted else "File too large") in line, line
+    assert not out.exists()
+
+
+LIT_ARGUMENTS = {
+    "vocab_size -5": {"vocab_size": -5}, "vocab_size 2.5": {"vocab_size": 2.5},
+    "vocab_size '65'": {"vocab_size": "65"}, "vocab_size 10**9": {"vocab_size": 10**9},
+    "lr -1": {"vocab_size": 65, "lr": -1}, "lr nan": {"vocab_size": 65, "lr": float("nan")},
+    "hidden_size 0": {"vocab_size": 65, "hidden_size": 0}, "dropout 1.5": {"vocab_size": 65, "dropout": 1.5},
+}
+
+
+@pytest.mark.parametrize("name", list(LIT_ARGUMENTS))
+def test_lit_char_rnn_checks_its_arguments(name):
+    pytest.importorskip("lightning")
+    from tinylm.lightning import LitCharRNN
+
+    start = time.perf_counter()
+    with pytest.raises(tinylm.TinyLMError) as error:
+        LitCharRNN(**LIT_ARGUMENTS[name])
+    assert name.split()[0].replace("_size", "") in str(error.value).replace("_size", "")
+    assert time.perf_counter() - start < 5  # refused before any allocation
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ({"vocab_size": -3}, "vocab_size"), ({"hidden": "8"}, "hidden"), ({"layers": 2.0}, "layers"),
+    ({"vocab_size": 10**9}, "vocab_size"), ({"dropout": "0.1"}, "dropout"), ({"embed": True}, "embed"),
+])
+def test_model_config_checks_its_fields(fields, needle):
+    from tinylm.models import FAMILIES, MODEL_NAMES
+
+    for name in ("lstm", "gpt"):
+        config_class = FAMILIES[MODEL_NAMES[name][0]][0]
+        if needle in config_class.__dataclass_fields__:  # model_config leaves out fields a family does not have
+            with pytest.raises(tinylm.TinyLMError, match=needle):
+                model_config(name, **fields)
+
+
+@pytest.fixture(scope="module")
+def playground(world):
+    pytest.importorskip("gradio")
+    from tinylm.app import build_app
+
+    demo = build_app([world["lstm"]])
+    fn = next(f.fn for f in demo.fns.values() if f.api_name == "generate")
+    return lambda *args: list(fn(*args))[-1][0]  # the status line of the last message
+
+
+@pytest.mark.parametrize("args, needle", [
+    ((None, 0.8, 0, 1.0, 5, "1", False), "Done"),  # no prompt: a new text, as an empty prompt
+    (({"text": "A"}, 0.8, 0, 1.0, 5, "1", False), "Prompt"),
+    (("A", 0.8, 0, 1.0, 3.7, "1", False), "Max new tokens"),
+    (("A", 0.8, 2.5, 1.0, 5, "1", False), "Top-k"),
+    (("A", "hot", 0, 1.0, 5, "1", False), "Temperature"),
+    (("A", 0.8, 0, 1.0, None, "1", False), "Max new tokens"),
+])
+def test_the_playground_api_checks_every_value(playground, args, needle):
+    assert needle in playground(*args)
+
+
+def test_threads_are_capped_at_the_machine(world, tmp_path, capsys):
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    start = time.perf_counter()
+    code, out, err = cli(capsys, "sample", world["lstm"], "--max-new-tokens", 3, "--threads", 1_000_000)
+    assert code == 0 and torch.get_num_threads() <= cpus and "note: --threads" in err, err
+    code, out, err = cli(capsys, "train", "--data", world["corpus"], "--out", tmp_path / "run", *TINY_TRAIN,
+                         "--threads", 10_000)
+    assert code == 0 and torch.get_num_threads() <= cpus and "note: --threads" in err, err
+    assert time.perf_counter() - start < 120
+    assert_refused(cli(capsys, "train", "--data", world["corpus"], "--out", tmp_path / "ddp", *TINY_TRAIN,
+                       "--processes", 100_000), "--processes")
+    assert not (tmp_path / "ddp").exists()
+
+
+def test_bpe_training_time_is_linear_in_a_long_word(tmp_path, capsys):
+    """400,000 of one character (once 69 s, quadratic in the word's length): BPE learns from bounded pieces."""
+    from tinylm.tokenizers import TokenizerConfig, build_tokenizer
+
+    corpus = tmp_path / "same.txt"
+    corpus.write_text("a" * 400_000)
+    start = time.perf_counter()
+    assert cli(capsys, "prepare", corpus, "--tokenizer", "bpe", "--vocab-size", "300", "--out", tmp_path / "p",
+               "--quiet")[0] == 0
+    assert time.perf_counter() - start < 40
+    tokenizer = build_tokenizer(TokenizerConfig(kind="bpe", vocab_size=300), "a" * 5000 + " ab ab")
+    assert tokenizer.decode(tokenizer.encode("a" * 5000 + " ab ab")) == "a" * 5000 + " ab ab"
+    assert len(tokenizer.encode("a" * 5000)) < 5000 / 8  # long runs of "a" still merged
+
+
+def test_a_bad_value_of_tinylm_cpu_bf16_is_refused(world, capsys, monkeypatch):
+    monkeypatch.setenv("TINYLM_CPU_BF16", "banana")
+    for command in (["env"], ["sample", world["lstm"], "--max-new-tokens", 3]):
+        assert_refused(cli(capsys, *command), "TINYLM_CPU_BF16")
+
+
+def test_resume_names_out_among_the_flags_it_ignores(world, tmp_path, capsys):
+    run = copy_run(world, "lstm", tmp_path)
+    code, _, err = cli(capsys, "train", "--resume", run, "--epochs", 2, "--out", tmp_path / "elsewhere", "--quiet")
+    assert code == 0 and "ignored: --out" in err, err
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_target_last_with_lines_is_refused(world, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert_refused(cli(capsys, "train", "--data", world["corpus"], "--out", out, *TINY_TRAIN, "--lines",
+                       "--target", "last"), "--lines")
+    assert not out.exists()
+
+
+def test_a_run_an_earlier_tinylm_trained_for_a_million_epochs_still_loads(world, tmp_path, capsys):
+    """Format 1 allowed `--epochs 1000000` without a budget: such a run samples, evaluates and resumes."""
+    run = copy_run(world, "lstm", tmp_path)
+    edit_json(run / "config.json", lambda c: (c.update(format_version=1), c["train"].update(
+        epochs=1_000_000, max_steps=None, time_budget=None)))
+    assert cli(capsys, "sample", run, "--max-new-tokens", 3)[0] == 0
+    assert cli(capsys, "eval", run, "--json")[0] == 0
+
+
+def _damaged_base(tmp_path, corpus: Path, damage: str) -> Path:
+    from test_finetune import make_tiny_gpt2
+
+    base = make_tiny_gpt2(tmp_path / "base", corpus.read_text(encoding="utf-8"))
+    if damage == "NaN weights":
+        tensors = load_file(str(base / "model.safetensors"))
+        tensors = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in tensors.items()}
+        save_file(tensors, str(base / "model.safetensors"), metadata={"format": "pt"})
+    else:  # a BERT config beside GPT-2's weights: transformers would start from random weights
+        from transformers import BertConfig
+
+        BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                   intermediate_size=64, is_decoder=True).save_pretrained(base)
+    return base
+
+
+@pytest.mark.parametrize("damage, needle", [("NaN weights", "NaN"), ("BERT config, GPT-2 weights", "weights")])
+def test_a_base_that_cannot_fine_tune_is_refused(world, tmp_path, capsys, damage, needle):
+    pytest.importorskip("transformers")
+    base = _damaged_base(tmp_path, world["corpus"], damage)
+    capsys.readouterr()  # what saving the base printed
+    out = tmp_path / "ft"
+    assert_refused(cli(capsys, "finetune", "--base", base, "--data", world["corpus"], "--out", out, "--epochs", 1,
+                       "--quiet", "--block-size", 16), needle)
+    assert not out.exists()
+
+
+def test_kill_during_finetune_leaves_the_base_and_a_rerun_works(world, tmp_path):
+    """A real process killed at several moments of fine-tuning: the base is untouched, no temporary stays
+    beside the run, and the same command with --overwrite then succeeds."""
+    pytest.importorskip("transformers")
+    from test_finetune import make_tiny_gpt2
+
+    base = make_tiny_gpt2(tmp_path / "base", world["corpus"].read_text(encoding="utf-8"))
+    before = snapshot(base)
+    out = tmp_path / "ft"
+    command = ["finetune", "--base", base, "--data", world["corpus"], "--out", out, "--epochs", 2, "--quiet",
+               "--block-size", 16, "--batch-size", 16, "--overwrite"]
+    killed = 0
+    for seconds in (4.0, 8.0):
+        proc = _tinylm(*command)
+        time.sleep(seconds)
+        proc.send_signal(signal.SIGKILL)
+        killed += proc.wait(timeout=30) == -signal.SIGKILL
+        assert snapshot(base) == before
+    done = subprocess.run([sys.executable, "-m", "tinylm", *map(str, command)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert (out / "model.safetensors").is_file() and snapshot(base) == before
+    assert killed >= 1  # at least one kill landed while the command ran
+
+
+def test_the_python_api_refuses_bad_arguments_in_words(world, tmp_path):
+    """The public entry points refuse a wrong argument with a TinyLMError (or a ValueError / TypeError) that
+    names it, never an AttributeError or a torch error from deep inside."""
+    calls = {
+        "train config": (lambda: tinylm.train("not a config", out=tmp_path / "a"), "config"),
+        "train out": (lambda: tinylm.train(tiny_config(world["corpus"]), out=3.5), "out"),
+        "load None": (lambda: tinylm.load(None), "run"),
+        "load number": (lambda: tinylm.load(42), "run"),
+        "model_config name": (lambda: model_config(None), "model"),
+        "finetune base": (lambda: tinylm.finetune(None, world["corpus"], out=tmp_path / "f"), "base"),
+        "finetune config": (lambda: tinylm.finetune("gpt2", world["corpus"], config={"epochs": 1}), "config"),
+        "export format": (lambda: tinylm.export_run(world["gpt"], tmp_path / "e", format="zip"), "format"),
+        "export run": (lambda: tinylm.export_run(None, tmp_path / "e"), "run"),
+        "push repo": (lambda: tinylm.push(world["lstm"], repo_id=None, dry_run=tmp_path / "d"), "repo"),
+        "push run": (lambda: tinylm.push(None, "alice/x", dry_run=tmp_path / "d"), "run"),
+        "resume epochs": (lambda: tinylm.resume(world["lstm"], epochs="3"), "epochs"),
+    }
+    for name, (call, needle) in calls.items():
+        with pytest.raises((tinylm.TinyLMError, ValueError, TypeError)) as error:
+            call()
+        assert needle in str(error.value).lower(), f"{name}: {error.value!r}"
+        assert not isinstance(error.value, (AttributeError, KeyError)), name
 
 
 if __name__ == "__main__":  # the counts, as the closing note of the reliability issue reports them

@@ -130,7 +130,7 @@ def test_export_refuses_non_gpt_runs_and_bad_targets(tmp_path, gpt_run, shakespe
         tinylm.export_run(gpt_run, tmp_path / "out", format="onnx")
     with pytest.raises(TinyLMError, match="not empty"):
         tinylm.export_run(gpt_run, tmp_path / "lstm")
-    with pytest.raises(TinyLMError, match="than the run itself"):
+    with pytest.raises(TinyLMError, match="which this command reads"):
         tinylm.export_run(gpt_run, gpt_run, overwrite=True)
 
 

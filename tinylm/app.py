@@ -97,24 +97,36 @@ def _error(message: str) -> str:
 MAX_SEED = 2**32 - 1
 
 
+def _number(value, label: str, whole: bool = False) -> float:
+    """A control's value as a number; a missing, non-numeric or fractional (`whole`) value is a TinyLMError
+    worded for the page (the API takes any JSON value, not only what the sliders send)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise TinyLMError(f"{label} must be a number, got {value!r}")
+    if whole and value != int(value):
+        raise TinyLMError(f"{label} must be a whole number, got {value!r}")
+    return value
+
+
 def page_settings(temperature: float, top_k: float | None, top_p: float, max_new_tokens: float, seed: str,
                   greedy: bool, vocab_sizes: Sequence[int]) -> SamplingConfig:
     """The page's controls as a SamplingConfig; a bad value is a TinyLMError worded for the page (the names
     of its controls, not the CLI's flags). An empty seed means a new random text each time."""
-    if not greedy and not (temperature is not None and 0 < float(temperature) < float("inf")):
+    temperature = 1.0 if greedy and temperature is None else _number(temperature, "Temperature")
+    if not greedy and not 0 < temperature < float("inf"):
         raise TinyLMError("Temperature must be above 0 (or tick Greedy for the most likely token each time)")
-    top_k = int(top_k or 0)
+    top_k = int(_number(top_k or 0, "Top-k", whole=True))
     if not 0 <= top_k <= min(vocab_sizes):
         raise TinyLMError(f"Top-k must be between 1 and {min(vocab_sizes)} (the smallest vocabulary here), "
                           "or 0 for off")
-    if not (top_p is not None and 0 < float(top_p) <= 1):
+    top_p = _number(top_p, "Top-p")
+    if not 0 < top_p <= 1:
         raise TinyLMError("Top-p must be above 0 and at most 1 (1 is off)")
-    seed = (seed or "").strip()
-    if seed and not (seed.isdigit() and int(seed) <= MAX_SEED):
+    max_new_tokens = int(_number(max_new_tokens, "Max new tokens", whole=True))
+    seed = seed.strip() if isinstance(seed, str) else ""
+    if seed and not (seed.isascii() and seed.isdigit() and int(seed) <= MAX_SEED):
         raise TinyLMError(f"Seed must be a whole number from 0 to {MAX_SEED}, or empty for a random text")
-    config = SamplingConfig(max_new_tokens=int(max_new_tokens), temperature=float(temperature or 1.0),
-                            top_k=top_k or None, top_p=float(top_p), greedy=bool(greedy),
-                            seed=int(seed) if seed else None)
+    config = SamplingConfig(max_new_tokens=max_new_tokens, temperature=float(temperature or 1.0), top_k=top_k or None,
+                            top_p=float(top_p), greedy=bool(greedy), seed=int(seed) if seed else None)
     for vocab_size in vocab_sizes:  # what tinylm itself checks, in case a check above missed one
         config.validate(vocab_size)
     return config
@@ -138,6 +150,9 @@ def build_app(runs: Sequence[LoadedModel | str | Path], limits: Limits | None = 
         """Yields (status, text per run..., chart per run...): charts first, then the texts as they grow."""
         started = time.monotonic()
         try:
+            prompt = "" if prompt is None else prompt  # no prompt: a new text, as from an empty box
+            if not isinstance(prompt, str):
+                raise TinyLMError(f"The Prompt must be text, got {type(prompt).__name__}")
             if len(prompt) > limits.max_prompt_chars:
                 raise TinyLMError(f"The prompt has {len(prompt):,} characters; the limit is "
                                   f"{limits.max_prompt_chars:,}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,10 @@ from typing import Any, ClassVar
 from . import migrations
 from ._version import __version__
 from .data.sources import check_val_fraction
-from .errors import TinyLMError, check_choices
+from .errors import TinyLMError, check_choices, check_types, fits_type, type_name
 from .io import write_json
 from .models import config_from_dict, config_to_dict, model_config
+from .models.base import SIZE_LIMITS
 from .rundir import CONFIG, run_config_file
 from .tokenizers import TokenizerConfig
 from .tracking import LOGGERS
@@ -62,7 +62,11 @@ class DataConfig:
     """Tokens between window starts (the exercise's step); default: block_size for every, 3 for last."""
 
     def __post_init__(self) -> None:
+        check_types(self)
         check_choices(self)
+        if self.lines and self.target == "last":
+            raise TinyLMError("--target last predicts the token after a window of running text; --lines trains "
+                              "on whole lines, every token a target: use one or the other")
         if self.stride is None:
             self.stride = self.block_size if self.target == "every" else 3
         if self.block_size < 1 or self.stride < 1:
@@ -71,6 +75,12 @@ class DataConfig:
 
 
 MAX_LR = 1000.0  # far past any useful rate; beyond ~1e38 the optimizer's arithmetic overflows float32
+
+
+def check_learning_rate(value: float, flag: str = "--lr") -> None:
+    """Refuse a learning rate that is not a number above 0 and up to MAX_LR (NaN and infinity included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_LR:
+        raise TinyLMError(f"{flag} must be a positive, finite number up to {MAX_LR:g}, got {value!r}")
 
 
 @dataclass
@@ -159,6 +169,7 @@ class TrainConfig:
         return str(epoch) if self.epochs is None else f"{epoch}/{self.epochs}"
 
     def __post_init__(self) -> None:
+        check_types(self)
         self.betas = tuple(self.betas)
         if self.epochs is None and self.max_steps is None and self.time_budget is None:
             raise TinyLMError("epochs may be left open only with a step or time budget (--max-steps, "
@@ -169,11 +180,9 @@ class TrainConfig:
             raise TinyLMError(f"--max-steps must be at least 1, got {self.max_steps}")
         if self.batch_size < 1:
             raise TinyLMError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise TinyLMError(f"--lr must be positive, got {self.lr}")
+        check_learning_rate(self.lr)
         check_choices(self)
-        if not self.muon_lr > 0:
-            raise TinyLMError(f"--muon-lr must be positive, got {self.muon_lr}")
+        check_learning_rate(self.muon_lr, "--muon-lr")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise TinyLMError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.logger not in LOGGERS:
@@ -191,9 +200,6 @@ class TrainConfig:
             raise TinyLMError(f"--eval-batch-size must be at least 1, got {self.eval_batch_size}")
         if self.time_budget is not None and not (math.isfinite(self.time_budget) and self.time_budget > 0):
             raise TinyLMError(f"--time-budget must be a positive number of seconds, got {self.time_budget}")
-        if not math.isfinite(self.lr) or self.lr > MAX_LR or self.muon_lr > MAX_LR:
-            raise TinyLMError(f"--lr and --muon-lr must be finite numbers up to {MAX_LR:g}, got {self.lr}"
-                              f"{f' and {self.muon_lr}' if self.muon_lr > MAX_LR else ''}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             # the epochs' batch orders derive from it (seed x 1,000,003 + epoch must fit torch's 64-bit seeds)
             raise TinyLMError(f"--seed must be a whole number from 0 to {2**32 - 1}, got {self.seed!r}")
@@ -255,12 +261,17 @@ class RunConfig:
         from .models import FAMILIES
 
         family = sections["model"].get("family")
+        if not isinstance(family, str) or family not in FAMILIES:
+            raise TinyLMError(f"{where} model field 'family' is {family!r}: expected one of {', '.join(FAMILIES)}")
+        data_section = sections["data"]
+        if data_section.get("lines") is True and data_section.get("target") == "last":
+            # Written by a tinylm that accepted both: line mode's targets (every token) are what such a run
+            # trained on, so its config says so now (DataConfig refuses the pair).
+            sections["data"] = {**data_section, "target": "every"}
         model_fields = {k: v for k, v in sections["model"].items() if k != "family"}
         for section, kind in (("data", DataConfig), ("tokenizer", TokenizerConfig), ("train", TrainConfig),
-                              ("model", FAMILIES[family][0] if family in FAMILIES else None)):
-            if kind is not None:
-                check_fields(model_fields if section == "model" else sections[section], kind,
-                             f"{where} {section}")
+                              ("model", FAMILIES[family][0])):
+            check_fields(model_fields if section == "model" else sections[section], kind, f"{where} {section}")
         check_limits(sections["data"], model_fields, where)
         try:
             return cls(
@@ -292,61 +303,25 @@ class RunConfig:
 
 
 # -- checking what a file says -------------------------------------------------------------------------
-def _type_ok(value: Any, hint: Any) -> bool:
-    """Whether a JSON value fits a dataclass field's type hint (int is not bool; a float field takes an int)."""
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, arm) for arm in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin in (tuple, list):
-        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        if not isinstance(value, (list, tuple)):
-            return False
-        if origin is tuple and Ellipsis not in typing.get_args(hint) and len(value) != len(args):
-            return False
-        return all(_type_ok(v, args[0] if len(args) == 1 else a) for v, a in zip(value, args or [Any] * len(value)))
-    if origin is dict or hint is dict:
-        return isinstance(value, dict)
-    if hint is list:
-        return isinstance(value, list)
-    return True  # a type this check does not know: left to the dataclass's own validation
-
-
 def check_fields(values: dict[str, Any], kind: type, where: str) -> None:
     """Refuse keys `kind` (a dataclass) does not have and values of the wrong JSON type, with the field named."""
     hints = typing.get_type_hints(kind)
     for name, value in values.items():
         if name not in hints or name not in {f.name for f in dataclasses.fields(kind)}:
             raise TinyLMError(f"{where} has an unknown field {name!r}")
-        if not _type_ok(value, hints[name]):
-            expected = str(hints[name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
-            raise TinyLMError(f"{where} field {name!r} is {value!r}: expected {expected}")
+        if not fits_type(value, hints[name]):
+            raise TinyLMError(f"{where} field {name!r} is {value!r}: expected {type_name(hints[name])}")
         if isinstance(value, float) and not math.isfinite(value):
             raise TinyLMError(f"{where} field {name!r} is {value!r}: expected a finite number")
 
 
-# Limits of what config.json may ask for, checked before a model is built: far above any model this toolkit
-# trains (its presets are under 50M parameters; GPT-2 XL has 48 layers, width 1600, 1024 positions), and far
-# below what would hang the machine or ask for terabytes.
-LIMITS = {"layers": 256, "heads": 1024, "embed": 65_536, "hidden": 65_536, "block_size": 1 << 20,
-          "vocab_size": 4_000_000, "order": 64}
+
 MAX_WEIGHTS = 20_000_000_000
 """Weights (about 80 GB in fp32) an architecture may need, estimated from its widths, depth and vocabulary."""
 
 
 def check_limits(data: dict[str, Any], model: dict[str, Any], where: str = CONFIG) -> None:
-    for name, limit in LIMITS.items():
+    for name, limit in SIZE_LIMITS.items():
         for section, values in (("data", data), ("model", model)):
             value = values.get(name)
             if isinstance(value, int) and value > limit:

@@ -101,18 +101,38 @@ def cpu_capability() -> str:
 
 
 def _env_override(name: str) -> bool | None:
+    """An environment switch: False (0, false, no, off), True (1, true, yes, on) or None (unset or empty); any
+    other value is refused, so a typo never passes for the machine's own answer."""
     value = os.environ.get(name, "").strip().lower()
     if value in ("0", "false", "no", "off"):
         return False
     if value in ("1", "true", "yes", "on"):
         return True
+    if value:
+        raise TinyLMError(f"{name}={os.environ[name]!r}: set it to 0 (as a CPU without native bf16), 1 (with it) "
+                          f"or leave it unset")
     return None
+
+
+HARDWARE_LOG_ENV = "TINYLM_HARDWARE_LOG"
+
+
+def _asked_the_hardware() -> None:
+    """With TINYLM_HARDWARE_LOG=FILE, note who asked a question whose answer differs between CPUs (native bf16,
+    bf16 kernels): the pytest test running (PYTEST_CURRENT_TEST, which subprocesses inherit) or the command. CI's
+    first pass writes it; its second pass, on the other side (an AVX2-only CPU), reruns exactly those tests."""
+    log = os.environ.get(HARDWARE_LOG_ENV)
+    if log:
+        asker = os.environ.get("PYTEST_CURRENT_TEST", " ".join(sys.argv)).rsplit(" (", 1)[0]
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(asker + "\n")
 
 
 def bf16_packing_supported() -> bool:
     """Whether oneDNN can run bf16 matrix products on this CPU at all (natively or emulated)."""
     if _env_override(CPU_BF16_ENV) is False:
         return False
+    _asked_the_hardware()
     try:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a build without oneDNN, or without these ops
@@ -125,6 +145,7 @@ def native_bf16_cpu() -> bool:
     forced = _env_override(CPU_BF16_ENV)
     if forced is not None:
         return forced
+    _asked_the_hardware()
     if not bf16_packing_supported():
         return False
     if platform.machine().lower() in ("arm64", "aarch64"):
@@ -142,13 +163,23 @@ def int8_kernel_available() -> bool:
     return hasattr(torch, "_weight_int8pack_mm") and platform.machine().lower() in ("x86_64", "amd64")
 
 
+def _allowed_cpus() -> set[int] | None:
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return None
+
+
+def logical_cpus() -> int:
+    """Logical CPUs (hyper-threads included) this process may run on: the most threads that can ever help."""
+    allowed = _allowed_cpus()
+    return len(allowed) if allowed else (os.cpu_count() or 1)
+
+
 def physical_cores() -> int:
     """Physical cores this process may use (hyper-threads do not help these kernels)."""
-    try:
-        allowed = os.sched_getaffinity(0)
-    except (AttributeError, OSError):
-        allowed = None
-    logical = len(allowed) if allowed else (os.cpu_count() or 1)
+    allowed = _allowed_cpus()
+    logical = logical_cpus()
     try:  # Linux: count (package, core) pairs among the allowed CPUs
         cores, cpu, package = set(), None, "0"
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -172,9 +203,18 @@ def physical_cores() -> int:
 
 
 # -- threads ----------------------------------------------------------------------------------------------------
+_CAPPED: set[int] = set()  # --threads values already said to be capped
 def default_threads(processes: int = 1) -> int:
     """Threads per process: the physical cores shared among the processes."""
     return max(1, physical_cores() // max(1, processes))
+
+
+def check_processes(processes: int) -> None:
+    """Refuse more training processes than this machine has CPUs (or GPUs): each needs one to run on."""
+    limit = max(logical_cpus(), torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    if processes > limit:
+        raise TinyLMError(f"--processes {processes} is more than this machine can run at once ({plural(limit, 'CPU')}"
+                          f"{' or GPU' if torch.cuda.is_available() else ''}); use at most {limit}")
 
 
 def apply_threads(threads: int | None = None, processes: int = 1) -> int:
@@ -183,6 +223,14 @@ def apply_threads(threads: int | None = None, processes: int = 1) -> int:
         threads = default_threads(processes)
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise TinyLMError(f"--threads must be a whole number >= 1, got {threads!r}")
+    if threads > logical_cpus():
+        # More threads than CPUs only wait for each other (10,000 took minutes per step; a million exhausted the
+        # process table): said once per value asked for.
+        if threads not in _CAPPED:
+            _CAPPED.add(threads)
+            print(f"note: --threads {threads} is more than the {plural(logical_cpus(), 'CPU')} this process may "
+                  f"use; using {logical_cpus()}", file=sys.stderr)
+        threads = logical_cpus()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads

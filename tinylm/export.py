@@ -21,12 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from .errors import TinyLMError
-from .io import atomic_path, write_json
+from .io import as_path, write_json
 from .models.gpt import GPT
 from .runs import LoadedModel, load_run
+from .weights import save_tensors
 
 # Per block: GPT-2 parameter name -> whether it is a Conv1D weight (stored transposed).
 _BLOCK_PARAMETERS = {
@@ -156,9 +156,8 @@ def export_transformers(run: LoadedModel, out: Path) -> None:
         raise TinyLMError(f"--format transformers needs a GPT-2-compatible GPT; {run.run_dir} uses "
                           f"{', '.join(options)}, which GPT2LMHeadModel cannot represent")
     config = gpt2_config(run.module, run.tokenizer)
-    with atomic_path(out / "model.safetensors") as tmp:
-        # transformers 4 refuses safetensors files without metadata format "pt"
-        save_file(gpt2_state_dict(run.module), str(tmp), metadata={"format": "pt"})
+    # transformers 4 refuses safetensors files without metadata format "pt"
+    save_tensors(gpt2_state_dict(run.module), out / "model.safetensors", metadata={"format": "pt"})
     write_json(out / "config.json", config)
     # The default length is max_new_tokens, half the context (room for a prompt as long), not max_length:
     # with max_length in this file, transformers warns on every call that passes max_new_tokens. Past
@@ -198,14 +197,12 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "transformers
     `out` must be absent or empty, or (with `overwrite`) an earlier export, which is replaced whole; a run or a
     folder holding other files never is. The folder is written beside `out` and renamed into place, so a kill
     leaves the old folder or the new one, never half of one."""
-    from .rundir import check_output, hold, writing_folder
+    from .rundir import check_apart, check_output, hold, writing_folder
 
     if format not in EXPORT_FORMATS:
         raise TinyLMError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
-    run_dir = Path(run_dir)
-    out = Path(out)
-    if out.is_dir() and out.resolve() == run_dir.resolve():
-        raise TinyLMError(f"export into another folder than the run itself ({run_dir})")
+    run_dir, out = as_path(run_dir, "run_dir"), as_path(out, "out")
+    check_apart(out, run_dir, "OUT", "the run")
 
     def check() -> None:
         check_output(out, what=f"a {format} export", is_same_kind=_is_export, overwrite=overwrite,

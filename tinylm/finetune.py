@@ -44,7 +44,7 @@ from pathlib import Path
 import tokenizers
 import torch
 
-from .config import DataConfig, RunConfig, TrainConfig
+from .config import DataConfig, RunConfig, TrainConfig, check_learning_rate
 from .data import IGNORE, load_split
 from .devices import (
     apply_threads,
@@ -54,9 +54,9 @@ from .devices import (
     resolve_device,
     training_precision,
 )
-from .errors import TinyLMError
+from .errors import TinyLMError, check_types
 from .hub import is_hub_name
-from .io import atomic_path, read_jsonl, write_json, write_text
+from .io import as_path, atomic_path, read_jsonl, write_json, write_text
 from .models import family_of
 from .models.hf import HFCausalLM, HFCausalLMConfig, hf_config_dict
 from .rundir import (
@@ -65,6 +65,7 @@ from .rundir import (
     TINYLM_CONFIG,
     WEIGHTS,
     RunWriter,
+    check_apart,
     check_run_output,
     default_run_dir,
     default_sample_prompt,
@@ -125,10 +126,10 @@ class FinetuneConfig:
     """CPU threads for torch (default: as the process has them)."""
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.epochs < 1:
             raise TinyLMError(f"--epochs must be at least 1, got {self.epochs}")
-        if not self.lr > 0:
-            raise TinyLMError(f"--lr must be positive, got {self.lr}")
+        check_learning_rate(self.lr)
         if self.batch_size < 1:
             raise TinyLMError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.block_size is not None and self.block_size < 2:  # a token and the one it predicts
@@ -148,11 +149,18 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
     """Fine-tune `base` on `data` into the run directory `out` (default runs/<data>-<base>-<time>) and return
     the best model. `data` is a source (file, folder, built-in corpus, hf:NAME) or a DataConfig for its split
     options; the block size and line mode come from `config`."""
-    config = config or FinetuneConfig()
+    config = config if config is not None else FinetuneConfig()
+    if not isinstance(config, FinetuneConfig):
+        raise TinyLMError(f"config must be a tinylm.FinetuneConfig, got {type(config).__name__}")
+    as_path(base, "base")  # a folder or a Hub id, given as a str or a Path
+    base = os.fspath(base)  # as written: "./folder" is a folder, "org/name" a Hub id
+    run_dir = as_path(out, "out") if out is not None else None
     device = resolve_device(config.device)  # a device that isn't there fails before anything is read or written
-    data = data if isinstance(data, DataConfig) else DataConfig(source=str(data))
+    data = data if isinstance(data, DataConfig) else DataConfig(source=str(as_path(data, "data")))
+    if run_dir is not None:
+        check_apart(run_dir, base, "--out", "--base")  # the base is read: never written into or replaced
     train_text, val_text = load_split(data)  # fail on bad data before loading a large model
-    hf_model, hf_tokenizer = _load_base(str(base))
+    hf_model, hf_tokenizer = _load_base(base)
     tokenizer = _tinylm_tokenizer(hf_tokenizer)
     module = HFCausalLM(HFCausalLMConfig(tokenizer.vocab_size, hf_config_dict(hf_model.config)), hf_model)
 
@@ -169,7 +177,7 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
         split = "training" if not train_examples else "validation"
         raise TinyLMError(f"the {split} text of {data.source!r} has fewer than 2 tokens: nothing to learn")
 
-    run_dir = Path(out) if out is not None else default_run_dir(data.source, str(base))
+    run_dir = run_dir if run_dir is not None else default_run_dir(data.source, base)
     run_config = _run_config(data, block_size, config, tokenizer, module, train_text)
     check_run_output(run_dir, overwrite, resumable=False)
     logger = make_logger(config.logger, run_dir, config.wandb_project, config.run_name)  # its package is there
@@ -289,12 +297,15 @@ def _load_run(path: Path):
 def _from_pretrained(name: str, local: bool):
     from huggingface_hub.constants import HF_HUB_CACHE
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # its load report of missing weights: _check_base_weights says it
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local)
         # safetensors only, so loading never unpickles; float32 whatever the published dtype (tinylm's).
-        model = AutoModelForCausalLM.from_pretrained(name, local_files_only=local, use_safetensors=True,
-                                                     dtype=torch.float32)
+        model, loading = AutoModelForCausalLM.from_pretrained(name, local_files_only=local, use_safetensors=True,
+                                                              dtype=torch.float32, output_loading_info=True)
     except OSError as e:
         reason = str(e).strip().splitlines()[0]
         if local:
@@ -308,9 +319,27 @@ def _from_pretrained(name: str, local: bool):
     except ValueError as e:  # e.g. a config that no causal-LM class accepts (BERT, T5 encoders, ...)
         reason = str(e).strip().splitlines()[0]
         raise TinyLMError(f"--base {name} is not a causal language model ({reason})") from None
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     if getattr(tokenizer, "backend_tokenizer", None) is None:
         raise TinyLMError(f"--base {name} has no fast tokenizer (tokenizer.json), which tinylm needs")
+    _check_base_weights(name, model, loading)
     return model, tokenizer
+
+
+def _check_base_weights(name: str, model, loading: dict) -> None:
+    """Refuse a base whose weights file does not fill its architecture (transformers would start the missing
+    weights from random values: a config of one model beside the weights of another) or holds NaN or infinite
+    values (every step would be NaN)."""
+    missing = sorted(set(loading.get("missing_keys") or ()) | {key for key, *_ in loading.get("mismatched_keys") or ()})
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3:,} more" if len(missing) > 3 else "")
+        raise TinyLMError(f"--base {name}: its weights do not match its config.json ({model.config.model_type}): "
+                          f"{shown} missing; was config.json replaced?")
+    bad = next((key for key, tensor in model.state_dict().items()
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all()), None)
+    if bad is not None:
+        raise TinyLMError(f"--base {name}: its weights hold NaN or infinite values ({bad}); it cannot be fine-tuned")
 
 
 # -- tokenizer and examples -----------------------------------------------------------------------
@@ -521,6 +550,9 @@ class _RunDirEvents:
         if not logs or "loss" not in logs or steps <= 0:  # evaluation and end-of-training logs: not steps
             return
         # logs["loss"]: the mean training loss of the steps since the previous log.
+        if not math.isfinite(logs["loss"]):
+            raise TinyLMError(f"the training loss became {logs['loss']} by step {state.global_step}; try a lower "
+                              f"--lr (the run keeps its best epoch so far)")
         self.loss_sum += logs["loss"] * steps
         self.loss_steps += steps
         self.last_logged_step = state.global_step

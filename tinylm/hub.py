@@ -45,7 +45,7 @@ from typing import Any
 
 from ._version import __version__
 from .errors import TinyLMError
-from .io import read_jsonl, write_text
+from .io import as_path, read_jsonl, write_text
 from .rundir import (
     CONFIG,
     LOSS_PLOT,
@@ -166,7 +166,7 @@ def load(run: str | Path, device: str = "cpu", precision: str = "auto") -> Loade
     from .devices import generation_candidates, resolve_device
 
     generation_candidates(precision, resolve_device(device))  # a bad choice fails before anything is downloaded
-    run_dir, from_hub = locate_run(run)
+    run_dir, from_hub = locate_run(as_path(run, "run"))
     return load_run(run_dir, device=device, precision=precision, from_hub=from_hub)
 
 
@@ -652,13 +652,13 @@ def push(run_dir: str | Path, repo_id: str, *, private: bool = False, token: str
 
     The token is `token`, else HF_TOKEN, else the one saved by `hf auth login`. The run directory is only
     read: the upload is built in a temporary folder."""
-    run_dir = Path(run_dir)
-    if not is_hub_name(repo_id):
+    run_dir = as_path(run_dir, "run_dir")
+    if not isinstance(repo_id, str) or not is_hub_name(repo_id):
         raise TinyLMError(f"--repo {repo_id!r} is not a Hub repo id; use USER/NAME (letters, digits, - _ .)")
     config = _check_run(run_dir)
     hub = _huggingface_hub()
     if dry_run is not None:
-        _write_dry_run(run_dir, config, Path(dry_run), repo_id, license, language, datasets)
+        _write_dry_run(run_dir, config, as_path(dry_run, "dry_run"), repo_id, license, language, datasets)
         return str(dry_run)
     token = token or hub.get_token()
     if not token:

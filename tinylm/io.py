@@ -18,6 +18,14 @@ from typing import Any, Iterator
 from .errors import TinyLMError
 
 
+def as_path(value: Any, what: str) -> Path:
+    """`value` (a str or os.PathLike, not empty) as a Path; anything else is a TinyLMError naming `what`: the
+    first check of the public functions that take a folder or a file."""
+    if isinstance(value, (str, os.PathLike)) and os.fspath(value) != "":
+        return Path(value)
+    raise TinyLMError(f"{what} must be a path (a str or pathlib.Path), got {value!r}")
+
+
 def current_umask() -> int:
     """The process's umask: from /proc on Linux (reading it there changes nothing, so threads are safe), else
     by setting it and putting it back."""

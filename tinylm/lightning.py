@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from .config import DataConfig, RunConfig, TrainConfig
+from .config import DataConfig, RunConfig, TrainConfig, check_learning_rate
 from .data import IGNORE, evaluation_examples, load_split, training_examples
 from .errors import TinyLMError
 from .evaluation import summarize, token_losses
@@ -47,6 +47,7 @@ from .weights import save_weights
 
 try:  # the optional extra: `import tinylm` never needs it, `import tinylm.lightning` does
     import lightning.pytorch as pl
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 except ImportError:
     raise TinyLMError("tinylm.lightning needs PyTorch Lightning: pip install 'tinylm[lightning]'") from None
@@ -76,6 +77,9 @@ class LitLanguageModel(pl.LightningModule):
             raise TinyLMError("the model config has no vocabulary size: pass vocab_size=data.vocab_size")
         if optimizer not in ("adam", "adamw"):
             raise TinyLMError(f"optimizer must be adam or adamw, got {optimizer!r}")
+        check_learning_rate(lr, "lr")
+        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not 0 <= weight_decay < 1e3:
+            raise TinyLMError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
         self.lr, self.optimizer_name, self.weight_decay, self.betas = lr, optimizer, weight_decay, tuple(betas)
         self.save_hyperparameters({"model": config_to_dict(self.model.config), "lr": lr, "optimizer": optimizer,
                                    "weight_decay": weight_decay, "betas": list(betas)})
@@ -352,11 +356,14 @@ def fit(module: LitLanguageModel, data: TextDataModule, out: str | Path, *, max_
     `run.evaluate()`). `trainer_options` go to `pl.Trainer` (accelerator, precision, ...)."""
     out = Path(out)
     _check_fits(module, data)  # fail before training, not after
-    prepare_out_dir(out, overwrite)
     recorder, *others = callbacks(out, patience)
     options = {"gradient_clip_val": 1.0, "logger": False, "num_sanity_val_steps": 0,
                "enable_progress_bar": progress, "enable_model_summary": progress, **trainer_options}
-    trainer = pl.Trainer(max_epochs=max_epochs, max_steps=max_steps, callbacks=[recorder, *others], **options)
+    try:  # before the folder is touched: a Trainer that refuses its options leaves the old run as it was
+        trainer = pl.Trainer(max_epochs=max_epochs, max_steps=max_steps, callbacks=[recorder, *others], **options)
+    except (ValueError, TypeError, MisconfigurationException) as e:
+        raise TinyLMError(f"pl.Trainer refused its options: {str(e).strip().splitlines()[0]}") from None
+    prepare_out_dir(out, overwrite)
     trainer.fit(module, datamodule=data)
     save_run(module, data, out, recorder, trainer=trainer, overwrite=True)
     return load_run(out)

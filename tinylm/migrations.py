@@ -40,10 +40,13 @@ _OLD_UNLIMITED_EPOCHS = 1_000_000  # how format 1 of config.json wrote "until th
 
 
 def _config_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
-    """Format 2 writes a run whose budget decides its epochs with `epochs: null` instead of 1_000_000."""
+    """Format 2 writes a run whose budget decides its epochs with `epochs: null` instead of 1_000_000. A run
+    with that many epochs and no step or time budget (format 1 allowed it) keeps its number: `null` without a
+    budget is refused, and a run a user already has must still load."""
     train = data.get("train")
     if isinstance(train, dict) and isinstance(train.get("epochs"), int) \
-            and not isinstance(train["epochs"], bool) and train["epochs"] >= _OLD_UNLIMITED_EPOCHS:
+            and not isinstance(train["epochs"], bool) and train["epochs"] >= _OLD_UNLIMITED_EPOCHS \
+            and (train.get("max_steps") is not None or train.get("time_budget") is not None):
         train["epochs"] = None
     return data
 

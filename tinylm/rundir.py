@@ -178,15 +178,43 @@ def check_run_output(out: str | os.PathLike, overwrite: bool, resumable: bool = 
                  hint=f", or --resume {out}" if resumable else "", held="a run")
 
 
+def check_apart(out: str | os.PathLike, source: str | os.PathLike, out_flag: str, source_flag: str) -> None:
+    """Refuse an output folder that is the folder a command reads (`source`), lies inside it, or holds it:
+    writing or replacing it would change or delete what is being read."""
+    out, source = Path(out), Path(source)
+    if not source.exists():
+        return
+    out_real, source_real = out.resolve(), source.resolve()
+    if out_real == source_real or source_real in out_real.parents:
+        raise TinyLMError(f"{out_flag} {out} is {'' if out_real == source_real else 'inside '}{source_flag} "
+                          f"{source}, which this command reads; write to another folder")
+    if out_real in source_real.parents:
+        raise TinyLMError(f"{out_flag} {out} holds {source_flag} {source}, which this command reads; write to "
+                          f"another folder")
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def check_output_file(path: str | os.PathLike, flag: str = "--out") -> None:
-    """Refuse an output file that is a folder or a device, FIFO or socket (a regular file is replaced whole)."""
+    """Refuse an output file (a PNG: the plots tinylm draws) that is a folder, a device, FIFO or socket, a file
+    of a run, or an existing file that is not a PNG: a file is replaced only by one of its own kind."""
     path = Path(path)
     if path.is_dir():
         raise TinyLMError(f"{flag} {path} is a folder; give a file name, e.g. {flag} {path / 'plot.png'}")
-    if path.exists() and not path.is_file():
-        raise TinyLMError(f"{flag} {path} is not a regular file")
     if path.parent.exists() and not path.parent.is_dir():
         raise TinyLMError(f"{flag} {path}: {path.parent} is not a folder")
+    if path.suffix.lower() != ".png":
+        raise TinyLMError(f"{flag} {path}: the plot is a PNG image; give a file name ending in .png")
+    if path.parent.is_dir() and is_run(path.parent) and path.name in RUN_ENTRIES:
+        raise TinyLMError(f"{flag} {path} is a file of the run in {path.parent}; write the plot elsewhere")
+    if path.exists() or path.is_symlink():
+        if not path.is_file() or path.is_symlink():
+            raise TinyLMError(f"{flag} {path} is not a regular file")
+        with open(path, "rb") as f:
+            if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                raise TinyLMError(f"{flag} {path} exists and is not a PNG image; it is not replaced: choose "
+                                  f"another file name")
 
 
 # -- writing a folder whole ---------------------------------------------------------------------------------
@@ -284,10 +312,13 @@ def hold(folder: str | os.PathLike, enabled: bool = True, wait: bool = False) ->
     except OSError as e:
         raise TinyLMError(f"cannot create {path.parent} ({e.strerror})") from None
     while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        if path.is_symlink():  # a lock file is tinylm's own: never written through a link to someone's file
+            raise TinyLMError(f"the lock file {path} is a symbolic link (to {os.readlink(path)}); tinylm never "
+                              f"writes through one: remove the link and try again")
+        try:  # O_NOFOLLOW: a link put there between the check above and this open is refused too (ELOOP)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
         except OSError as e:
-            raise TinyLMError(f"cannot write beside {folder}: {path} ({e.strerror})") from None
+            raise TinyLMError(f"cannot write the lock file {path} beside {folder} ({e.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -376,6 +407,14 @@ class RunWriter:
     def start(self, config: dict, info: dict) -> None:
         """Before the first step: the logger gets the run's config and facts (parameters, device...)."""
         self.logger.start(config, info)
+
+    def check(self) -> None:
+        """Read what the run already holds (metrics.jsonl, samples.jsonl, the logger's own files), refusing a
+        damaged file, before a resume writes anything."""
+        if self.main:
+            for name in (METRICS, SAMPLES):
+                read_jsonl(self.run_dir / name, required={"epoch": int})
+            self.logger.check()
 
     def redo_after(self, epoch: int) -> None:
         """Drop the records of epochs after `epoch` (written by a run killed before its checkpoint): a resume

@@ -53,6 +53,10 @@ class Logger:
         self.project = project
         self.name = name or self.run_dir.name
 
+    def check(self) -> None:
+        """Before anything of the run is written: read what this logger wrote there earlier (a resume), refusing
+        a damaged file."""
+
     def start(self, config: dict[str, Any], info: dict[str, Any]) -> None:
         """Before the first step: the run's config.json content and facts such as parameters and device."""
 
@@ -85,20 +89,27 @@ class CsvLogger(Logger):
     crash never leaves a torn row. On --resume the existing rows are kept up to the point training resumes
     from (rows a crashed run wrote past its checkpoint are replaced as the loop redoes those steps)."""
 
+    _steps: list[dict[str, Any]] | None = None  # the rows so far (read by check)
+    _epochs: list[dict[str, Any]] | None = None
+
+    def check(self) -> None:
+        self._steps = _read_csv(self.run_dir / "steps.csv", "step")
+        self._epochs = _read_csv(self.run_dir / "epochs.csv", "epoch")
+
     def start(self, config: dict[str, Any], info: dict[str, Any]) -> None:
-        self._steps = _read_csv(self.run_dir / "steps.csv")
-        self._epochs = _read_csv(self.run_dir / "epochs.csv")
+        if self._steps is None:
+            self.check()
         self._resumed_steps = self._resumed_epochs = False
 
     def log_step(self, step: int, metrics: dict[str, float]) -> None:
         if not self._resumed_steps:
-            self._steps = [row for row in self._steps if int(row["step"]) < step]
+            self._steps = [row for row in self._steps if row["step"] < step]
             self._resumed_steps = True
         self._steps.append({"step": step, **metrics})
 
     def log_epoch(self, epoch: int, step: int, metrics: dict[str, Any], sample: dict[str, Any]) -> None:
         if not self._resumed_epochs:
-            self._epochs = [row for row in self._epochs if int(row["epoch"]) < epoch]
+            self._epochs = [row for row in self._epochs if row["epoch"] < epoch]
             self._resumed_epochs = True
         values = {k: v for k, v in metrics.items() if k not in ("epoch", "step", "train_curve")}
         self._epochs.append({"epoch": epoch, "step": step, **values})
@@ -113,11 +124,23 @@ class CsvLogger(Logger):
                 write_text(self.run_dir / name, _csv_text(rows))
 
 
-def _read_csv(path: Path) -> list[dict[str, Any]]:
+def _read_csv(path: Path, counter: str) -> list[dict[str, Any]]:
+    """The rows of a CSV file this logger wrote ([] when absent), each with a whole-number `counter` column (step
+    or epoch); a damaged file is a TinyLMError naming it and the row."""
     if not path.is_file():
         return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise TinyLMError(f"{path} is damaged ({e}); move it away to resume without it") from None
+    for number, row in enumerate(rows, 2):
+        try:
+            row[counter] = int(row.get(counter) or "")
+        except ValueError:
+            raise TinyLMError(f"{path} is damaged: row {number} has no whole-number {counter!r}; move the file "
+                              f"away to resume without it") from None
+    return rows
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:

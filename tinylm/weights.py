@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file, save_model
 
 from .errors import TinyLMError
 from .io import atomic_path
@@ -18,9 +22,29 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
+@contextmanager
+def os_errors_of_safetensors(path: str | Path) -> Iterator[None]:
+    """Around a safetensors write: its error for what the filesystem refused (a full disk, no permission) is
+    raised as that OSError, which the CLI words in one line (`... (os error 28)` is ENOSPC)."""
+    try:
+        yield
+    except SafetensorError as e:
+        code = re.search(r"os error (\d+)", str(e))
+        if code is None:
+            raise
+        number = int(code.group(1))
+        raise OSError(number, os.strerror(number), str(path)) from None
+
+
 def save_weights(model: torch.nn.Module, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, os_errors_of_safetensors(path):
         save_model(unwrap(model), str(tmp), metadata={"format": "pt"})
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """A dict of tensors as a safetensors file, written atomically."""
+    with atomic_path(path) as tmp, os_errors_of_safetensors(path):
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu") -> None:

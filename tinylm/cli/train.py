@@ -126,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = config_from_args(args)
         processes = config.train.processes
+    if processes > 1 and not launched:
+        from ..devices import check_processes
+
+        check_processes(processes)  # before the launcher starts any
     if processes > 1 and not launched and getattr(args, "_argv", None) is not None:
         return _relaunch(processes, args)
     if not launched:
@@ -138,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         taken = (*MACHINE_FIELDS, "epochs", "max_steps")  # what a resumed run may change
         ignored = [f"--{dest.replace('_', '-')}" for dest, (_, name) in args._config_flags.items()
                    if getattr(args, dest) is not None and name not in taken]
-        ignored += [f"--{name}" for name in ("model", "preset") if getattr(args, name)]
+        ignored += [f"--{name}" for name in ("model", "preset", "out", "overwrite") if getattr(args, name)]
         if ignored:
             print(f"note: --resume continues with the run's own config; ignored: {' '.join(ignored)}", file=sys.stderr)
         resume(args.resume, epochs=args.epochs, max_steps=args.max_steps, progress=not args.quiet,

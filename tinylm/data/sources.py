@@ -400,7 +400,7 @@ def strip_gutenberg(text: str, name: str = "the text") -> str:
 def gutenberg_file(book_id: str) -> CorpusFile:
     """The plain-text file of Project Gutenberg book `book_id`: looked up in $TINYLM_DATA_DIR/gutenberg/,
     then in the cache, then downloaded (checked to be a Gutenberg text before it is cached)."""
-    if not book_id.isdigit():
+    if not re.fullmatch(r"[0-9]{1,9}", book_id):  # ASCII digits: str.isdigit() takes "²", which int() refuses
         raise TinyLMError(f"--data gutenberg:{book_id}: a Project Gutenberg book is a number, e.g. gutenberg:1342")
     book_id = str(int(book_id))
     return CorpusFile(f"gutenberg/pg{book_id}.txt", GUTENBERG_URL.format(id=book_id), None,

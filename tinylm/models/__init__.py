@@ -46,7 +46,7 @@ def family_of(config: Any) -> str:
 
 def model_config(name: str, **overrides: Any) -> Any:
     """The config for a --model NAME with the given fields set (None values keep the defaults)."""
-    if name not in MODEL_NAMES:
+    if not isinstance(name, str) or name not in MODEL_NAMES:
         raise TinyLMError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     family, fixed = MODEL_NAMES[name]
     config_class = FAMILIES[family][0]
@@ -71,7 +71,7 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 def config_from_dict(data: dict[str, Any]) -> Any:
     data = dict(data)
     family = data.pop("family", None)
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         raise TinyLMError(f"config names an unknown model family {family!r}")
     config_class = FAMILIES[family][0]
     known = {f.name for f in dataclasses.fields(config_class)}

@@ -15,6 +15,30 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..errors import TinyLMError
+
+# Limits of a model's sizes, far above any model this toolkit trains (its presets are under 50M parameters; GPT-2
+# XL has 48 layers, width 1600, 1024 positions) and far below what would hang the machine or ask for terabytes.
+# Model configs check them when made (check_sizes), config.json before anything is built (tinylm.config).
+SIZE_LIMITS = {"layers": 256, "heads": 1024, "embed": 65_536, "hidden": 65_536, "block_size": 1 << 20,
+               "vocab_size": 4_000_000, "order": 64}
+
+
+def check_sizes(config: Any) -> None:
+    """Refuse a size field of a model config below 1 (vocab_size: below 0, which means "set from the tokenizer")
+    or above SIZE_LIMITS; call after tinylm.errors.check_types, so the values are whole numbers."""
+    for name, limit in SIZE_LIMITS.items():
+        value = getattr(config, name, None)
+        if value is None:
+            continue
+        flag = name if name == "vocab_size" else f"--{name.replace('_', '-')}"
+        if name == "vocab_size" and value < 0:
+            raise TinyLMError(f"vocab_size must be a number of tokens (0: set from the tokenizer), got {value}")
+        if name != "vocab_size" and value < 1:
+            raise TinyLMError(f"{flag} must be at least 1, got {value}")
+        if value > limit:
+            raise TinyLMError(f"{flag} is {value:,}: more than tinylm's limit of {limit:,}")
+
 
 class LanguageModel(nn.Module):
     """Base class: holds the family's config and counts parameters."""

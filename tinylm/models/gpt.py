@@ -57,8 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import TinyLMError, check_choices
-from .base import LanguageModel
+from ..errors import TinyLMError, check_choices, check_types
+from .base import LanguageModel, check_sizes
 
 
 @dataclass
@@ -96,9 +96,8 @@ class GPTConfig:
     """Biases in the Linear layers and LayerNorms (GPT-2)."""
 
     def __post_init__(self) -> None:
-        for name in ("block_size", "layers", "heads", "embed"):
-            if getattr(self, name) < 1:
-                raise TinyLMError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        check_types(self)
+        check_sizes(self)
         if self.embed % self.heads:
             raise TinyLMError(f"--embed {self.embed} must be a multiple of --heads {self.heads}")
         if not 0.0 <= self.dropout < 1.0:

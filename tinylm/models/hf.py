@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..errors import TinyLMError
+from ..errors import TinyLMError, check_types
 from .base import LanguageModel
 
 # Keys of a transformers config dict that describe where or by which version it was written, not the model.
@@ -43,6 +43,7 @@ class HFCausalLMConfig:
     """The transformers model config (`config.to_diff_dict()`), with its `model_type`."""
 
     def __post_init__(self) -> None:
+        check_types(self)
         if "model_type" not in self.hf_config:
             raise TinyLMError("the hf model config has no model_type; was it written by tinylm finetune?")
         if self.vocab_size < 1:

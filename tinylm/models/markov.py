@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..errors import TinyLMError, check_choices
-from .base import CountingModel
+from ..errors import TinyLMError, check_choices, check_types
+from .base import CountingModel, check_sizes
 
 SMOOTHINGS = ("kneser-ney", "witten-bell")
 MAX_ORDER = 16
@@ -53,6 +53,8 @@ class MarkovConfig:
     """kneser-ney (interpolated, modified) or witten-bell."""
 
     def __post_init__(self) -> None:
+        check_types(self)
+        check_sizes(self)
         if not 1 <= self.order <= MAX_ORDER:
             raise TinyLMError(f"--order must be between 1 and {MAX_ORDER}, got {self.order}")
         check_choices(self)

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..errors import TinyLMError, check_choices
-from .base import LanguageModel
+from ..errors import TinyLMError, check_choices, check_types
+from .base import LanguageModel, check_sizes
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -45,12 +45,11 @@ class RNNConfig:
     """linear, or mlp (the exercise's dense + ReLU head)."""
 
     def __post_init__(self) -> None:
+        check_types(self)
+        check_sizes(self)
         if self.cell not in CELLS:
             raise TinyLMError(f"unknown recurrent cell {self.cell!r}; choose one of {', '.join(CELLS)}")
         check_choices(self)
-        for name in ("embed", "hidden", "layers"):
-            if getattr(self, name) < 1:
-                raise TinyLMError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise TinyLMError(f"--dropout must be in [0, 1), got {self.dropout}")
 

@@ -17,14 +17,14 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .. import migrations
 from ..errors import TinyLMError
-from ..io import atomic_path, write_json
+from ..io import write_json
 from ..rundir import CHECKPOINT as CHECKPOINT_DIR
 from ..rundir import WEIGHTS, writing_folder
-from ..weights import load_weights, save_weights
+from ..weights import load_weights, save_tensors, save_weights
 
 CARRIED_FILE = "carried_state.safetensors"
 
@@ -84,16 +84,13 @@ def _write_checkpoint(tmp: Path, model: torch.nn.Module, optimizer: torch.optim.
                       state: dict[str, Any], carried: Any) -> None:
     save_weights(model, tmp / WEIGHTS)
     opt_tensors, opt_meta = _optimizer_to_files(optimizer) if optimizer else ({}, {"param_groups": []})
-    with atomic_path(tmp / "optimizer.safetensors") as p:
-        save_file(opt_tensors, str(p))
+    save_tensors(opt_tensors, tmp / "optimizer.safetensors")
     write_json(tmp / "optimizer.json", opt_meta)
-    with atomic_path(tmp / "rng.safetensors") as p:
-        save_file(_rng_tensors(), str(p))
+    save_tensors(_rng_tensors(), tmp / "rng.safetensors")
     if carried is not None:
         parts = {"tensor": carried} if isinstance(carried, torch.Tensor) else {
             f"tuple.{i}": t for i, t in enumerate(carried)}
-        with atomic_path(tmp / CARRIED_FILE) as p:
-            save_file({k: t.detach().cpu().contiguous() for k, t in parts.items()}, str(p))
+        save_tensors({k: t.detach().cpu().contiguous() for k, t in parts.items()}, tmp / CARRIED_FILE)
     write_json(tmp / "state.json", migrations.stamp(migrations.STATE, state))  # writing_folder fsyncs the folder
 
 

@@ -52,6 +52,7 @@ from ..devices import (
 )
 from ..errors import NonFiniteScores, TinyLMError
 from ..evaluation import score
+from ..io import as_path
 from ..models import build_model, model_name
 from ..rundir import (
     CONFIG,
@@ -176,6 +177,9 @@ def train(config: RunConfig | None = None, out: str | Path | None = None, *, ove
     """Train a new run from `config` into `out` (default runs/<data>-<model>-<time>); return the best model.
     The caller's `config` is never changed: the run's own (config.json) is derived from it."""
     config = config if config is not None else RunConfig()
+    if not isinstance(config, RunConfig):
+        raise TinyLMError(f"config must be a tinylm.RunConfig, got {type(config).__name__}")
+    out = as_path(out, "out") if out is not None else None
     config = dataclasses.replace(config, data=_absolute_sources(config.data))  # a new object, re-validated
     resolve_device(config.train.device)  # a device that isn't there fails before anything is written
     ddp = distributed.setup(config.train.device)
@@ -239,7 +243,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, max_steps: int | None
     unknown = set(machine) - set(MACHINE_FIELDS)
     if unknown:
         raise TypeError(f"resume() got unexpected keyword arguments {sorted(unknown)}")
-    run_dir = Path(run_dir)
+    run_dir = as_path(run_dir, "run_dir")
     if not run_dir.is_dir():
         raise TinyLMError(f"--resume {run_dir}: no such run directory")
     ddp = distributed.setup("auto")
@@ -286,11 +290,9 @@ def resume(run_dir: str | Path, epochs: int | None = None, max_steps: int | None
         state.finished, state.stop_reason = False, None
     ddp.barrier()  # every rank has read config.json before rank 0 rewrites it
     with hold(run_dir, enabled=ddp.main):  # one process writes a run: a second resume of it is refused
-        if ddp.main:
-            config.save(run_dir / CONFIG)  # in today's format: an older run is upgraded as it is written again
         tokenizer = Tokenizer.load(run_dir)
         return _fit(run_dir, config, tokenizer, *data.examples(tokenizer, config.data), state, ddp,
-                    resumed=raw is not None, progress=progress, echo=echo)
+                    resumed=raw is not None, progress=progress, echo=echo, rewrite_config=True)
 
 
 # -- the run ------------------------------------------------------------------------------------------------
@@ -313,7 +315,10 @@ class _Run:
 
 def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, windows: TokenWindows | LineSamples,
          val_set: EvalSet, state: TrainingState, ddp: distributed.Distributed, *, resumed: bool, progress: bool,
-         echo: Echo) -> LoadedModel:
+         echo: Echo, rewrite_config: bool = False) -> LoadedModel:
+    """Train the run in `run_dir` (made, or resumed from `state`). Everything that can refuse (the device, the
+    checkpoint, the precision, the run's records and the logger's files) is checked before anything is written;
+    `rewrite_config`: a resume writes config.json again (its new plan; an older format upgraded) only then."""
     tc, dc = config.train, config.data
     device = distributed.device_for(ddp, resolve_device(tc.device))
     if not ddp.main:  # only rank 0 speaks
@@ -350,6 +355,9 @@ def _fit(run_dir: Path, config: RunConfig, tokenizer: Tokenizer, windows: TokenW
 
     logger = make_logger(tc.logger if ddp.main else "none", run_dir, tc.wandb_project, tc.run_name)
     writer = RunWriter(run_dir, logger, title=f"{model.describe()} on {dc.source}", echo=echo, main=ddp.main)
+    writer.check()  # the run's records and the logger's files are readable: the last check before writing
+    if rewrite_config and ddp.main:
+        config.save(run_dir / CONFIG)  # in today's format: an older run is upgraded as it is written again
     writer.redo_after(state.epoch)  # records past the checkpoint (written just before a crash) are redone
     info = {"parameters": model.num_parameters(), **hardware_summary(device, threads, ddp.world),
             "precision": precision.name if model.trainable else "fp32",
