@@ -81,3 +81,20 @@ def trained_run(tmp_path_factory, data_dir):
     run = tinylm.train(tiny_config(folder / "corpus.txt", epochs=3), out=folder / "run", progress=False,
                        echo=lambda s: None)
     return run
+
+
+_COURSE_SUMMARY: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def course_summary() -> list[str]:
+    """Lines a test adds here are printed at the end of the run (what each course notebook's checks said), so
+    they show in CI's log without -s."""
+    return _COURSE_SUMMARY
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _COURSE_SUMMARY:
+        terminalreporter.section("course notebooks")
+        for line in _COURSE_SUMMARY:
+            terminalreporter.write_line(line)

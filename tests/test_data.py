@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 
 import pytest
 import torch
@@ -291,3 +292,96 @@ def test_many_to_one_evaluation_uses_the_training_stride():
     examples = evaluation_examples(tokenizer, text, DataConfig(target="last", block_size=40, stride=3))
     scored = sum(int((y != IGNORE).sum()) for _, y in examples.batches(64))
     assert scored == len(range(40, len(text), 3))
+
+
+# -- the course's corpora: AG News titles, Goethe's Faust; text in Unicode NFC ----------------------------------
+def test_ag_news_titles_one_per_line_from_the_csv(data_dir, monkeypatch):
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(data_dir))
+    titles = load_corpus("agnews:test").train.splitlines()
+    assert len(titles) == 7_600 and titles[0] == "Fears for T N pension after talks"
+    assert all(t and t == t.strip() for t in titles)
+    with pytest.raises(TinyLMError, match="--data agnews:test"):  # offline: only the test split is at hand
+        load_corpus("agnews")
+    assert sources.ag_news_titles('"3","A ""quoted"" title","x"\n"1","Two\\nlines","y"\n') == \
+        'A "quoted" title\nTwo lines\n'
+
+
+def test_an_ag_news_download_is_checked_by_md5_and_rows(tmp_path, monkeypatch):
+    monkeypatch.delenv("TINYLM_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path / "nothing"))
+    rows = "".join(f'"1","Title {i}","Description {i}"\n' for i in range(5))
+    csv_file = tmp_path / "test.csv"
+    csv_file.write_text(rows, encoding="utf-8")
+    md5 = hashlib.md5(rows.encode()).hexdigest()
+    spec = sources.BUILTIN_CORPORA["agnews"]["test"]
+    for expected_md5, expected_rows, ok in ((md5, 5, True), (md5, 7_600, False), ("0" * 32, 5, False)):
+        cached = sources.cache_dir() / "data" / spec.relpath
+        cached.unlink(missing_ok=True)
+        monkeypatch.setitem(sources.BUILTIN_CORPORA, "agnews", {"test": sources.CorpusFile(
+            spec.relpath, csv_file.as_uri(), None, md5=expected_md5, rows=expected_rows, text_of=spec.text_of)})
+        if ok:
+            assert load_corpus("agnews:test").train.splitlines() == [f"Title {i}" for i in range(5)]
+            assert cached.is_file()
+        else:
+            with pytest.raises(TinyLMError, match="failed verification"):
+                load_corpus("agnews:test")
+            assert not cached.exists()
+
+
+def test_agnews_trains_in_line_mode_unless_told_otherwise(data_dir, monkeypatch):
+    from tinylm import DataConfig
+
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(data_dir))
+    assert DataConfig(source="agnews:test").lines is True
+    assert DataConfig(source="agnews:test", lines=False).lines is False
+    assert DataConfig(source="faust").lines is False and DataConfig(source="shakespeare").lines is False
+
+
+def test_faust_offline_and_built_from_gutenberg_online(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(data_dir))
+    faust = load_corpus("faust").train
+    assert faust.startswith("Faust: Der Tragödie erster Teil") and len(faust) == 474_702
+    assert unicodedata.is_normalized("NFC", faust)
+    # Online with no copy at hand: the two plays come from Project Gutenberg (here from a stand-in cache) and are
+    # joined without their licence text.
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("TINYLM_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    header = "*** START OF THE PROJECT GUTENBERG EBOOK FAUST ***\n"
+    footer = "*** END OF THE PROJECT GUTENBERG EBOOK FAUST ***\nlicence text\n"
+    for book, body in (("2229", "Faust. Der Tragödie erster Teil\n" + "Habe nun, ach! Philosophie,\n" * 8000),
+                       ("2230", "Faust. Der Tragödie zweiter Teil\n" + "Die Sonne tönt nach alter Weise\n" * 8000)):
+        path = tmp_path / "data" / "gutenberg" / f"pg{book}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("The Project Gutenberg eBook\n" + header + unicodedata.normalize("NFD", body) + footer,
+                        encoding="utf-8")
+    built = load_corpus("faust").train
+    assert built.startswith("Faust. Der Tragödie erster Teil") and "licence text" not in built
+    assert "\n\nFaust. Der Tragödie zweiter Teil" in built and unicodedata.is_normalized("NFC", built)
+    assert (sources.cache_dir() / "data" / "faust" / "input.txt").is_file()  # built once, then cached
+
+
+def test_text_and_prompts_are_read_in_nfc(tmp_path, trained_run):
+    decomposed = unicodedata.normalize("NFD", "Grüße aus Köln, schöne Straße. ") * 5000
+    path = tmp_path / "text.txt"
+    path.write_text(decomposed, encoding="utf-8")
+    read = load_corpus(str(path)).train
+    assert read == unicodedata.normalize("NFC", decomposed) and "ü" in read
+    pieces = [decomposed[i:i + 7] for i in range(0, len(decomposed), 7)]  # cuts between a letter and its accent
+    assert "".join(sources.nfc_pieces(pieces)) == read
+    composed, split = "Über", unicodedata.normalize("NFD", "Über")
+    assert trained_run.prompt_ids(split, warn=False) == trained_run.prompt_ids(composed, warn=False)
+    assert trained_run.generate(split, max_new_tokens=3, seed=1) == trained_run.generate(composed, max_new_tokens=3,
+                                                                                          seed=1)
+
+
+def test_the_cli_trains_agnews_in_line_mode_without_the_presets_state_carry(data_dir, monkeypatch):
+    from tinylm.cli import build_parser
+    from tinylm.cli.train import config_from_args
+
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(data_dir))
+    config = config_from_args(build_parser().parse_args(["train", "--data", "agnews:test"]))
+    assert config.data.lines is True and config.train.stateful is False
+    config = config_from_args(build_parser().parse_args(["train", "--data", "agnews:test", "--no-lines"]))
+    assert config.data.lines is False and config.train.stateful is True  # the default preset's own recipe

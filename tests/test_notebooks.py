@@ -1,15 +1,21 @@
-"""The course notebooks (notebooks/*.ipynb): each is executed top to bottom in QUICK mode by a fresh Jupyter
-kernel (nbclient, kernel `python3` of this environment), offline, and must finish without an error; the
-committed files carry no outputs and use tinylm's Python API rather than its command line.
+"""The notebooks: the English ones (notebooks/*.ipynb) and the German course (notebooks/de/, an Aufgabe and a
+Lösung per exercise, built from notebooks/de/src/ by notebooks/build.py). Each is executed top to bottom in QUICK
+mode by a fresh Jupyter kernel (nbclient, kernel `python3` of this environment), offline, and must finish without
+an error; the committed files carry no outputs and are what their sources build. Every Lösung's checks are green;
+every Aufgabe's checks say "noch nicht bearbeitet" with a hint, and it still runs to its end.
 
 The notebooks start together, two at a time (each kernel uses one CPU thread), so the file takes about as long as
-its longest notebooks rather than their sum. Each test prints its notebook's execution time (pytest -s shows it).
+its longest notebooks rather than their sum. What each notebook's checks said is printed at the end of the run
+(the "course notebooks" section of the summary).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,8 +25,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-LONGEST_FIRST = ["05", "02", "04", "03", "01"]  # start order: the short notebooks fill the gaps at the end
+GERMAN = sorted((REPO / "notebooks" / "de").glob("*.ipynb"))
+LONGEST_FIRST = ["de/02", "de/04", "05", "02", "de/01", "04", "03", "de/03", "de/00", "01"]  # start order
 TIMEOUT = 600  # per cell
+CHECK_CALL = re.compile(r"course\.check\(")
 
 pytestmark = pytest.mark.slow
 
@@ -35,26 +43,28 @@ def test_every_exercise_has_a_notebook():
                      "05_shakespeare_exercise"]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", NOTEBOOKS + GERMAN, ids=lambda p: p.stem)
 def test_committed_without_outputs_and_through_the_python_api(path):
     cells = _cells(path)
     code = [cell for cell in cells if cell["cell_type"] == "code"]
     for cell in code:
         assert cell["outputs"] == [] and cell["execution_count"] is None, f"{path.name} holds outputs"
     sources = ["".join(cell["source"]) for cell in code]
-    # The first cell installs tinylm in Colab (only when it is missing) and defines the QUICK switch.
-    assert "find_spec(\"tinylm\") is None" in sources[0] and "%pip install" in sources[0]
+    # The first cell installs tinylm where it is missing, from the one shared setting, and defines QUICK.
+    assert "find_spec(\"tinylm\") is None" in sources[0] and "INSTALL_FROM" in sources[0]
+    assert "raise SystemExit(" in sources[0]  # cannot install: one sentence, not an error three cells later
     assert "QUICK = os.environ.get(\"TINYLM_QUICK\", \"0\") == \"1\"" in sources[0]
     # The exercises use the Python API: no shell escapes (`!tinylm ...`) anywhere.
     assert not [line for s in sources for line in s.splitlines() if line.lstrip().startswith("!")]
-    assert any("import tinylm" in s for s in sources)
+    assert any(re.search(r"^(import tinylm|from tinylm\b)", s, re.M) for s in sources)
 
 
 @pytest.fixture(scope="session")
 def executed(tmp_path_factory, data_dir) -> Iterator[dict[str, Future]]:
-    """Execute every notebook (two at a time) in its own folder; stem -> future of (notebook, seconds)."""
-    nbclient = pytest.importorskip("nbclient")
+    """Execute every notebook (two at a time, each by its own `jupyter execute` process, so that no two kernels
+    share a client) in its own folder; stem -> future of (notebook, seconds, folder)."""
     nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     root = tmp_path_factory.mktemp("notebooks")
     env = {
@@ -75,17 +85,25 @@ def executed(tmp_path_factory, data_dir) -> Iterator[dict[str, Future]]:
         env.pop(name, None)
 
     def run(path: Path):
-        folder = root / path.stem
-        folder.mkdir()
-        notebook = nbformat.read(path, as_version=4)
-        client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=TIMEOUT,
-                                         resources={"metadata": {"path": str(folder)}})
+        folder = root / path.parent.name / path.stem
+        folder.mkdir(parents=True)
+        copy = folder / path.name  # executed where it lies: its relative paths start in its own folder
+        copy.write_bytes(path.read_bytes())
         started = time.perf_counter()
-        client.execute(env=env)
-        return notebook, time.perf_counter() - started, folder
+        result = subprocess.run([sys.executable, "-c", "from nbclient.cli import main; main()", str(copy),
+                                 "--output=executed", f"--timeout={TIMEOUT}", "--kernel_name=python3"], cwd=folder,
+                                env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        if result.returncode != 0:
+            raise AssertionError(f"{path.name} failed:\n{result.stderr[-6000:]}")
+        return nbformat.read(folder / "executed.ipynb", as_version=4), seconds, folder
+
+    def order(path: Path) -> int:
+        key = f"{'de/' if path.parent.name == 'de' else ''}{path.stem[:2]}"
+        return LONGEST_FIRST.index(key)
 
     pool = ThreadPoolExecutor(max_workers=2)
-    futures = {p.stem: pool.submit(run, p) for p in sorted(NOTEBOOKS, key=lambda p: LONGEST_FIRST.index(p.stem[:2]))}
+    futures = {p.stem: pool.submit(run, p) for p in sorted(NOTEBOOKS + GERMAN, key=order)}
     yield futures
     pool.shutdown(wait=True, cancel_futures=True)
 
@@ -132,3 +150,50 @@ def test_notebook_executes_in_quick_mode(path, executed):
         report = json.loads((runs / "shakespeare" / "temperature" / "temperature.json").read_text())
         assert len(report["stats"]) == 7
         assert tinylm.load(runs / "book").config.data.strip_gutenberg is True  # the offline stand-in was cut
+
+
+# -- the German course ------------------------------------------------------------------------------------
+def test_every_exercise_has_an_aufgabe_and_a_loesung_built_from_its_source():
+    sources = sorted(p.stem for p in (REPO / "notebooks" / "de" / "src").glob("*.py"))
+    assert [p.stem[:2] for p in (REPO / "notebooks" / "de" / "src").glob("*.py")] and \
+        sorted(s[:2] for s in sources) == ["00", "01", "02", "03", "04"]
+    assert [p.stem for p in GERMAN] == sorted(f"{s}_{v}" for s in sources for v in ("aufgabe", "loesung"))
+    result = subprocess.run([sys.executable, str(REPO / "notebooks" / "build.py"), "--check"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr  # a notebook edited by hand, or a source not built again
+
+
+def _check_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line[:1] in ("✓", "✗", "…")]
+
+
+@pytest.mark.parametrize("path", [p for p in GERMAN if p.stem.endswith("_loesung")], ids=lambda p: p.stem)
+def test_every_loesung_runs_with_its_checks_green(path, executed, course_summary):
+    notebook, seconds, folder = executed[path.stem].result()
+    text, _ = _outputs(notebook)
+    calls = sum(len(CHECK_CALL.findall("".join(c.source))) for c in notebook.cells if c.cell_type == "code")
+    lines = _check_lines(text)
+    course_summary.append(f"{path.stem}: {len(lines)} checks, all green: {all(ln.startswith('✓') for ln in lines)}"
+                          f" ({seconds:.0f} s, QUICK)")
+    assert calls and len(lines) == calls, f"{len(lines)} check reports for {calls} checks:\n{text}"
+    assert all(line.startswith("✓") and line.endswith(": richtig") for line in lines), "\n".join(lines)
+    assert not _errors(notebook)
+
+
+@pytest.mark.parametrize("path", [p for p in GERMAN if p.stem.endswith("_aufgabe")], ids=lambda p: p.stem)
+def test_every_aufgabe_runs_to_its_end_with_its_checks_not_done_yet(path, executed, course_summary):
+    notebook, seconds, folder = executed[path.stem].result()
+    text, _ = _outputs(notebook)
+    calls = sum(len(CHECK_CALL.findall("".join(c.source))) for c in notebook.cells if c.cell_type == "code")
+    lines = _check_lines(text)
+    course_summary.append(f"{path.stem}: {len(lines)} checks, each 'noch nicht bearbeitet' with a hint: "
+                          f"{all('noch nicht bearbeitet. Tipp: ' in ln for ln in lines)} ({seconds:.0f} s, QUICK)")
+    assert calls and len(lines) == calls, f"{len(lines)} check reports for {calls} checks:\n{text}"
+    assert all(line.startswith("…") and "noch nicht bearbeitet. Tipp: " in line for line in lines), "\n".join(lines)
+    assert not _errors(notebook)  # no traceback: every cell after an open task still runs
+    assert "TODO: deine Lösung" in "".join("".join(c.source) for c in notebook.cells)
+
+
+def _errors(notebook) -> list[str]:
+    return [f"{out['ename']}: {out['evalue']}" for cell in notebook.cells for out in cell.get("outputs", [])
+            if out["output_type"] == "error"]

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from . import migrations
 from ._version import __version__
-from .data.sources import check_val_fraction
+from .data.sources import check_val_fraction, is_line_corpus
 from .errors import TinyLMError, check_choices, check_types, fits_type, type_name
 from .io import write_json
 from .models import config_from_dict, config_to_dict, model_config
@@ -52,8 +52,9 @@ class DataConfig:
     """Configuration name of a Hugging Face dataset."""
     strip_gutenberg: bool = False
     """Cut the Project Gutenberg licence header and footer off a text file (gutenberg:ID sources always are)."""
-    lines: bool = False
-    """One sample per line: each line ends with <eos>, batches are padded, lines are never cut."""
+    lines: bool | None = None
+    """One sample per line: each line ends with <eos>, batches are padded, lines are never cut. Left out: on for
+    the corpora of one sample per line (agnews), off for the others."""
     target: str = "every"
     """every: predict the next token at every position; last: many-to-one (only the token after the window)."""
     block_size: int = 128
@@ -64,6 +65,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         check_types(self)
         check_choices(self)
+        if self.lines is None:
+            self.lines = is_line_corpus(self.source)
         if self.lines and self.target == "last":
             raise TinyLMError("--target last predicts the token after a window of running text; --lines trains "
                               "on whole lines, every token a target: use one or the other")

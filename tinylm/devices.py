@@ -114,6 +114,12 @@ def _env_override(name: str) -> bool | None:
     return None
 
 
+def check_environment() -> None:
+    """Refuse a bad value of tinylm's environment switches (TINYLM_CPU_BF16) at the start of every command, not
+    only in the commands that happen to ask what the CPU can do."""
+    _env_override(CPU_BF16_ENV)
+
+
 HARDWARE_LOG_ENV = "TINYLM_HARDWARE_LOG"
 
 
@@ -461,15 +467,21 @@ def _first_line(error: BaseException) -> str:
 GENERATION_PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
+def check_generation_precision(requested: str, device: torch.device | str) -> None:
+    """Refuse a generation precision that is not one, or that `device` never runs (int8 off a CPU). It asks the CPU
+    nothing: what auto picks is decided when generating, and only for a model large enough to measure."""
+    if requested not in GENERATION_PRECISIONS:
+        raise TinyLMError(f"--precision must be one of {', '.join(GENERATION_PRECISIONS)}, got {requested!r}")
+    if requested == "int8" and torch.device(device).type != "cpu":
+        raise TinyLMError(f"--precision int8 runs on CPUs only (this model is on {device}); use bf16 or fp32")
+
+
 def generation_candidates(requested: str, device: torch.device | str) -> tuple[str, ...]:
     """The generation precisions allowed for `requested` on `device`, in order of preference before measuring:
     one entry for an explicit choice (checked here), several for auto on a CPU (the fastest that agrees with
     fp32 is measured and kept by tinylm.inference)."""
-    if requested not in GENERATION_PRECISIONS:
-        raise TinyLMError(f"--precision must be one of {', '.join(GENERATION_PRECISIONS)}, got {requested!r}")
+    check_generation_precision(requested, device)
     kind = torch.device(device).type
-    if requested == "int8" and kind != "cpu":
-        raise TinyLMError(f"--precision int8 runs on CPUs only (this model is on {device}); use bf16 or fp32")
     if requested != "auto":
         return (requested,)
     if kind == "cuda":

@@ -92,10 +92,19 @@ def resolve_precision(model: nn.Module, precision: str, device: torch.device | s
     """"fp32", "bf16" or "int8": what `precision` means for this model on this device. The candidates come from
     tinylm.devices (the policy's owner); for auto on a CPU the fastest that works here is measured once
     (`auto_ranking`)."""
+    if _small_on_cpu(model, precision, device):
+        return "fp32"
     candidates = devices.generation_candidates(precision, device)
     if len(candidates) == 1:
         return candidates[0]
     return auto_ranking(model, candidates)[0]
+
+
+def _small_on_cpu(model: nn.Module, precision: str, device: torch.device | str) -> bool:
+    """auto on a CPU for a model too small to gain from another precision: fp32, decided without a measurement
+    or a question to the CPU (see auto_ranking)."""
+    return precision == "auto" and torch.device(device).type == "cpu" \
+        and linear_weights(model) < AUTO_MEASURE_MIN_LINEAR_WEIGHTS
 
 
 def warn(message: str) -> None:
@@ -309,7 +318,7 @@ def model_for_generation(model: nn.Module, precision: str = "auto", device: torc
     inference copy in that precision, made once and rebuilt when the model's weights have changed since.
     auto: the first of `auto_ranking` that runs and agrees with fp32 here (a warning line for each one that
     does not); an explicit bf16 or int8 that cannot run here is a TinyLMError."""
-    if hasattr(model, "inference_precision"):
+    if hasattr(model, "inference_precision") or _small_on_cpu(model, precision, device):
         return model
     candidates = devices.generation_candidates(precision, device)
     if len(candidates) == 1:

@@ -16,8 +16,9 @@ import torch
 
 from .config import RunConfig
 from .data import load_split
+from .data.sources import nfc
 from .data.tokenfile import is_prepared, open_prepared
-from .devices import generation_candidates, resolve_device
+from .devices import check_generation_precision, resolve_device
 from .errors import TinyLMError
 from .evaluation import EvalResult, evaluate_text
 from .generation import SamplingConfig, generate_ids
@@ -58,6 +59,7 @@ class LoadedModel:
         """Token ids of `prompt`; an empty prompt starts from <eos> (the start of a new text).
         In line mode every text starts after an <eos>, so the prompt is put after one."""
         start = [self.tokenizer.eos_id] if self.config.data.lines and self.tokenizer.eos_id is not None else []
+        prompt = nfc(prompt)  # as the training text was read: a decomposed "ü" is the composed one
         if prompt:
             unknown = self.tokenizer.unknown_symbols(prompt)
             if unknown and warn:
@@ -104,7 +106,9 @@ class LoadedModel:
             yield text[len(emitted):]
 
     def generate(self, prompt: str = "", **sampling) -> str:
-        """The prompt followed by its continuation (see SamplingConfig for the options)."""
+        """The prompt (in Unicode NFC, as the model reads it) followed by its continuation (see SamplingConfig for
+        the options)."""
+        prompt = nfc(prompt)
         return prompt + "".join(self.stream(prompt, **sampling))
 
     def check_data(self) -> None:
@@ -147,6 +151,7 @@ class LoadedModel:
             _, text = load_split(self.config.data)
         if not text:
             raise TinyLMError("the evaluation text is empty")
+        text = nfc(text)
         return evaluate_text(self.module, self.tokenizer, text, self.config.data, batch_size, self.device)
 
 
@@ -172,7 +177,7 @@ def load_run(run_dir: str | Path, device: str = "cpu", precision: str = "auto", 
     call says otherwise; `from_hub`: the folder came from somewhere else (its config's data paths are not read).
     `tinylm.load` (tinylm.hub.load) also takes a pushed folder or a Hub repo id, and ends here."""
     target = resolve_device(device)
-    generation_candidates(precision, target)  # a bad choice fails before anything is read
+    check_generation_precision(precision, target)  # a bad choice fails before anything is read
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TinyLMError(f"run directory {run_dir} does not exist" if not run_dir.exists()

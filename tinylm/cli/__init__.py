@@ -64,7 +64,8 @@ def _filesystem_message(e: OSError) -> str:
 
 def check_values(args: argparse.Namespace) -> None:
     """Checks every command's flags share: text that is not valid UTF-8 (the shell passes bytes; Python keeps
-    undecodable ones as lone surrogates, which no tokenizer or file can take), seeds past 64 bits, ports."""
+    undecodable ones as lone surrogates, which no tokenizer or file can take), seeds past 64 bits, ports; and
+    tinylm's environment switches."""
     for name, value in vars(args).items():
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and not name.startswith("_"):
@@ -78,6 +79,9 @@ def check_values(args: argparse.Namespace) -> None:
     port = getattr(args, "port", None)
     if isinstance(port, int) and not 1 <= port <= 65535:
         raise TinyLMError(f"--port must be a port number from 1 to 65535, got {port}")
+    from ..devices import check_environment
+
+    check_environment()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,6 +61,7 @@ def add_parser(sub) -> None:
 def config_from_args(args: argparse.Namespace):
     """A RunConfig from defaults, then the preset, then the flags the user gave."""
     from ..config import DataConfig, RunConfig, TrainConfig
+    from ..data.sources import is_line_corpus
     from ..models import model_config
     from ..presets import DEFAULT_PRESET, PRESETS, resolve_preset
     from ..tokenizers import TokenizerConfig
@@ -74,9 +75,11 @@ def config_from_args(args: argparse.Namespace):
         if note and os.environ.get("RANK", "0") == "0":
             print(note)
         preset = PRESETS[name]
-    if not args.preset and preset and (args.lines or args.target == "last"):  # no single stream to carry state
-        preset = {**preset, "train": {k: v for k, v in preset["train"].items() if k != "stateful"}}
     flags = given(args, args._config_flags)
+    source = flags.get("data", {}).get("source") or preset.get("data", {}).get("source") or DataConfig.source
+    lines = args.lines if args.lines is not None else is_line_corpus(source)
+    if not args.preset and preset and (lines or args.target == "last"):  # no single stream to carry state
+        preset = {**preset, "train": {k: v for k, v in preset["train"].items() if k != "stateful"}}
 
     def pick(section: str) -> dict:
         return {**preset.get(section, {}), **flags.get(section, {})}

@@ -11,10 +11,12 @@ says exactly where to put the file.
 from __future__ import annotations
 
 import codecs
+import csv
 import hashlib
 import io
 import os
 import re
+import unicodedata
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -33,9 +35,31 @@ class CorpusFile:
     max_bytes: int = 1 << 40
     starts_with: str = ""
     contains: str = ""  # a regular expression (any case) that must match near the beginning of the file
+    md5: str | None = None  # a published MD5 (with `rows`: how a CSV download is checked)
+    rows: int | None = None  # CSV rows the file must hold
+    text_of: Callable[[str], str] | None = None  # the text tinylm reads from the file's content (a CSV's titles)
+    build: Callable[[Path], None] | None = None  # writes the file from other downloads instead of `url`
 
 
 _WT2 = "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/"
+_AG_NEWS = "https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv/"
+
+
+def ag_news_titles(csv_text: str) -> str:
+    """The titles of AG News rows ("class","title","description"), one per line: a title's escaped line breaks
+    (a backslash and n) become spaces, so each title stays one line."""
+    titles = (row[1].replace("\\n", " ").strip() for row in csv.reader(io.StringIO(csv_text)) if len(row) >= 2)
+    return "\n".join(title for title in titles if title) + "\n"
+
+
+def _build_faust(dest: Path) -> None:
+    """Goethe's Faust I and II from Project Gutenberg (books 2229 and 2230), each without its licence text,
+    joined by a blank line: what $TINYLM_DATA_DIR/faust/input.txt holds when there is no copy at hand."""
+    plays = []
+    for book in ("2229", "2230"):
+        path = builtin_file(gutenberg_file(book))
+        plays.append(strip_gutenberg(path.read_text(encoding="utf-8"), f"gutenberg:{book}").strip("\n"))
+    dest.write_text(nfc("\n\n".join(plays) + "\n"), encoding="utf-8")
 
 # name -> split -> file. A corpus with only "train" is split by --val-fraction.
 BUILTIN_CORPORA: dict[str, dict[str, CorpusFile]] = {
@@ -60,8 +84,38 @@ BUILTIN_CORPORA: dict[str, dict[str, CorpusFile]] = {
             "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
         ),
     },
+    # AG News (Zhang, Zhao and LeCun 2015): the titles, one per line. The CSV files carry no published sha256:
+    # a download is checked by the MD5 and row count torchtext lists.
+    "agnews": {
+        "train": CorpusFile("ag_news/train.csv", _AG_NEWS + "train.csv", None, md5="b1a00f826fdfbd249f79597b59e1dc12",
+                            rows=120_000, text_of=ag_news_titles),
+        "test": CorpusFile("ag_news/test.csv", _AG_NEWS + "test.csv", None, md5="d52ea96a97a2d943681189a97654912d",
+                           rows=7_600, text_of=ag_news_titles),
+    },
+    # Goethe's Faust I and II, German: the shared copy, or built from Project Gutenberg 2229 + 2230 when online
+    # (a build is checked for its size and title; the shared copy's sha256 is its own).
+    "faust": {
+        "train": CorpusFile("faust/input.txt", "https://www.gutenberg.org/ebooks/2229 + 2230", None, 300_000,
+                            1_000_000, contains=r"Faust", build=_build_faust),
+    },
 }
-BUILTIN_ALIASES = {"tinyshakespeare": "shakespeare", "tiny-shakespeare": "shakespeare", "wikitext-2": "wikitext2"}
+BUILTIN_ALIASES = {"tinyshakespeare": "shakespeare", "tiny-shakespeare": "shakespeare", "wikitext-2": "wikitext2",
+                   "ag_news": "agnews", "ag-news": "agnews"}
+VALIDATION_SPLITS = {"agnews": "test"}
+"""The split a corpus validates on when it is not "valid" (its other splits are named NAME:SPLIT); a corpus with
+neither is cut by --val-fraction."""
+OFFLINE_SPLITS = {"agnews": "--data agnews:test"}
+"""What to train on offline when the training split is not at hand (the shared data holds only these)."""
+LINE_CORPORA = frozenset({"agnews"})
+"""Corpora of one sample per line: they train in line mode unless --no-lines says otherwise."""
+
+
+def is_line_corpus(source: str | None) -> bool:
+    """Whether `source` names a built-in corpus of one sample per line (AG News titles)."""
+    if not isinstance(source, str):
+        return False
+    base = source.partition(":")[0]
+    return BUILTIN_ALIASES.get(base, base) in LINE_CORPORA and not Path(source).expanduser().exists()
 
 
 @dataclass
@@ -87,8 +141,19 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _csv_rows(path: Path) -> int:
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        return sum(1 for _ in csv.reader(f))
+
+
 def _verify(path: Path, spec: CorpusFile) -> str | None:
     """Return why `path` is not the expected file, or None if it is."""
+    if spec.md5 is not None:
+        got = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+        if got != spec.md5:
+            return f"md5 {got} != expected {spec.md5}"
+        rows = _csv_rows(path)
+        return None if spec.rows is None or rows == spec.rows else f"{rows:,} rows, expected {spec.rows:,}"
     if spec.sha256 is not None:
         got = _sha256(path)
         return None if got == spec.sha256 else f"sha256 {got} != expected {spec.sha256}"
@@ -111,12 +176,18 @@ def _download(spec: CorpusFile, dest: Path, timeout: float = 30.0) -> None:
     tmp = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with urllib.request.urlopen(spec.url, timeout=timeout) as response, open(tmp, "wb") as out:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
+        if spec.build is not None:
+            spec.build(tmp)
+        else:
+            with urllib.request.urlopen(spec.url, timeout=timeout) as response, open(tmp, "wb") as out:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         tmp.unlink(missing_ok=True)
         raise ConnectionError(str(e)) from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     problem = _verify(tmp, spec)
     if problem:
         tmp.unlink(missing_ok=True)
@@ -212,6 +283,28 @@ def _joined(documents: Iterable[Iterator[str]]) -> Iterator[str]:
     yield "\n"
 
 
+def nfc(text: str) -> str:
+    """`text` in Unicode NFC: a letter and its combining accent ("u" + U+0308) become one character ("ü"), so
+    the same word is the same tokens however an editor or a keyboard composed it."""
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
+
+
+def nfc_pieces(pieces: Iterable[str]) -> Iterator[str]:
+    """The pieces of a text in NFC, as `nfc` of the joined text gives it: the last two starters of a piece (and
+    the marks after them) wait for the next one, where a combining mark may follow."""
+    held = ""
+    for piece in pieces:
+        text = held + piece
+        starters = [i for i in range(len(text) - 1, max(-1, len(text) - 64), -1)
+                    if not unicodedata.combining(text[i])][:2]
+        cut = starters[-1] if len(starters) == 2 else 0
+        held = text[cut:]
+        if cut:
+            yield nfc(text[:cut])
+    if held:
+        yield nfc(held)
+
+
 @dataclass(frozen=True)
 class Document:
     """One text of a source: a file read as it is or with its Project Gutenberg licence text cut off (which needs
@@ -221,6 +314,7 @@ class Document:
     path: Path | None = None
     text: str | None = None
     strip_gutenberg: bool = False
+    text_of: Callable[[str], str] | None = None  # the text to read from the file's whole content (a CSV's titles)
 
     @property
     def nbytes(self) -> int:
@@ -229,9 +323,10 @@ class Document:
     def stream(self, encoding: str, tick: Tick) -> Iterator[str]:
         if self.path is None:
             yield from _string_pieces(self.text, tick)
-        elif self.strip_gutenberg:  # the marker lines are looked for in the whole text
+        elif self.strip_gutenberg or self.text_of:  # these read the whole text (marker lines, CSV rows)
             text = "".join(_file_pieces(self.path, encoding, tick))
-            yield from _string_pieces(strip_gutenberg(text, self.name), _no_tick)
+            text = strip_gutenberg(text, self.name) if self.strip_gutenberg else text
+            yield from _string_pieces(self.text_of(text) if self.text_of else text, _no_tick)
         else:
             yield from _file_pieces(self.path, encoding, tick)
 
@@ -250,9 +345,9 @@ class TextPart:
         return sum(document.nbytes for document in self.documents)
 
     def stream(self, tick: Tick = _no_tick) -> Iterator[str]:
-        """The text, READ_BYTES at a time (a stream never holds a file whole)."""
+        """The text, READ_BYTES at a time (a stream never holds a file whole), in Unicode NFC."""
         streams = (document.stream(self.encoding, tick) for document in self.documents)
-        return _joined(streams) if self.folder else next(streams)
+        return nfc_pieces(_joined(streams) if self.folder else next(streams))
 
     def read(self) -> str:
         return "".join(self.stream())
@@ -337,8 +432,14 @@ class TextSource:
         return self.train.stream(tick), self.val.stream(tick)
 
 
-def _file(path: Path, encoding: str = "utf-8", strip_gutenberg_text: bool = False, name: str = "") -> TextPart:
-    return TextPart((Document(name or str(path), path, strip_gutenberg=strip_gutenberg_text),), encoding)
+def _file(path: Path, encoding: str = "utf-8", strip_gutenberg_text: bool = False, name: str = "",
+          text_of: Callable[[str], str] | None = None) -> TextPart:
+    return TextPart((Document(name or str(path), path, strip_gutenberg=strip_gutenberg_text, text_of=text_of),),
+                    encoding)
+
+
+def _builtin_part(spec: CorpusFile) -> TextPart:
+    return _file(builtin_file(spec), text_of=spec.text_of)
 
 
 def _folder(folder: Path, encoding: str, strip_gutenberg_text: bool = False) -> TextPart:
@@ -360,16 +461,16 @@ def _builtin(name: str) -> TextSource | None:
     if split:
         if split not in files:
             raise TinyLMError(f"corpus {base} has no split {split!r}; choose one of {', '.join(files)}")
-        return TextSource(name, _file(builtin_file(files[split])))
-    if "valid" in files:
+        return TextSource(name, _builtin_part(files[split]))
+    validation = VALIDATION_SPLITS.get(base, "valid")
+    if validation in files:
         try:
-            train = builtin_file(files["train"])
+            train = _builtin_part(files["train"])
         except TinyLMError as e:
-            raise TinyLMError(
-                f"{e}. Offline, train on another split instead: --data {base}:valid --val-data {base}:test"
-            ) from None
-        return TextSource(name, _file(train), _file(builtin_file(files["valid"])))
-    return TextSource(name, _file(builtin_file(files["train"])))
+            other = OFFLINE_SPLITS.get(base, f"--data {base}:valid --val-data {base}:test")
+            raise TinyLMError(f"{e}. Offline, train on another split instead: {other}") from None
+        return TextSource(name, train, _builtin_part(files[validation]))
+    return TextSource(name, _builtin_part(files["train"]))
 
 
 # -- Project Gutenberg ---------------------------------------------------------------------------------
