@@ -228,3 +228,31 @@ def test_generation_never_writes_pad_or_unk():
         assert len(text.replace("<eos>", "_")) == 2 + 30  # 30 tokens: characters or <eos>, nothing else
     chart = dict(run.next_token_distribution("ab"))
     assert chart.get("<unk>", 0.0) == 0.0 and chart.get("<pad>", 0.0) == 0.0
+
+
+def test_a_pretrained_tokenizer_is_trained_anew_to_the_vocab_size_asked(tmp_path, shakespeare_text):
+    """`--tokenizer gpt2 --vocab-size 1024`: GPT-2's own pipeline trained on the corpus through transformers'
+    train_new_from_iterator (here a GPT-2-style byte-level tokenizer saved in a folder stands in for gpt2), so the
+    run's tokenizer loads with AutoTokenizer and a model stays under a million parameters."""
+    pytest.importorskip("transformers")
+    from test_finetune import make_tiny_gpt2
+    from transformers import AutoTokenizer
+
+    import tinylm
+
+    text = shakespeare_text[:30_000]
+    base = make_tiny_gpt2(tmp_path / "gpt2-like", text[:2000])
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(text, encoding="utf-8")
+    config = tinylm.RunConfig(data=tinylm.DataConfig(source=str(corpus), block_size=32),
+                              tokenizer=tinylm.TokenizerConfig(kind=str(base), vocab_size=400),
+                              model=tinylm.model_config("gpt", embed=32, layers=1, heads=2),
+                              train=tinylm.TrainConfig(epochs=1, batch_size=16, sample_tokens=5, precision="fp32"))
+    run = tinylm.train(config, out=tmp_path / "run", progress=False, echo=lambda s: None)
+    assert run.tokenizer.vocab_size == 400 and config.tokenizer.retrains
+    auto = AutoTokenizer.from_pretrained(tmp_path / "run")
+    assert len(auto) == 400 and auto.decode(auto("ROMEO: ach!")["input_ids"]) == "ROMEO: ach!"
+    assert auto.eos_token == AutoTokenizer.from_pretrained(base).eos_token  # the base's special tokens
+    assert len(run.tokenizer.encode(text[:5000])) < len(AutoTokenizer.from_pretrained(base)(text[:5000])["input_ids"])
+    with pytest.raises(tinylm.TinyLMError, match="base alphabet"):
+        tinylm.tokenizers.build_tokenizer(tinylm.TokenizerConfig(kind=str(base), vocab_size=100), text)

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-import struct
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,94 +13,16 @@ from conftest import tiny_config
 
 import tinylm
 from tinylm.io import read_jsonl
-from tinylm.tracking import make_logger, wandb_mode
+from tinylm.tracking import WandbRun, loss_keys, make_logger, read_wandb_run, wandb_mode
 
 QUIET = {"progress": False, "echo": lambda s: None}
 
 
-# -- reading a W&B offline run ------------------------------------------------------------------------
-def wandb_records(path: Path):
-    """The protobuf records of a .wandb file: LevelDB log format (7-byte file header ':W&B' + magic 0xBEE1 +
-    version, then 32 KiB blocks of chunks <crc32 u32, length u16, type u8>; type 1 = a whole record,
-    2/3/4 = first/middle/last piece of one). Readable whatever the wandb version."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B" and struct.unpack("<H", data[4:6])[0] == 0xBEE1, f"{path} is not a .wandb log"
-    block, pos, pending = 32768, 7, b""
-    while pos + 7 <= len(data):
-        left = block - pos % block
-        if left < 7:  # a block's tail too short for a chunk header is padding
-            pos += left
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        if pos + 7 + length > len(data):  # still being written
-            return
-        payload, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
-        if kind == 1:
-            yield wandb_internal_pb2.Record.FromString(payload)
-        elif kind == 2:
-            pending = payload
-        elif kind == 3:
-            pending += payload
-        elif kind == 4:
-            yield wandb_internal_pb2.Record.FromString(pending + payload)
-            pending = b""
-        else:
-            raise AssertionError(f"unknown chunk type {kind} in {path}")
-
-
-def _items(items) -> dict:
-    # Keys come flat (key) or as a path (nested_key: media fields such as loss_curve.path).
-    return {item.key or ".".join(item.nested_key): json.loads(item.value_json) for item in items}
-
-
-@dataclass
-class WandbRun:
-    folder: Path
-    name: str
-    project: str
-    config: dict
-    history: list[dict]
-    summary: dict
-    exit_code: int | None
-
-    def media(self, relative: str) -> Path:
-        return self.folder / "files" / relative
-
-
-def read_wandb_run(folder: Path, timeout: float = 60.0) -> WandbRun:
-    """The run logged in `folder`, once its exit record is on disk. wandb's service writes the log on its own
-    thread: run.finish() returns before the file is complete (seen with wandb 0.31 from the second run of a
-    process on), and the process's exit flushes it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        run = _parse_wandb_run(folder)
-        if run.exit_code is not None or time.monotonic() > deadline:
-            return run
-        time.sleep(0.2)
-
-
-def _parse_wandb_run(folder: Path) -> WandbRun:
-    run = {"name": "", "project": "", "config": {}, "history": [], "summary": {}, "exit_code": None}
-    for record in wandb_records(next(folder.glob("run-*.wandb"))):
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            run.update(name=record.run.display_name, project=record.run.project)
-            run["config"].update(_items(record.run.config.update))
-        elif kind == "config":
-            run["config"].update(_items(record.config.update))
-        elif kind == "history":
-            run["history"].append(_items(record.history.item))
-        elif kind == "summary":
-            run["summary"].update(_items(record.summary.update))
-        elif kind == "exit":
-            run["exit_code"] = record.exit.exit_code
-    return WandbRun(folder=folder, **run)
-
-
+# -- reading a W&B offline run: tinylm.tracking.read_wandb_run reads the .wandb log itself ------------------------
 def wandb_runs(root: Path) -> list[WandbRun]:
-    return [read_wandb_run(folder) for folder in sorted((root / "wandb").glob("offline-run-*"))]
+    """The runs logged under root/wandb, each once its exit record is on disk (wandb's service writes the log on
+    its own thread: run.finish() can return before the file is complete)."""
+    return [read_wandb_run(folder, timeout=60.0) for folder in sorted((root / "wandb").glob("offline-run-*"))]
 
 
 @pytest.fixture
@@ -167,6 +86,14 @@ def test_wandb_offline_run_holds_steps_epochs_samples_table_and_curve(small_corp
     assert logged.summary["best_val_loss"] == summary["best_val_loss"]
     assert logged.summary["best_epoch"] == summary["best_epoch"] == 3
     assert (run_dir / "metrics.jsonl").is_file()  # the run's own record, whatever the logger
+    assert loss_keys(logged.history) == ("train/loss", "val/loss")  # what `tinylm project check` looks for
+    assert logged.offline and logged.url is None  # an offline run has no page until `wandb sync`
+
+
+def test_loss_keys_find_the_losses_whatever_their_names():
+    assert loss_keys([{"train/loss": 1.0}, {"eval/loss": 2.0, "epoch": 1}]) == ("train/loss", "eval/loss")
+    assert loss_keys([{"train_loss": 1.0, "val_loss": 2.0}]) == ("train_loss", "val_loss")
+    assert loss_keys([{"loss": 1.0, "lr": 0.1}]) == (None, None)
 
 
 def test_wandb_resumed_run_table_keeps_earlier_samples(small_corpus, tmp_path, wandb_dir):

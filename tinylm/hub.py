@@ -40,6 +40,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,9 +164,9 @@ def load(run: str | Path, device: str = "cpu", precision: str = "auto") -> Loade
     written by `tinylm push --dry-run`, or a Hub repo id USER/NAME (the Hub id is resolved first, then the
     local folder is loaded by tinylm.runs.load_run). `device` as in tinylm.devices.resolve_device ("auto" for the
     fastest there is); `precision` is what generation uses unless a call says otherwise."""
-    from .devices import generation_candidates, resolve_device
+    from .devices import check_generation_precision, resolve_device
 
-    generation_candidates(precision, resolve_device(device))  # a bad choice fails before anything is downloaded
+    check_generation_precision(precision, resolve_device(device))  # a bad choice fails before any download
     run_dir, from_hub = locate_run(as_path(run, "run"))
     return load_run(run_dir, device=device, precision=precision, from_hub=from_hub)
 
@@ -285,12 +286,35 @@ def _corpus(source: str) -> tuple[str, str | None, str | None, str | None]:
     return Path(source).name, None, None, None  # a local file or folder: its name, not the author's paths
 
 
-def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
-               language: str | list[str] | None = None, transformers: bool = False,
-               datasets: list[str] | None = None, files: list[str] | None = None) -> str:
-    """README.md for the run in `run_dir` published as `repo_id`: YAML metadata, then the description.
-    `datasets`: Hub dataset ids of the training text (default: the built-in corpus' own); `files`: the
-    repo's files, listed in the card (default: what a push of this run uploads)."""
+@dataclass
+class CardInfo:
+    """What a user adds to a run's model card: the licence, the training text's language(s) and Hub dataset ids
+    (the built-in corpora have their own), a description of their own (first, under the title) and tags (added
+    to tinylm's)."""
+
+    license: str = "mit"
+    language: str | list[str] | None = None
+    datasets: list[str] | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.tags is not None:
+            self.tags = [t for t in (tag.strip() for tag in self.tags) if t]
+            bad = [t for t in self.tags if not re.fullmatch(r"[\w.+-]{1,64}", t)]
+            if bad:
+                raise TinyLMError(f"--tags: {bad[0]!r} is not a Hub tag (letters, digits, - _ . +, comma-separated)")
+        if self.description is not None and not self.description.strip():
+            raise TinyLMError("--description is empty")
+
+
+def model_card(run_dir: str | Path, repo_id: str, info: CardInfo | None = None, *, transformers: bool = False,
+               files: list[str] | None = None) -> str:
+    """README.md for the run in `run_dir` published as `repo_id`: YAML metadata, then the description. `info`:
+    what the user adds (CardInfo); `files`: the repo's files, listed in the card (default: what a push of this
+    run uploads)."""
+    info = info or CardInfo()
+    license, language, datasets = info.license, info.language, info.datasets
     hub = _huggingface_hub()
     run_dir = Path(run_dir)
     run = load_run(run_dir)
@@ -324,8 +348,9 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
     card_data = hub.ModelCardData(
         language=languages, license=license, library_name="transformers" if transformers else "tinylm",
         pipeline_tag="text-generation", datasets=datasets, metrics=["perplexity"],
-        base_model=base_id, tags=[t for t in ["tinylm", "text-generation", level_tag, model_tag,
-                                             "fine-tuned" if finetuned else None, "pytorch", "safetensors"] if t],
+        base_model=base_id, tags=list(dict.fromkeys(t for t in [  # the user's first: they say what it is about
+            *(info.tags or []), "tinylm", "text-generation", level_tag, model_tag, "fine-tuned" if finetuned else None,
+            "pytorch", "safetensors"] if t)),
         model_name=name,
         # The Hub's inference widget starts from the run's own sample prompt (an empty one is no use there).
         widget=[{"text": tc_prompt or "The"}] if transformers else None,
@@ -372,6 +397,7 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
         training_rows.append(["training", "one counting pass over the training tokens (no gradient steps)"])
     training_rows += [
         ["training time", f"{train_seconds:,.0f} s" if train_seconds is not None else "not recorded"],
+        ["W&B run", _wandb_line(run_dir)],
         ["hardware", hardware],
         ["seed", tc.seed],
         ["tinylm version", raw["tinylm_version"]],
@@ -434,6 +460,7 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
     lines = [
         f"# {name}",
         "",
+        *([info.description.strip(), ""] if info.description else []),
         f"A {level} language model {origin}: {model.describe()}, "
         f"{params:,} parameters. It continues a text prompt "
         f"{'one character at a time' if run.tokenizer.kind == 'char' else 'one token at a time'}. "
@@ -492,6 +519,19 @@ def model_card(run_dir: str | Path, repo_id: str, *, license: str = "mit",
         "",
     ]
     return f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines)
+
+
+def _wandb_line(run_dir: Path) -> str:
+    """The card's W&B row: the run's page when it was logged online, else that it was logged offline (or not)."""
+    from .tracking import read_wandb_run, wandb_run_folders
+
+    folders = wandb_run_folders(run_dir)
+    if not folders:
+        return "not logged (train with --logger wandb)"
+    urls = [url for url in (read_wandb_run(folder).url for folder in folders) if url]
+    if urls:
+        return ", ".join(f"[{url.rsplit('/', 1)[-1]}]({url})" for url in urls)
+    return "logged offline, not synced (`wandb sync` uploads it)"
 
 
 def _epochs_line(metrics: list[dict], summary: dict[str, Any], planned: int | None, best_epoch: int) -> str:
@@ -556,8 +596,7 @@ def _check_run(run_dir: Path) -> dict[str, Any]:
     return json.loads(run_config_file(run_dir).read_text(encoding="utf-8"))
 
 
-def _write_repo_folder(run_dir: Path, config: dict[str, Any], folder: Path, repo_id: str, license: str,
-                       language: str | list[str] | None, datasets: list[str] | None = None) -> None:
+def _write_repo_folder(run_dir: Path, config: dict[str, Any], folder: Path, repo_id: str, info: CardInfo) -> None:
     """Fill the empty (or absent) `folder` with exactly what is uploaded."""
     transformers = _exports_transformers(config)
     files = folder
@@ -575,12 +614,10 @@ def _write_repo_folder(run_dir: Path, config: dict[str, Any], folder: Path, repo
         shutil.copyfile(run_dir / LOSS_PLOT, folder / LOSS_PLOT)
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     files = ["README.md", *files]  # the card lists exactly what the folder holds
-    write_text(folder / "README.md", model_card(run_dir, repo_id, license=license, language=language,
-                                                transformers=transformers, datasets=datasets, files=files))
+    write_text(folder / "README.md", model_card(run_dir, repo_id, info, transformers=transformers, files=files))
 
 
-def _write_dry_run(run_dir: Path, config: dict[str, Any], out: Path, repo_id: str, license: str,
-                   language: str | list[str] | None, datasets: list[str] | None = None) -> None:
+def _write_dry_run(run_dir: Path, config: dict[str, Any], out: Path, repo_id: str, info: CardInfo) -> None:
     """Write the folder into `out`: built beside it, then renamed into place, so `out` is never half-made."""
     if out.resolve() == run_dir.resolve() or run_dir.resolve() in out.resolve().parents:
         raise TinyLMError(f"--dry-run {out} is inside the run {run_dir}; choose a folder outside it")
@@ -595,7 +632,7 @@ def _write_dry_run(run_dir: Path, config: dict[str, Any], out: Path, repo_id: st
     check()
     with hold(out), writing_folder(out) as staging:  # one writer at a time
         check()  # again, now that no other process writes it
-        _write_repo_folder(run_dir, config, staging, repo_id, license, language, datasets)
+        _write_repo_folder(run_dir, config, staging, repo_id, info)
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
@@ -645,20 +682,23 @@ def _hub_errors(repo_id: str, endpoint: str, action: str, not_found: str) -> Ite
 
 def push(run_dir: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
          dry_run: str | Path | None = None, license: str = "mit",
-         language: str | list[str] | None = None, datasets: list[str] | None = None) -> str:
+         language: str | list[str] | None = None, datasets: list[str] | None = None,
+         description: str | None = None, tags: list[str] | None = None) -> str:
     """Publish the run in `run_dir` as the model repo `repo_id` (USER/NAME) and return the repo's URL; with
     `dry_run`, write the exact folder that would be uploaded there instead (no network) and return its path.
-    `language` and `datasets` (Hub dataset ids) fill the card's metadata; the built-in corpora have their own.
+    `language` and `datasets` (Hub dataset ids) fill the card's metadata (the built-in corpora have their own);
+    `description` opens the card, `tags` are added to its tags (the course asks for both).
 
     The token is `token`, else HF_TOKEN, else the one saved by `hf auth login`. The run directory is only
     read: the upload is built in a temporary folder."""
     run_dir = as_path(run_dir, "run_dir")
     if not isinstance(repo_id, str) or not is_hub_name(repo_id):
         raise TinyLMError(f"--repo {repo_id!r} is not a Hub repo id; use USER/NAME (letters, digits, - _ .)")
+    info = CardInfo(license, language, datasets, description, tags)
     config = _check_run(run_dir)
     hub = _huggingface_hub()
     if dry_run is not None:
-        _write_dry_run(run_dir, config, as_path(dry_run, "dry_run"), repo_id, license, language, datasets)
+        _write_dry_run(run_dir, config, as_path(dry_run, "dry_run"), repo_id, info)
         return str(dry_run)
     token = token or hub.get_token()
     if not token:
@@ -671,11 +711,20 @@ def push(run_dir: str | Path, repo_id: str, *, private: bool = False, token: str
         url = api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tinylm-push-") as tmp:
         folder = Path(tmp) / "repo"
-        _write_repo_folder(run_dir, config, folder, repo_id, license, language, datasets)
+        _write_repo_folder(run_dir, config, folder, repo_id, info)
         with _hub_errors(repo_id, endpoint, action, not_found):
             api.upload_folder(repo_id=repo_id, folder_path=str(folder),
                               commit_message=f"Upload tinylm run {run_dir.resolve().name}")
     return str(url)
+
+
+def read_card(repo_id: str):
+    """The model card (a huggingface_hub.ModelCard) of the Hub repo `repo_id`, downloaded (or from the cache)."""
+    hub = _huggingface_hub()
+    endpoint = _endpoint()
+    action, not_found = f"read the model card of {repo_id}", f"no model repo {repo_id} (or no README.md) on {endpoint}"
+    with _hub_errors(repo_id, endpoint, action, not_found):
+        return hub.ModelCard.load(hub.hf_hub_download(repo_id, "README.md", endpoint=endpoint))
 
 
 # -- loading from the Hub ------------------------------------------------------------------------------

@@ -53,6 +53,24 @@ def plot_loss(metrics: list[dict], path: str | Path, title: str = "") -> None:
     _save(fig, plt, path)
 
 
+def plot_losses(losses: list[float], path: str | Path, title: str = "", xlabel: str = "epoch",
+                ylabel: str = "validation loss") -> None:
+    """One loss per epoch (the validation loss of a submission README), each point labelled."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    epochs = list(range(1, len(losses) + 1))
+    ax.plot(epochs, losses, "s-", color="tab:orange")
+    for epoch, loss in zip(epochs, losses):
+        ax.annotate(f"{loss:.3f}", (epoch, loss), textcoords="offset points", xytext=(0, 6), ha="center",
+                    fontsize=8)
+    ax.set_xticks(epochs)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    _save(fig, plt, path)
+
+
 def plot_distributions(labels: list[str], distributions: dict[float, list[float]],
                        entropies: dict[float, float], path: str | Path, title: str = "") -> None:
     """Probabilities of the same tokens (x, most likely first) under several temperatures (one line each)."""

@@ -56,10 +56,16 @@ class TokenizerConfig:
     kind: str = "char"
     """char, word, bpe (see TOKENIZER_BUILDERS), or a transformers tokenizer name or folder (e.g. gpt2)."""
     vocab_size: int | None = None
-    """Upper bound on the vocabulary, special tokens included: word (default: every word kept by min_freq)
-    and bpe (default 2048); ignored by char and pretrained tokenizers."""
+    """Upper bound on the vocabulary, special tokens included: word (default: every word kept by min_freq) and
+    bpe (default 2048); a pretrained tokenizer given one is trained anew on the text to that size
+    (`--tokenizer gpt2 --vocab-size 1024`); ignored by char."""
     min_freq: int = 1
     """char/word: symbols seen fewer times than this map to <unk>; bpe: rarer pairs are not merged."""
+
+    @property
+    def retrains(self) -> bool:
+        """Whether this is a pretrained tokenizer trained anew on the training text (a vocab_size is given)."""
+        return self.kind not in TOKENIZER_BUILDERS and self.vocab_size is not None
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -302,7 +308,16 @@ def build_bpe_from_iterator(config: TokenizerConfig, texts: Iterable[str]) -> To
 
 
 def build_pretrained(config: TokenizerConfig, text: str) -> Tokenizer:
-    """A transformers tokenizer by Hub name or local folder, as is (the text is not used)."""
+    """A transformers tokenizer by Hub name or local folder: as it is, or, with `vocab_size`, trained anew on
+    the text (see pretrained_tokenizer)."""
+    return pretrained_tokenizer(config, [text])
+
+
+def pretrained_tokenizer(config: TokenizerConfig, texts: Iterable[str]) -> Tokenizer:
+    """A transformers tokenizer by Hub name or local folder. With `config.vocab_size` it is trained anew on
+    `texts` through transformers' own `train_new_from_iterator`: the same pipeline (GPT-2's byte-level BPE for
+    gpt2) and special tokens, a vocabulary sized for a small model (`--tokenizer gpt2 --vocab-size 1024`); the
+    texts are read only then."""
     name = config.kind
     hint = (f"unknown tokenizer {name!r}: not one of {', '.join(TOKENIZER_BUILDERS)}, and not a folder or "
             f"Hugging Face tokenizer name that transformers can load")
@@ -316,11 +331,22 @@ def build_pretrained(config: TokenizerConfig, text: str) -> Tokenizer:
         raise TinyLMError(f"{hint} ({str(e).strip().splitlines()[0]})") from None
     if not auto.is_fast:
         raise TinyLMError(f"tokenizer {name!r} has no fast (tokenizer.json) version; tinylm needs one")
+    if config.vocab_size is not None:
+        auto = _retrained(auto, texts, config.vocab_size, name)
     backend = auto.backend_tokenizer
     backend.no_truncation()  # tinylm cuts windows itself
     backend.no_padding()
     return Tokenizer(backend, name, pad=auto.pad_token, unk=auto.unk_token, eos=auto.eos_token,
                      bos=auto.bos_token)
+
+
+def _retrained(auto, texts: Iterable[str], vocab_size: int, name: str):
+    """`auto` trained anew on the texts (words of bounded length, as for tinylm's BPE) to `vocab_size` tokens."""
+    retrained = auto.train_new_from_iterator(bounded_words(texts), vocab_size)
+    if len(retrained) > vocab_size:  # a byte-level tokenizer keeps its 256 byte symbols whatever is asked
+        raise TinyLMError(f"--vocab-size {vocab_size} is smaller than the base alphabet of {name!r} "
+                          f"({len(retrained)} tokens with its special tokens); ask for more")
+    return retrained
 
 
 TOKENIZER_BUILDERS: dict[str, Callable[[TokenizerConfig, str], Tokenizer]] = {
@@ -361,7 +387,7 @@ def build_tokenizer_from_stream(config: TokenizerConfig, pieces: Iterable[str]) 
         return build_word_from_counts(config, counts)
     if config.kind == "bpe":
         return build_bpe_from_iterator(config, encoding.chunks(pieces, ENCODING_STRATEGIES["bpe"].cut))
-    return build_pretrained(config, "")
+    return pretrained_tokenizer(config, encoding.chunks(pieces, PRETRAINED_STRATEGY.cut))
 
 
 # How a long text of each kind is encoded chunk by chunk (Tokenizer.strategy; see tinylm.encoding).

@@ -9,6 +9,9 @@ the run directory's own metrics.jsonl is always written by the loop itself.
     tensorboard  event files in RUN/tensorboard/ (`tensorboard --logdir RUN/tensorboard`)
     wandb        Weights & Biases: online when logged in, otherwise offline files to upload with `wandb sync`
 
+A W&B run folder is read back with `read_wandb_run` (the .wandb log itself, whatever the wandb version): the
+course's `tinylm project check` reads students' runs with it, and the tests read tinylm's own.
+
 Optional packages (wandb, tensorboard) are imported when such a logger is made, never when tinylm is.
 """
 
@@ -21,8 +24,12 @@ import json
 import math
 import netrc
 import os
+import re
+import struct
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -306,3 +313,125 @@ def make_logger(name: str, run_dir: Path, project: str | None = None, run_name: 
     if name not in LOGGERS:
         raise TinyLMError(f"unknown logger {name!r}; choose one of {', '.join(LOGGERS)}")
     return LOGGERS[name](run_dir, project=project, name=run_name)
+
+
+# -- reading a W&B run back -----------------------------------------------------------------------------------
+@dataclass
+class WandbRun:
+    """A W&B run as its local folder holds it (offline-run-* or, once synced or online, run-*)."""
+
+    folder: Path
+    name: str
+    project: str
+    entity: str
+    run_id: str
+    config: dict
+    history: list[dict]
+    summary: dict
+    exit_code: int | None
+
+    @property
+    def offline(self) -> bool:
+        return self.folder.name.startswith("offline-run-")
+
+    @property
+    def url(self) -> str | None:
+        """The run's page (None for an offline run: it has no page until `wandb sync` uploads it)."""
+        if self.offline or not (self.entity and self.project and self.run_id):
+            return None
+        return f"https://wandb.ai/{self.entity}/{self.project}/runs/{self.run_id}"
+
+    def media(self, relative: str) -> Path:
+        return self.folder / "files" / relative
+
+
+def wandb_run_folders(root: str | Path) -> list[Path]:
+    """W&B run folders (offline-run-* or run-*, each holding a run-*.wandb log) anywhere under `root`."""
+    return sorted({log.parent for log in Path(root).rglob("run-*.wandb")
+                   if log.parent.name.startswith(("offline-run-", "run-"))})
+
+
+def wandb_records(path: Path) -> Iterator[Any]:
+    """The protobuf records of a .wandb file: LevelDB log format (7-byte file header ':W&B' + magic 0xBEE1 +
+    version, then 32 KiB blocks of chunks <crc32 u32, length u16, type u8>; type 1 = a whole record, 2/3/4 =
+    first/middle/last piece of one). Readable whatever the wandb version; a file still being written ends at its
+    last whole record."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B" or struct.unpack("<H", data[4:6])[0] != 0xBEE1:
+        raise TinyLMError(f"{path} is not a W&B log (.wandb)")
+    block, pos, pending = 32768, 7, b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # a block's tail too short for a chunk header is padding
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if pos + 7 + length > len(data):
+            return
+        payload, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind == 1:
+            yield wandb_internal_pb2.Record.FromString(payload)
+        elif kind == 2:
+            pending = payload
+        elif kind == 3:
+            pending += payload
+        elif kind == 4:
+            yield wandb_internal_pb2.Record.FromString(pending + payload)
+            pending = b""
+        else:
+            raise TinyLMError(f"{path} is damaged (chunk type {kind})")
+
+
+def _items(items) -> dict:
+    # Keys come flat (key) or as a path (nested_key: media fields such as loss_curve.path).
+    return {item.key or ".".join(item.nested_key): json.loads(item.value_json) for item in items}
+
+
+def read_wandb_run(folder: str | Path, timeout: float = 0.0) -> WandbRun:
+    """The run logged in `folder` (its run-*.wandb file); with `timeout`, wait up to that many seconds for its
+    exit record (wandb's service writes the log on its own thread: run.finish() can return before the file is
+    complete, and the process's exit flushes it)."""
+    folder = Path(folder)
+    deadline = time.monotonic() + timeout
+    while True:
+        run = _parse_wandb_run(folder)
+        if run.exit_code is not None or time.monotonic() >= deadline:
+            return run
+        time.sleep(0.2)
+
+
+def _parse_wandb_run(folder: Path) -> WandbRun:
+    logs = sorted(folder.glob("run-*.wandb"))
+    if not logs:
+        raise TinyLMError(f"{folder} holds no W&B log (run-*.wandb)")
+    run = {"name": "", "project": "", "entity": "", "run_id": "", "config": {}, "history": [], "summary": {},
+           "exit_code": None}
+    for record in wandb_records(logs[0]):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            run.update(name=record.run.display_name, project=record.run.project, entity=record.run.entity,
+                       run_id=record.run.run_id)
+            run["config"].update(_items(record.run.config.update))
+        elif kind == "config":
+            run["config"].update(_items(record.config.update))
+        elif kind == "history":
+            run["history"].append(_items(record.history.item))
+        elif kind == "summary":
+            run["summary"].update(_items(record.summary.update))
+        elif kind == "exit":
+            run["exit_code"] = record.exit.exit_code
+    return WandbRun(folder=folder, **run)
+
+
+TRAIN_LOSS = re.compile(r"train.*loss|loss.*train", re.IGNORECASE)
+EVAL_LOSS = re.compile(r"(eval|val).*loss|loss.*(eval|val)", re.IGNORECASE)
+
+
+def loss_keys(history: list[dict]) -> tuple[str | None, str | None]:
+    """(the training loss key, the evaluation loss key) of a W&B history (train/loss and eval/loss,
+    train_loss and val_loss, ...), each None when the history has none."""
+    keys = list(dict.fromkeys(key for row in history for key in row))
+    train = next((k for k in keys if TRAIN_LOSS.search(k) and not EVAL_LOSS.search(k)), None)
+    return train, next((k for k in keys if EVAL_LOSS.search(k)), None)

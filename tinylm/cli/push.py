@@ -23,6 +23,9 @@ def add_parser(sub) -> None:
                                       "separated, e.g. en or en,fr (default: en for the built-in corpora)")
     p.add_argument("--dataset", help="Hub dataset id(s) of the training text for the model card, comma "
                                      "separated (default: the built-in corpus' own dataset)")
+    p.add_argument("--description", help="a description of the model, first in the model card (under the title)")
+    p.add_argument("--tags", help="tags for the model card, comma separated (added to tinylm's own), e.g. "
+                                  "shakespeare,course-project")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     where = push(args.run, args.repo, private=args.private, token=args.token, dry_run=args.dry_run,
                  license=args.license, language=args.language.split(",") if args.language else None,
-                 datasets=args.dataset.split(",") if args.dataset else None)
+                 datasets=args.dataset.split(",") if args.dataset else None, description=args.description,
+                 tags=args.tags.split(",") if args.tags is not None else None)
     if args.dry_run:
         print(f"wrote the folder that `tinylm push {args.run} --repo {args.repo}` would upload: {where}")
     else:

@@ -148,7 +148,7 @@ def prepare(source: str, tokenizer_config: TokenizerConfig | None = None, out_di
     if found.val is None:
         with _progress(progress, nbytes, "count") as bar:
             cut = found.fraction_cut(val_fraction, bar.update)
-    if tokenizer.learns_from_text:
+    if tokenizer.learns_from_text or config.retrains:
         with _progress(progress, nbytes, "tokenizer") as bar:
             training_text, _ = found.split_streams(cut, bar.update)
             tokenizer = build_tokenizer_from_stream(config, training_text)
