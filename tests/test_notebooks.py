@@ -167,30 +167,32 @@ def _check_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line[:1] in ("✓", "✗", "…")]
 
 
-@pytest.mark.parametrize("path", [p for p in GERMAN if p.stem.endswith("_loesung")], ids=lambda p: p.stem)
-def test_every_loesung_runs_with_its_checks_green(path, executed, course_summary):
-    notebook, seconds, folder = executed[path.stem].result()
+def _check_reports(path: Path, executed) -> tuple[list[str], int, float, object]:
+    """(the check reports a German notebook printed, how many course.check calls it has, seconds, notebook)."""
+    notebook, seconds, _ = executed[path.stem].result()
     text, _ = _outputs(notebook)
     calls = sum(len(CHECK_CALL.findall("".join(c.source))) for c in notebook.cells if c.cell_type == "code")
     lines = _check_lines(text)
-    course_summary.append(f"{path.stem}: {len(lines)} checks, all green: {all(ln.startswith('✓') for ln in lines)}"
-                          f" ({seconds:.0f} s, QUICK)")
     assert calls and len(lines) == calls, f"{len(lines)} check reports for {calls} checks:\n{text}"
-    assert all(line.startswith("✓") and line.endswith(": richtig") for line in lines), "\n".join(lines)
-    assert not _errors(notebook)
+    assert not _errors(notebook)  # no traceback: every cell after an open or wrong task still runs
+    return lines, calls, seconds, notebook
+
+
+@pytest.mark.parametrize("path", [p for p in GERMAN if p.stem.endswith("_loesung")], ids=lambda p: p.stem)
+def test_every_loesung_runs_with_its_checks_green(path, executed, course_summary):
+    lines, calls, seconds, _ = _check_reports(path, executed)
+    green = all(line.startswith("✓") and line.endswith(": richtig") for line in lines)
+    course_summary.append(f"{path.stem}: {calls} checks, all green: {green} ({seconds:.0f} s, QUICK)")
+    assert green, "\n".join(lines)
 
 
 @pytest.mark.parametrize("path", [p for p in GERMAN if p.stem.endswith("_aufgabe")], ids=lambda p: p.stem)
 def test_every_aufgabe_runs_to_its_end_with_its_checks_not_done_yet(path, executed, course_summary):
-    notebook, seconds, folder = executed[path.stem].result()
-    text, _ = _outputs(notebook)
-    calls = sum(len(CHECK_CALL.findall("".join(c.source))) for c in notebook.cells if c.cell_type == "code")
-    lines = _check_lines(text)
-    course_summary.append(f"{path.stem}: {len(lines)} checks, each 'noch nicht bearbeitet' with a hint: "
-                          f"{all('noch nicht bearbeitet. Tipp: ' in ln for ln in lines)} ({seconds:.0f} s, QUICK)")
-    assert calls and len(lines) == calls, f"{len(lines)} check reports for {calls} checks:\n{text}"
-    assert all(line.startswith("…") and "noch nicht bearbeitet. Tipp: " in line for line in lines), "\n".join(lines)
-    assert not _errors(notebook)  # no traceback: every cell after an open task still runs
+    lines, calls, seconds, notebook = _check_reports(path, executed)
+    open_ = all(line.startswith("…") and "noch nicht bearbeitet. Tipp: " in line for line in lines)
+    course_summary.append(f"{path.stem}: {calls} checks, each 'noch nicht bearbeitet' with a hint: {open_} "
+                          f"({seconds:.0f} s, QUICK)")
+    assert open_, "\n".join(lines)
     assert "TODO: deine Lösung" in "".join("".join(c.source) for c in notebook.cells)
 
 
