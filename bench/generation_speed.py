@@ -1,5 +1,6 @@
 """Generation speed (new tokens/s, batch 1, greedy, CPU) of tinylm's models, fp32 and through the fast path
-(tinylm/inference.py: bf16 or int8 Linear layers), against transformers' `generate()` on the same weights exported with
+(tinylm/machine/fast_inference.py: bf16 or int8 Linear layers), against transformers' `generate()` on the same
+weights exported with
 `tinylm export`, in fp32 and in bf16, at each thread count.
 
     python bench/generation_speed.py                       # gpt-cpu, gpt-gpu and lstm; 1 and 2 threads
@@ -40,14 +41,14 @@ from pathlib import Path
 import torch
 
 from tinylm.config import DataConfig, RunConfig
-from tinylm.devices import cpu_capability, cpu_model, native_bf16_cpu
-from tinylm.export import export_transformers
-from tinylm.generation import SamplingConfig, generate_ids
-from tinylm.inference import model_for_generation, resolve_precision
+from tinylm.generation.sampling import SamplingConfig, generate_ids
+from tinylm.machine.devices import cpu_capability, cpu_model, native_bf16_cpu
+from tinylm.machine.fast_inference import model_for_generation, resolve_precision
 from tinylm.models import build_model, model_config
-from tinylm.presets import PRESETS
-from tinylm.runs import LoadedModel
+from tinylm.publishing.export import export_transformers
+from tinylm.run.loading import LoadedModel
 from tinylm.tokenizers import TokenizerConfig, build_tokenizer
+from tinylm.training.presets import PRESETS
 
 # 65 characters, like Tiny Shakespeare's: with <pad>, <unk>, <eos> a vocabulary of 68
 ALPHABET = string.ascii_letters + " \n!$&',-.3:;?"

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import lightning.pytorch as pl
 
-        from tinylm.lightning import LitCharRNN, TextDataModule, callbacks, prepare_out_dir, save_run
+        from tinylm.training.lightning import LitCharRNN, TextDataModule, callbacks, prepare_out_dir, save_run
 
         prepare_out_dir(args.out, args.overwrite)  # an --out holding something else fails now, not after training
         pl.seed_everything(args.seed, verbose=False)

@@ -149,9 +149,10 @@ def test_values_diverging_lr_leaves_nothing_behind(world, tmp_path, capsys):
     (["train", "--resume", "runs/nope"], "no such run directory"),
 ])
 def test_values_other_commands(world, capsys, monkeypatch, args, needle):
-    import tinylm.hub
+    import tinylm.publishing.hub
 
-    monkeypatch.setattr(tinylm.hub, "download_run", lambda *a, **k: pytest.fail("a local path went to the Hub"))
+    monkeypatch.setattr(tinylm.publishing.hub, "download_run",
+                        lambda *a, **k: pytest.fail("a local path went to the Hub"))
     assert_refused(cli(capsys, *[a.format(**world) for a in args]), needle)
 
 
@@ -314,7 +315,7 @@ def _fail_writes(monkeypatch, code: int, after: int = 0):
             raise OSError(code, os.strerror(code), str(target))
         return real(target)
 
-    for module in ("tinylm.io", "tinylm.weights", "tinylm.plots"):
+    for module in ("tinylm.io", "tinylm.models.weights", "tinylm.plots"):
         monkeypatch.setattr(f"{module}.atomic_path", failing)
 
 
@@ -343,12 +344,12 @@ def test_disk_full_in_the_middle_of_a_checkpoint_keeps_the_last_one(world, tmp_p
 
 @pytest.mark.parametrize("command", ["train", "prepare", "export", "dry-run"])
 def test_read_only_destination(world, tmp_path, capsys, monkeypatch, command):
-    import tinylm.rundir
+    import tinylm.folders
 
     def read_only(path):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
 
-    monkeypatch.setattr(tinylm.rundir, "make_dir", read_only)
+    monkeypatch.setattr(tinylm.folders, "make_dir", read_only)
     out = tmp_path / "out"
     args = {"train": ["train", "--data", world["corpus"], "--out", out, *TINY_TRAIN],
             "prepare": ["prepare", world["corpus"], "--out", out, "--quiet"],
@@ -432,13 +433,13 @@ def test_hostile_config_is_refused_before_building(world, tmp_path, capsys, name
 
 
 def test_a_hub_run_never_reads_local_files_its_config_names(world, tmp_path, capsys, monkeypatch):
-    import tinylm.hub
+    import tinylm.publishing.hub
 
     secret = tmp_path / "secret.txt"
     secret.write_text("the password is swordfish " * 500)
     run = copy_run(world, "lstm", tmp_path)
     edit_json(run / "config.json", lambda c: c["data"].update(source=str(secret)))
-    monkeypatch.setattr(tinylm.hub, "is_downloaded", lambda path: True)  # as if it came from the Hub
+    monkeypatch.setattr(tinylm.publishing.hub, "is_downloaded", lambda path: True)  # as if it came from the Hub
     for command in (["eval", run], ["eval", run, "--memorisation", "--samples", 1, "--max-new-tokens", 5],
                     ["temperature", run, "--samples", 1, "--max-new-tokens", 5, "--out", tmp_path / "t"]):
         code, out, err = cli(capsys, *command)
@@ -532,7 +533,7 @@ def test_a_refused_resume_leaves_the_run_as_it_was(world, tmp_path, capsys, monk
     run = copy_run(world, "lstm", tmp_path)
     before = snapshot(run)
     monkeypatch.setenv("TINYLM_CPU_BF16", "0")
-    monkeypatch.setattr("tinylm.devices.bf16_packing_supported", lambda: False)  # a CPU without bf16 kernels
+    monkeypatch.setattr("tinylm.machine.devices.bf16_packing_supported", lambda: False)  # a CPU without bf16 kernels
     assert_refused(cli(capsys, "train", "--resume", run, "--epochs", 2, "--precision", "bf16", "--quiet"), "bf16")
     assert snapshot(run) == before
     assert_refused(cli(capsys, "train", "--resume", run, "--epochs", 2, "--device", "cuda", "--quiet"), "cuda")
@@ -576,7 +577,7 @@ def test_a_resume_checks_the_csv_logs_before_it_writes(world, tmp_path, capsys, 
 
 def test_lightning_refusing_the_trainer_keeps_the_run(world, tmp_path):
     pytest.importorskip("lightning")
-    from tinylm.lightning import LitCharRNN, TextDataModule, fit
+    from tinylm.training.lightning import LitCharRNN, TextDataModule, fit
 
     run = copy_run(world, "lstm", tmp_path)
     before = snapshot(run)
@@ -675,7 +676,7 @@ LIT_ARGUMENTS = {
 @pytest.mark.parametrize("name", list(LIT_ARGUMENTS))
 def test_lit_char_rnn_checks_its_arguments(name):
     pytest.importorskip("lightning")
-    from tinylm.lightning import LitCharRNN
+    from tinylm.training.lightning import LitCharRNN
 
     start = time.perf_counter()
     with pytest.raises(tinylm.TinyLMError) as error:
@@ -701,7 +702,7 @@ def test_model_config_checks_its_fields(fields, needle):
 @pytest.fixture(scope="module")
 def playground(world):
     pytest.importorskip("gradio")
-    from tinylm.app import build_app
+    from tinylm.generation.playground import build_app
 
     demo = build_app([world["lstm"]])
     fn = next(f.fn for f in demo.fns.values() if f.api_name == "generate")

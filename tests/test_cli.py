@@ -126,7 +126,7 @@ def test_bf16_asked_for_where_it_cannot_run_is_one_line(cli_run, tmp_path):
 def test_cpu_best_picks_its_recipe_by_cpu_class(monkeypatch):
     from tinylm.cli import build_parser
     from tinylm.cli.train import config_from_args
-    from tinylm.presets import PRESETS
+    from tinylm.training.presets import PRESETS
 
     def config(*flags):
         return config_from_args(build_parser().parse_args(["train", "--preset", "cpu-best", *flags]))
@@ -221,9 +221,9 @@ def test_every_config_field_has_a_flag():
     from tinylm.cli.finetune import DATA_FIELDS
     from tinylm.cli.train import MODEL_FIELDS_SET_ELSEWHERE
     from tinylm.config import DataConfig, TrainConfig
-    from tinylm.finetune import FinetuneConfig
     from tinylm.models import FAMILIES, MODEL_NAMES
     from tinylm.tokenizers import TokenizerConfig
+    from tinylm.training.finetune import FinetuneConfig
 
     def fields(config, leave_out=()):
         return {f.name for f in dataclasses.fields(config)} - set(leave_out)
@@ -245,9 +245,9 @@ def test_every_config_field_has_a_flag():
 def test_every_config_field_with_a_flag_has_a_docstring():
     from tinylm.cli._fields import field_docs
     from tinylm.config import DataConfig, TrainConfig
-    from tinylm.finetune import FinetuneConfig
     from tinylm.models import FAMILIES
     from tinylm.tokenizers import TokenizerConfig
+    from tinylm.training.finetune import FinetuneConfig
 
     for config in [DataConfig, TokenizerConfig, TrainConfig, FinetuneConfig, *(c for c, _ in FAMILIES.values())]:
         undocumented = [f.name for f in dataclasses.fields(config) if not field_docs(config).get(f.name)]
@@ -409,7 +409,7 @@ def test_old_train_flags_are_all_there():
 
 def test_old_finetune_flags_set_what_they_set():
     from tinylm.config import DataConfig
-    from tinylm.finetune import FinetuneConfig
+    from tinylm.training.finetune import FinetuneConfig
 
     assert _finetune_configs("--data", "x.txt") == (DataConfig(source="x.txt"), FinetuneConfig())
     data, config = _finetune_configs(
@@ -433,8 +433,8 @@ def test_old_finetune_flags_set_what_they_set():
 def test_a_preset_and_flags_give_the_config_they_gave_before():
     from tinylm.config import DataConfig, RunConfig, TrainConfig
     from tinylm.models import model_config
-    from tinylm.presets import PRESETS
     from tinylm.tokenizers import TokenizerConfig
+    from tinylm.training.presets import PRESETS
 
     preset = PRESETS["gpt-cpu"]
     config = _train_config("--preset", "gpt-cpu", "--heads", 2, "--lr", 0.01, "--maxlen", 64, "--betas", 0.8, 0.9)
@@ -471,7 +471,7 @@ def test_flag_choices_are_what_the_configs_accept():
                 config(**{name: "no-such-choice"})
         checked.add(name)
     assert checked == {"target", "head", "positions", "norm", "activation", "smoothing", "optimizer", "lr_schedule",
-                       "precision"}
+                       "precision", "logger"}
 
 
 @pytest.mark.parametrize("command", ["train", "finetune"])

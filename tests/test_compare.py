@@ -1,4 +1,4 @@
-"""`tinylm compare`: several models on one corpus, split and time budget (tinylm/compare.py)."""
+"""`tinylm compare`: several models on one corpus, split and time budget (tinylm/evaluation/compare.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from conftest import tiny_config
 
 import tinylm
-from tinylm.compare import parse_models
 from tinylm.errors import TinyLMError
+from tinylm.evaluation.compare import parse_models
 from tinylm.models import MODEL_NAMES
 
 # gpt is compared too once its family is registered

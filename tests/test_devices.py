@@ -1,4 +1,4 @@
-"""The device, precision and thread policy (tinylm/devices.py): both sides of every hardware-dependent choice,
+"""The device, precision and thread policy (tinylm/machine/devices.py): both sides of every hardware-dependent choice,
 on any machine (TINYLM_CPU_BF16 forces the no-bf16 side; failing or slow bf16 kernels are simulated)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from tinylm import devices
 from tinylm.errors import TinyLMError
+from tinylm.machine import devices
 from tinylm.models import build_model, model_config
 
 CPU = torch.device("cpu")

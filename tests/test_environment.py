@@ -1,4 +1,4 @@
-"""`tinylm env` (tinylm/environment.py): what a bug report needs, on both sides of the bf16 choice."""
+"""`tinylm env` (tinylm/machine/report.py): what a bug report needs, on both sides of the bf16 choice."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tinylm.environment import environment_report, format_environment
+from tinylm.machine.report import environment_report, format_environment
 
 
 def tinylm_env(*args, **env):

@@ -1,4 +1,4 @@
-"""Loss, perplexity and bits per character (tinylm/evaluation.py)."""
+"""Loss, perplexity and bits per character (tinylm/evaluation/scoring.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tinylm.data import eval_batches
-from tinylm.evaluation import summarize, token_losses
+from tinylm.evaluation.scoring import summarize, token_losses
 
 
 class Uniform(torch.nn.Module):
@@ -57,7 +57,7 @@ def _text_examples(ids: torch.Tensor, block_size: int):
 
 
 def test_recurrent_model_is_scored_as_one_stream_with_its_state_carried(monkeypatch):
-    from tinylm import evaluation
+    from tinylm.evaluation import scoring as evaluation
     from tinylm.models import build_model, model_config
 
     torch.manual_seed(0)
@@ -77,7 +77,7 @@ def test_recurrent_model_is_scored_as_one_stream_with_its_state_carried(monkeypa
 
 
 def test_fixed_context_models_are_scored_by_windows():
-    from tinylm.evaluation import score
+    from tinylm.evaluation.scoring import score
     from tinylm.models import build_model, model_config
 
     gpt = build_model(model_config("gpt", vocab_size=11, layers=1, heads=1, embed=8, block_size=16))
@@ -90,7 +90,7 @@ def test_fixed_context_models_are_scored_by_windows():
 
 @pytest.mark.parametrize("name", ["lstm", "gpt"])
 def test_ranks_share_the_evaluation_and_their_sums_equal_one_process(name):
-    from tinylm.evaluation import score
+    from tinylm.evaluation.scoring import score
     from tinylm.models import build_model, model_config
 
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Export of GPT runs to transformers (tinylm/export.py, `tinylm export`)."""
+"""Export of GPT runs to transformers (tinylm/publishing/export.py, `tinylm export`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import tinylm
 from tinylm.cli import main
 from tinylm.errors import TinyLMError
-from tinylm.generation import SamplingConfig, generate_ids
+from tinylm.generation.sampling import SamplingConfig, generate_ids
 from tinylm.models import model_config
 
 transformers = pytest.importorskip("transformers")
@@ -55,8 +55,8 @@ def test_gpt2_weights_convert_back_exactly(exported, gpt_run):
     """The inverse of the export (what tinylm.load does with a pushed GPT repo): the same tensors, tied head."""
     from safetensors.torch import load_file
 
-    from tinylm.export import gpt2_state_dict, gpt_from_gpt2_file, state_dict_from_gpt2
     from tinylm.models import build_model
+    from tinylm.publishing.export import gpt2_state_dict, gpt_from_gpt2_file, state_dict_from_gpt2
 
     run = tinylm.load(gpt_run)
     original = run.module.state_dict()

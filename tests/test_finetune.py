@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import tinylm
-from tinylm.finetune import FinetuneConfig, _blocks, _line_examples
 from tinylm.models import build_model
+from tinylm.training.finetune import FinetuneConfig, _blocks, _line_examples
 
 pytest.importorskip("transformers")
 
@@ -193,7 +193,7 @@ def test_a_finetuned_run_is_a_base_too(finetuned, corpus, tmp_path):
 def test_a_gpt_run_is_exported_on_the_fly(corpus, tmp_path):
     from tinylm.models import MODEL_NAMES
 
-    pytest.importorskip("tinylm.export")
+    pytest.importorskip("tinylm.publishing.export")
     if "gpt" not in MODEL_NAMES:
         pytest.skip("no gpt model family in this tinylm")
     from conftest import tiny_config
@@ -296,7 +296,7 @@ def test_finetune_logs_the_keys_tinylm_train_logs(tiny_base, corpus, tmp_path):
     records = read_jsonl(tuned / "metrics.jsonl")
     assert [(e.step, round(e.value, 4)) for e in events.Scalars("val/perplexity")] == \
         [(r["step"], round(r["val_perplexity"], 4)) for r in records]
-    # both write through tinylm.rundir.RunWriter: the same records and samples, field for field
+    # both write through tinylm.run.session.RunWriter: the same records and samples, field for field
     trained_records = read_jsonl(trained / "metrics.jsonl")
     assert set(records[0]) == set(trained_records[0]) - {"val_context", "wall_seconds"}
     samples = [read_jsonl(run / "samples.jsonl") for run in (tuned, trained)]

@@ -1,4 +1,4 @@
-"""Sampling (tinylm/generation.py) and generation through a loaded run."""
+"""Sampling (tinylm/generation/sampling.py) and generation through a loaded run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 import tinylm
 from tinylm.errors import TinyLMError
-from tinylm.generation import SamplingConfig, choose_next, filter_logits, generate_ids
+from tinylm.generation.sampling import SamplingConfig, choose_next, filter_logits, generate_ids
 
 
 class FixedLM(torch.nn.Module):

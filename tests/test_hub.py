@@ -19,9 +19,9 @@ from conftest import tiny_config
 from hub_server import HubServer, Repo
 
 import tinylm
-from tinylm.hub import REBUILT_RUNS, RUN_SUBFOLDER, run_dir_of
 from tinylm.io import read_jsonl
-from tinylm.runs import WEIGHTS
+from tinylm.publishing.hub import REBUILT_RUNS, RUN_SUBFOLDER, run_dir_of
+from tinylm.run.loading import WEIGHTS
 
 TOKEN = "hf_test_write_token"
 SAMPLING = ["--prompt", "ROMEO:", "--max-new-tokens", "60", "--temperature", "0.8", "--seed", "7"]
@@ -201,7 +201,7 @@ def test_loading_a_missing_repo_or_a_repo_without_a_run(hub, tmp_path):
 def test_card_of_a_built_in_corpus_names_its_hub_dataset_and_language(trained_run, tmp_path):
     import shutil
 
-    from tinylm.hub import model_card
+    from tinylm.publishing.hub import model_card
 
     copy = tmp_path / "run"
     shutil.copytree(trained_run.run_dir, copy, ignore=shutil.ignore_patterns("checkpoint"))
@@ -223,7 +223,7 @@ def test_bad_repo_id_is_a_user_error(trained_run):
 # -- GPT runs: the transformers export at the root (the only weights), tinylm's other files in tinylm/ ---
 @pytest.fixture(scope="module")
 def gpt_run(tmp_path_factory, data_dir):
-    pytest.importorskip("tinylm.export")
+    pytest.importorskip("tinylm.publishing.export")
     if "gpt" not in tinylm.models.MODEL_NAMES:
         pytest.skip("the GPT family is not available")
     folder = tmp_path_factory.mktemp("gpt")
@@ -265,7 +265,7 @@ def shifted_gpt_run(run_dir: Path, out: Path) -> Path:
     """A copy of the GPT run `run_dir` whose learned positions are moved: other weights, same everything else."""
     import shutil
 
-    from tinylm.weights import save_weights
+    from tinylm.models.weights import save_weights
 
     shutil.copytree(run_dir, out, ignore=shutil.ignore_patterns("checkpoint"))
     run = tinylm.load(out)
@@ -363,7 +363,7 @@ def test_gpt_repos_pushed_with_both_copies_still_load_from_tinylm_weights(gpt_ru
     from safetensors.torch import save_file
 
     from tinylm.data.sources import cache_dir
-    from tinylm.export import gpt2_state_dict
+    from tinylm.publishing.export import gpt2_state_dict
 
     run_dir = gpt_run.run_dir
     cache = tmp_path / "tinylm-cache"
@@ -424,7 +424,7 @@ def test_a_finetune_is_pushed_as_a_transformers_repo_that_names_its_base(hub, tm
 
 
 def test_a_budget_runs_card_names_no_planned_count():
-    from tinylm.hub import _epochs_line
+    from tinylm.publishing.hub import _epochs_line
 
     metrics = [{"epoch": 1, "step": 10}, {"epoch": 2, "step": 15, "partial": True}]
     line = _epochs_line(metrics, {"stop_reason": "time_budget"}, None, 1)  # epochs left open: a budget decides

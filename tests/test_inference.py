@@ -1,8 +1,8 @@
-"""The generation fast path (tinylm/inference.py): bf16 and int8 inference copies of any model, the
+"""The generation fast path (tinylm/machine/fast_inference.py): bf16 and int8 inference copies of any model, the
 `precision` option of sampling, its fallback where oneDNN cannot pack bf16, and `auto`: the fastest precision
 that runs and agrees with fp32, measured once per CPU, threads and model shape and cached in a JSON file.
 Both sides of every capability (bf16 / int8 available or not, a kernel that raises) are simulated by patching
-tinylm.devices, the policy's owner, so they run on any machine."""
+tinylm.machine.devices, the policy's owner, so they run on any machine."""
 
 from __future__ import annotations
 
@@ -15,10 +15,18 @@ import torch
 from conftest import tiny_config
 
 import tinylm
-from tinylm import devices, inference
 from tinylm.errors import TinyLMError
-from tinylm.generation import SamplingConfig, generate_ids
-from tinylm.inference import TOLERANCES, BF16Linear, Int8Linear, PackedLinear, inference_copy, model_for_generation
+from tinylm.generation.sampling import SamplingConfig, generate_ids
+from tinylm.machine import devices
+from tinylm.machine import fast_inference as inference
+from tinylm.machine.fast_inference import (
+    TOLERANCES,
+    BF16Linear,
+    Int8Linear,
+    PackedLinear,
+    inference_copy,
+    model_for_generation,
+)
 from tinylm.models import build_model, model_config
 
 VOCAB = 37

@@ -14,7 +14,7 @@ import tinylm
 from tinylm.data import IGNORE
 
 pytest.importorskip("lightning")
-from tinylm.lightning import LitCharRNN, LitLanguageModel, TextDataModule, fit  # noqa: E402
+from tinylm.training.lightning import LitCharRNN, LitLanguageModel, TextDataModule, fit  # noqa: E402
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -131,10 +131,10 @@ def test_the_exercise_example_script(corpus, tmp_path):
 def test_without_the_extra_one_line_names_the_install(tmp_path):
     code = ("import sys; sys.modules['lightning'] = None\n"  # as if lightning were not installed
             "import tinylm\nassert 'lightning' not in sys.modules or sys.modules['lightning'] is None\n"
-            "try:\n    import tinylm.lightning\nexcept tinylm.TinyLMError as e:\n    print(e)\n")
+            "try:\n    import tinylm.training.lightning\nexcept tinylm.TinyLMError as e:\n    print(e)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "tinylm.lightning needs PyTorch Lightning: pip install 'tinylm[lightning]'"
+    assert result.stdout.strip() == "tinylm.training.lightning needs PyTorch Lightning: pip install 'tinylm[lightning]'"
     plain = subprocess.run([sys.executable, "-c", "import sys, tinylm; print('lightning' in sys.modules)"],
                            capture_output=True, text=True)
     assert plain.stdout.strip() == "False"  # the base install never imports it

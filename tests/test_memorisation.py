@@ -1,4 +1,4 @@
-"""Memorisation measures (tinylm/memorisation.py) and `tinylm eval --memorisation`."""
+"""Memorisation measures (tinylm/evaluation/memorisation.py) and `tinylm eval --memorisation`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tinylm.memorisation import TrainingWords, generated_words, memorisation
+from tinylm.evaluation.memorisation import TrainingWords, generated_words, memorisation
 
 TRAINING = "The cat sat on the mat. The dog sat on the log, and the cat ran to the dog."
 

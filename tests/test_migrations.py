@@ -1,4 +1,4 @@
-"""Run directories of every earlier format load, sample, evaluate and resume (tinylm/migrations.py).
+"""Run directories of every earlier format load, sample, evaluate and resume (tinylm/run/migrations.py).
 
 tests/fixtures/runs-v1 holds runs written by tinylm before run directories were versioned (see its README):
 each is copied, then used as a user would use it today."""
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import tinylm
-from tinylm import migrations
 from tinylm.errors import TinyLMError
+from tinylm.run import migrations
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "runs-v1"
 QUIET = dict(progress=False, echo=lambda line: None)

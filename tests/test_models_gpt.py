@@ -16,7 +16,7 @@ import tinylm
 from tinylm.cli import build_parser
 from tinylm.cli.train import config_from_args
 from tinylm.errors import TinyLMError
-from tinylm.generation import SamplingConfig, choose_next, generate_ids
+from tinylm.generation.sampling import SamplingConfig, choose_next, generate_ids
 from tinylm.models import build_model, model_config
 from tinylm.models.gpt import GPT, rotary_tables, rotate
 

@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from tinylm.generation import SamplingConfig, choose_next, filter_logits
+from tinylm.generation.sampling import SamplingConfig, choose_next, filter_logits
 from tinylm.tokenizers import TOKENIZER_BUILDERS, TokenizerConfig, build_tokenizer
 
 TRAINING_TEXT = ("It was the best of times, it was the worst of times; it was the age of wisdom?\n"

@@ -1,4 +1,4 @@
-"""tinylm.rundir: what a run directory holds after each epoch and at the end, whoever trains (the loop and
+"""tinylm.run.session: what a run directory holds after each epoch and at the end, whoever trains (the loop and
 loop and the fine-tuning Trainer both write through it)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 
 from tinylm.config import TrainConfig
 from tinylm.io import read_jsonl
-from tinylm.rundir import LOSS_PLOT, METRICS, SAMPLES, SUMMARY, WEIGHTS, RunWriter, epoch_line, epoch_record
+from tinylm.run.layout import LOSS_PLOT, METRICS, SAMPLES, SUMMARY, WEIGHTS
+from tinylm.run.session import RunWriter, epoch_line, epoch_record
 
 
 class RecordingLogger:
@@ -115,7 +116,7 @@ def test_a_second_holder_is_refused_or_waits_its_turn(tmp_path):
     import time
 
     from tinylm.errors import TinyLMError
-    from tinylm.rundir import hold
+    from tinylm.folders import hold
 
     folder, entered, order = tmp_path / "cached", threading.Event(), []
 

@@ -17,13 +17,14 @@ from conftest import tiny_config
 from safetensors.torch import load_file
 
 import tinylm
-from tinylm import encoding, migrations, tokenizers
+from tinylm import tokenizers
 from tinylm.cli import main as cli
 from tinylm.data import TokenWindows, eval_batches, load_split, open_prepared, prepare, sources, tokenfile
 from tinylm.data.sources import CorpusFile
-from tinylm.encoding import NEWLINE, EncodingStrategy
 from tinylm.errors import TinyLMError
-from tinylm.tokenizers import TokenizerConfig, build_tokenizer
+from tinylm.run import migrations
+from tinylm.tokenizers import TokenizerConfig, build_tokenizer, encoding
+from tinylm.tokenizers.encoding import NEWLINE, EncodingStrategy
 from tinylm.training.loop import TrainingData
 
 QUIET = {"progress": False, "echo": lambda s: None}
@@ -324,7 +325,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "runs-v1"
 
 
 def test_a_folder_prepared_by_an_earlier_tinylm_opens_and_trains(tmp_path, capsys):
-    """tokens.json version 1, written before tokens.json went through tinylm.migrations (tests/fixtures/runs-v1)."""
+    """tokens.json version 1, written before tokens.json went through tinylm.run.migrations (tests/fixtures/runs-v1)."""
     folder = tmp_path / "prepared-char"
     shutil.copytree(FIXTURES / "prepared-char", folder)
     prepared = open_prepared(folder)

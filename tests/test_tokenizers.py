@@ -1,4 +1,4 @@
-"""Tokenizers (tinylm/tokenizers.py)."""
+"""Tokenizers (tinylm/tokenizers/__init__.py)."""
 
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ def test_pretrained_tokenizer_from_a_local_folder(pretrained_dir, tmp_path):
 def test_generation_works_without_pad_and_unk(pretrained_dir):
     import tinylm
     from tinylm.models import build_model, model_config
-    from tinylm.runs import LoadedModel
+    from tinylm.run.loading import LoadedModel
 
     tok = build_tokenizer(TokenizerConfig(str(pretrained_dir)), "")
     config = tinylm.RunConfig(data=tinylm.DataConfig(block_size=8),
@@ -212,7 +212,7 @@ def test_generation_never_writes_pad_or_unk():
     """A model that puts nearly all its probability on <pad> and <unk> still writes text (or stops at <eos>)."""
     from tinylm.config import DataConfig, RunConfig
     from tinylm.models import build_model, model_config
-    from tinylm.runs import LoadedModel
+    from tinylm.run.loading import LoadedModel
 
     tok = build_tokenizer(TokenizerConfig("char"), "abc de\n")
     config = RunConfig(data=DataConfig(source="unused"), tokenizer=TokenizerConfig("char"),

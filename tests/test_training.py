@@ -117,7 +117,7 @@ def test_stateful_training_carries_the_state_and_learns(small_corpus, tmp_path, 
         return real_forward(self, ids, state)
 
     monkeypatch.setattr(RecurrentLM, "forward", spy)
-    from tinylm.devices import PrecisionChoice
+    from tinylm.machine.devices import PrecisionChoice
     from tinylm.training import loop
 
     # no precision probe: its forward passes (from a zero state) are not training steps
@@ -305,7 +305,7 @@ def test_a_bf16_kernel_failing_on_the_first_step_falls_back_to_fp32(small_corpus
     in fp32, said once, and the run completes and learns."""
     import torch
 
-    from tinylm.devices import PrecisionChoice
+    from tinylm.machine.devices import PrecisionChoice
     from tinylm.models.rnn import RecurrentLM
     from tinylm.training import loop
 

@@ -23,15 +23,20 @@ from typing import TYPE_CHECKING
 from ._version import __version__
 
 _EXPORTS = {
-    "PRESETS": "presets", "DataConfig": "config", "RunConfig": "config", "TrainConfig": "config",
-    "TokenizerConfig": "tokenizers", "TinyLMError": "errors", "EvalResult": "evaluation",
-    "FinetuneConfig": "finetune", "finetune": "finetune", "SamplingConfig": "generation",
-    "tempered_softmax": "generation", "model_config": "models", "LoadedModel": "runs", "load": "hub",
-    "export_run": "export", "push": "hub", "resume": "training", "train": "training", "compare": "compare",
-    "memorisation": "memorisation", "plot_softmax": "temperature", "temperature_report": "temperature",
-    "prepare": "data.tokenfile", "open_prepared": "data.tokenfile", "environment": "environment",
-    "serve": "app",  # the web playground needs gradio (optional, slow to import)
+    "PRESETS": "training.presets", "DataConfig": "config", "RunConfig": "config", "TrainConfig": "config",
+    "TokenizerConfig": "tokenizers", "TinyLMError": "errors", "EvalResult": "evaluation.scoring",
+    "FinetuneConfig": "training.finetune", "finetune": "training.finetune", "SamplingConfig": "generation.sampling",
+    "tempered_softmax": "generation.sampling", "model_config": "models", "LoadedModel": "run.loading",
+    "load": "publishing.hub", "export_run": "publishing.export", "push": "publishing.hub", "resume": "training",
+    "train": "training", "compare": "evaluation.compare", "memorisation": "evaluation.memorisation",
+    "plot_softmax": "generation.temperature", "temperature_report": "generation.temperature",
+    "prepare": "data.tokenfile", "open_prepared": "data.tokenfile", "environment": "machine.report",
+    "serve": "generation.playground",  # the web playground needs gradio (optional, slow to import)
 }
+
+# The modules' earlier paths, kept for one release (0.1 -> 0.2): `import tinylm.hub` is tinylm.publishing.hub itself
+# (the same module object), so code written against them keeps working; tinylm/_aliases.py resolves them.
+from . import _aliases  # noqa: E402, F401 - it registers the old paths
 
 # Written out (not built from _EXPORTS): linters and type checkers read __all__ without running the module, and
 # the TYPE_CHECKING imports below count as used through it. tests/test_imports.py checks the two agree.
@@ -48,7 +53,7 @@ class _Package(types.ModuleType):
     submodule would otherwise set the package's attribute to the module."""
 
     def __setattr__(self, name: str, value) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+        if name in _EXPORTS and isinstance(value, types.ModuleType):  # a submodule or an old path's (tinylm._aliases)
             return
         super().__setattr__(name, value)
 
@@ -69,20 +74,20 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and editors see
-    from .compare import compare
     from .config import DataConfig, RunConfig, TrainConfig
     from .data.tokenfile import open_prepared, prepare
-    from .environment import environment
     from .errors import TinyLMError
-    from .evaluation import EvalResult
-    from .export import export_run
-    from .finetune import FinetuneConfig, finetune
-    from .generation import SamplingConfig, tempered_softmax
-    from .hub import load, push
-    from .memorisation import memorisation
+    from .evaluation.compare import compare
+    from .evaluation.memorisation import memorisation
+    from .evaluation.scoring import EvalResult
+    from .generation.sampling import SamplingConfig, tempered_softmax
+    from .generation.temperature import plot_softmax, temperature_report
+    from .machine.report import environment
     from .models import model_config
-    from .presets import PRESETS
-    from .runs import LoadedModel
-    from .temperature import plot_softmax, temperature_report
+    from .publishing.export import export_run
+    from .publishing.hub import load, push
+    from .run.loading import LoadedModel
     from .tokenizers import TokenizerConfig
     from .training import resume, train
+    from .training.finetune import FinetuneConfig, finetune
+    from .training.presets import PRESETS

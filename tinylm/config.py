@@ -16,18 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from . import migrations
 from ._version import __version__
 from .data.sources import check_val_fraction, is_line_corpus
 from .errors import TinyLMError, check_choices, check_types, fits_type, type_name
 from .io import write_json
 from .models import config_from_dict, config_to_dict, model_config
 from .models.base import SIZE_LIMITS
-from .rundir import CONFIG, run_config_file
+from .run import migrations
+from .run.layout import CONFIG, run_config_file
 from .tokenizers import TokenizerConfig
-from .tracking import LOGGERS
 
-FORMAT_VERSION = migrations.CURRENT[migrations.CONFIG]  # config.json's format (see tinylm/migrations.py)
+FORMAT_VERSION = migrations.CURRENT[migrations.CONFIG]  # config.json's format (see tinylm/run/migrations.py)
 
 
 @dataclass
@@ -77,6 +76,8 @@ class DataConfig:
         check_val_fraction(self.val_fraction)  # the split's own rule (data/sources.py)
 
 
+LOGGER_NAMES = ("none", "csv", "tensorboard", "wandb")
+"""The experiment trackers (tinylm.training.loggers.LOGGERS has one class for each)."""
 MAX_LR = 1000.0  # far past any useful rate; beyond ~1e38 the optimizer's arithmetic overflows float32
 
 
@@ -91,7 +92,8 @@ class TrainConfig:
     """Optimisation, evaluation and checkpointing."""
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
-        "optimizer": ("adam", "adamw", "muon"), "lr_schedule": ("constant", "cosine", "linear")}
+        "optimizer": ("adam", "adamw", "muon"), "lr_schedule": ("constant", "cosine", "linear"),
+        "logger": LOGGER_NAMES}
 
     epochs: int | None = 5
     """Passes over the training windows (the total, counting epochs done before a resume). Left out (None) with
@@ -131,7 +133,7 @@ class TrainConfig:
     """auto, cpu, cuda, cuda:N or mps."""
     precision: str = "auto"
     """Autocast for training: bf16, fp32, or auto: bf16 on GPUs that support it and on CPUs that compute bf16
-    natively where a probe step of the model runs and is faster; else fp32 (tinylm/devices.py). Evaluation runs
+    natively where a probe step of the model runs and is faster; else fp32 (tinylm/machine/devices.py). Evaluation runs
     in fp32."""
     threads: int | None = None
     """CPU threads for torch in each process (default: the physical cores shared among the processes)."""
@@ -188,8 +190,6 @@ class TrainConfig:
         check_learning_rate(self.muon_lr, "--muon-lr")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise TinyLMError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.logger not in LOGGERS:
-            raise TinyLMError(f"unknown logger {self.logger!r}; choose one of {', '.join(LOGGERS)}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise TinyLMError(f"--precision must be auto, bf16 or fp32, got {self.precision!r}")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)

@@ -3,7 +3,7 @@
 Every write goes to a temporary file in the same folder (created with the user's umask, like any other
 program's files), is fsync'ed, then renamed over the target (rename is atomic on POSIX), and the folder itself
 is fsync'ed so the rename survives a power cut. Temporaries a killed process leaves (.NAME.*.tmp) are removed
-by the next command that holds the folder (tinylm.rundir.clean_stale).
+by the next command that holds the folder (tinylm.folders.clean_stale).
 """
 
 from __future__ import annotations

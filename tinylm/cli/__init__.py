@@ -79,7 +79,7 @@ def check_values(args: argparse.Namespace) -> None:
     port = getattr(args, "port", None)
     if isinstance(port, int) and not 1 <= port <= 65535:
         raise TinyLMError(f"--port must be a port number from 1 to 65535, got {port}")
-    from ..devices import check_environment
+    from ..machine.devices import check_environment
 
     check_environment()
 

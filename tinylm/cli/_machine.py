@@ -1,11 +1,11 @@
 """The flags every command that trains or generates shares: --device, --precision, --threads. Their meaning
-is decided in one place, tinylm/devices.py; this only declares and applies them."""
+is decided in one place, tinylm/machine/devices.py; this only declares and applies them."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..devices import GENERATION_PRECISIONS, TRAINING_PRECISIONS
+from ..machine.devices import GENERATION_PRECISIONS, TRAINING_PRECISIONS
 
 MACHINE_FLAGS = ("device", "precision", "threads")
 """The dests of the flags add_machine_flags declares: the TrainConfig (and FinetuneConfig) fields of those names."""
@@ -38,6 +38,6 @@ def add_machine_flags(p: argparse.ArgumentParser, *, training: bool = False, def
 
 def apply_threads(args: argparse.Namespace) -> int:
     """Set torch's threads from --threads (or the default); the one call every command makes."""
-    from ..devices import apply_threads as apply
+    from ..machine.devices import apply_threads as apply
 
     return apply(args.threads)

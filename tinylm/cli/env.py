@@ -7,7 +7,7 @@ import json
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..environment import environment_report, format_environment
+    from ..machine.report import environment_report, format_environment
 
     report = environment_report()
     print(json.dumps(report, indent=2) if args.json else format_environment(report))

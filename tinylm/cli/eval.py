@@ -14,7 +14,7 @@ from ._machine import add_machine_flags, apply_threads
 
 def run(args: argparse.Namespace) -> int:
     from ..data import load_corpus
-    from ..hub import load
+    from ..publishing.hub import load
 
     apply_threads(args)
     run = load(args.run, device=args.device, precision=args.precision)
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _memorisation(run, args: argparse.Namespace):
     from ..data import load_split
-    from ..memorisation import memorisation
+    from ..evaluation.memorisation import memorisation
 
     if args.samples < 1:
         raise TinyLMError(f"--samples must be at least 1, got {args.samples}")

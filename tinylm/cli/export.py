@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    from ..export import EXPORT_FORMATS
+    from ..publishing.export import EXPORT_FORMATS
 
     p = sub.add_parser("export", help="write a run in another library's format (GPT runs -> transformers)",
                        description="Write a run in another library's format. transformers: a GPT run as a "
@@ -20,8 +20,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_run
-    from ..hub import locate_run
+    from ..publishing.export import export_run
+    from ..publishing.hub import locate_run
 
     out = export_run(locate_run(args.run)[0], args.out, format=args.format, overwrite=args.overwrite)
     print(f"exported {args.run} -> {out} ({args.format}); load it with "

@@ -15,7 +15,7 @@ DATA_FIELDS = ("source", "val_source", "val_fraction", "encoding", "text_column"
 
 def add_parser(sub) -> None:
     from ..config import DataConfig
-    from ..finetune import FinetuneConfig
+    from ..training.finetune import FinetuneConfig
 
     p = sub.add_parser(
         "finetune", help="fine-tune GPT-2 or another pretrained causal LM with the HF Trainer",
@@ -40,14 +40,14 @@ def add_parser(sub) -> None:
 def configs_from_args(args: argparse.Namespace):
     """The DataConfig and FinetuneConfig of the flags given (the configs' defaults for the others)."""
     from ..config import DataConfig
-    from ..finetune import FinetuneConfig
+    from ..training.finetune import FinetuneConfig
 
     values = given(args, args._config_flags)
     return DataConfig(**values["data"]), FinetuneConfig(**values["finetune"])
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..finetune import finetune
+    from ..training.finetune import finetune
 
     data, config = configs_from_args(args)
     apply_threads(args)

@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..hub import push
+    from ..publishing.hub import push
 
     where = push(args.run, args.repo, private=args.private, token=args.token, dry_run=args.dry_run,
                  license=args.license, language=args.language.split(",") if args.language else None,

@@ -23,8 +23,8 @@ def add_sampling_flags(p) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..generation import SamplingConfig
-    from ..hub import load
+    from ..generation.sampling import SamplingConfig
+    from ..publishing.hub import load
 
     apply_threads(args)
     if args.num_samples < 1:

@@ -6,13 +6,13 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..hub import load
+    from ..publishing.hub import load
     from ._machine import apply_threads
 
     apply_threads(args)
     # Runs load before Gradio is imported (seconds): a mistyped run directory fails at once.
     runs = [load(name, device=args.device, precision=args.precision) for name in args.runs]
-    from ..app import serve
+    from ..generation.playground import serve
 
     serve(runs, host=args.host, port=args.port)
     return 0

@@ -8,8 +8,8 @@ from ._machine import add_machine_flags, apply_threads
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..hub import load
-    from ..temperature import parse_temperatures, temperature_report
+    from ..generation.temperature import parse_temperatures, temperature_report
+    from ..publishing.hub import load
 
     apply_threads(args)
     loaded = load(args.run, device=args.device, precision=args.precision)

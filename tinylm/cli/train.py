@@ -23,8 +23,8 @@ MODEL_FIELDS_SET_ELSEWHERE = ("vocab_size", "block_size", "cell")
 def add_parser(sub) -> None:
     from ..config import DataConfig, TrainConfig
     from ..models import FAMILIES, MODEL_NAMES
-    from ..presets import DEFAULT_PRESET, PRESETS
     from ..tokenizers import TokenizerConfig
+    from ..training.presets import DEFAULT_PRESET, PRESETS
 
     p = sub.add_parser("train", help="train a model (default: char-level LSTM on Tiny Shakespeare)",
                        description="Train a new run, or continue one with --resume RUN --epochs N. The defaults "
@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     g.add_argument("--model", help=f"a model name: {', '.join(MODEL_NAMES)} (default lstm)")
     g.add_argument("--preset", help=f"a named recipe (flags you give override it): {', '.join(PRESETS)}; "
                                     f"{DEFAULT_PRESET} is used when neither --preset nor --model is given "
-                                    "(tinylm/presets.py)")
+                                    "(tinylm/training/presets.py)")
     # The families `--model` can make; a field several have (layers, embed, dropout) is one flag for all.
     trainable = {family: names for family in FAMILIES
                  if (names := [n for n, (f, _) in MODEL_NAMES.items() if f == family])}
@@ -63,8 +63,8 @@ def config_from_args(args: argparse.Namespace):
     from ..config import DataConfig, RunConfig, TrainConfig
     from ..data.sources import is_line_corpus
     from ..models import model_config
-    from ..presets import DEFAULT_PRESET, PRESETS, resolve_preset
     from ..tokenizers import TokenizerConfig
+    from ..training.presets import DEFAULT_PRESET, PRESETS, resolve_preset
 
     name = args.preset or (DEFAULT_PRESET if not args.model else None)
     preset = {}
@@ -103,7 +103,7 @@ def _relaunch(processes: int, args: argparse.Namespace) -> int:
     share of the cores (unless --threads says otherwise)."""
     from torch.distributed.run import main as torchrun
 
-    from ..devices import default_threads
+    from ..machine.devices import default_threads
 
     if not args.threads:
         os.environ["OMP_NUM_THREADS"] = str(default_threads(processes))
@@ -130,13 +130,13 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         processes = config.train.processes
     if processes > 1 and not launched:
-        from ..devices import check_processes
+        from ..machine.devices import check_processes
 
         check_processes(processes)  # before the launcher starts any
     if processes > 1 and not launched and getattr(args, "_argv", None) is not None:
         return _relaunch(processes, args)
     if not launched:
-        from ..devices import apply_threads
+        from ..machine.devices import apply_threads
 
         apply_threads(args.threads, processes)
     if args.resume:
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
                **{name: getattr(args, name) for name in MACHINE_FIELDS})
     else:
         if not args.preset and not args.model and os.environ.get("RANK", "0") == "0":  # rank 0 speaks
-            print("preset default: the first-run recipe (see tinylm/presets.py); --model lstm for the plain "
+            print("preset default: the first-run recipe (see tinylm/training/presets.py); --model lstm for the plain "
                   "defaults")
         train(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
     return 0

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ..generation import tempered_softmax
+from ..generation.sampling import tempered_softmax
 from .checking import Finding, task
 
 INPUT, HIDDEN, BATCH, STEPS = 4, 3, 2, 5

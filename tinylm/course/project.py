@@ -21,9 +21,9 @@ from torch import nn
 
 from ..data import load_split
 from ..data.windows import TokenWindows
-from ..evaluation import token_losses
+from ..evaluation.scoring import token_losses
 from ..io import write_json, write_text
-from ..weights import save_tensors
+from ..models.weights import save_tensors
 from .checking import Finding, NotDone, task
 
 MAX_PARAMETERS = 1_000_000

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import TinyLMError
 from ..io import read_jsonl, write_text
-from ..rundir import METRICS, is_run
+from ..run.layout import METRICS, is_run
 from .submission import Folder, count_parameters, validation_losses
 
 PLOT = "val_loss.png"
@@ -69,7 +69,7 @@ WORDS = {
 
 def _wandb(folder: Folder) -> tuple[str | None, bool, Path | None]:
     """(the W&B run's URL, whether it is offline, its folder) of the first W&B run in the folder."""
-    from ..tracking import read_wandb_run
+    from ..training.loggers import read_wandb_run
 
     for run_folder in folder.wandb_runs:
         run = read_wandb_run(run_folder)
@@ -79,7 +79,7 @@ def _wandb(folder: Folder) -> tuple[str | None, bool, Path | None]:
 
 def run_facts(root: Path, lang: str) -> Facts:
     """The facts of a tinylm run directory."""
-    from ..hub import load
+    from ..publishing.hub import load
 
     w = WORDS[lang]
     run = load(root)
@@ -173,8 +173,8 @@ def write_readme(path: str | Path, out: str | Path | None = None, *, lang: str =
                  wandb: str | None = None, overwrite: bool = False) -> Path:
     """Write the submission README of `path` to `out` (default PATH/README.md) and the validation-loss plot beside
     it; an existing README is replaced only with `overwrite`."""
+    from ..folders import check_output_file
     from ..plots import plot_losses
-    from ..rundir import check_output_file
 
     root = Path(path)
     out = Path(out) if out is not None else root / "README.md"

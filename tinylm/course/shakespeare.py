@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data.windows import TokenWindows
-from ..generation import tempered_softmax as tinylm_tempered_softmax
+from ..generation.sampling import tempered_softmax as tinylm_tempered_softmax
 from .checking import Finding, NotDone, same, task
 
 SAMPLE_TEXT = ("Sein oder Nichtsein, das ist hier die Frage: ob's edler im Gemüt, die Pfeil und Schleudern des "
@@ -107,7 +107,7 @@ def reference_lit_char_rnn():
     import torch.nn.functional as F
 
     from ..models import build_model, model_config
-    from ..presets import PRESETS
+    from ..training.presets import PRESETS
 
     class ReferenceLitCharRNN(pl.LightningModule):
         def __init__(self, vocab_size: int, embed_dim: int = 64, hidden_size: int = 128, dropout: float = 0.2,

@@ -33,8 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import TinyLMError
-from ..rundir import METRICS, WEIGHTS, is_run
-from ..tracking import wandb_run_folders
+from ..run.layout import METRICS, WEIGHTS, is_run
+from ..training.loggers import wandb_run_folders
 from .project import MAX_PARAMETERS, MIN_EPOCHS
 
 OK, FAIL, UNKNOWN = "ok", "fail", "unknown"
@@ -156,7 +156,7 @@ def _first_line(error: Exception) -> str:
 
 
 def _run_model(folder: Folder, lang: str, **_) -> Requirement:
-    from ..hub import load
+    from ..publishing.hub import load
 
     run = load(folder.root)
     family = run.config.model.__class__.__name__
@@ -294,7 +294,7 @@ def validation_losses(folder: Folder) -> tuple[list[float], str]:
     """The validation loss after each epoch and where it was read: the W&B run's history, else history.json,
     else the run's metrics.jsonl."""
     from ..io import read_jsonl
-    from ..tracking import loss_keys, read_wandb_run
+    from ..training.loggers import loss_keys, read_wandb_run
 
     for run_folder in folder.wandb_runs:
         history = read_wandb_run(run_folder).history
@@ -401,7 +401,7 @@ def _run_loop(folder: Folder, lang: str, **_) -> Requirement:
 
 
 def _wandb(folder: Folder, lang: str, **_) -> Requirement:
-    from ..tracking import loss_keys, read_wandb_run
+    from ..training.loggers import loss_keys, read_wandb_run
 
     if not folder.wandb_runs:
         return Requirement("wandb", FAIL, _say(lang, "no W&B run folder (wandb/offline-run-* or run-*)",
@@ -422,7 +422,7 @@ def _hub(folder: Folder, lang: str, hub: str | None, **_) -> Requirement:
         return Requirement("hub", UNKNOWN, _say(lang, "not checked: give --hub USER/NAME (or link the repo in "
                                                       "README.md)", "nicht geprüft: gib --hub NAME/REPO an (oder "
                                                                     "verlinke das Repo in der README.md)"))
-    from ..hub import read_card
+    from ..publishing.hub import read_card
 
     card = read_card(repo)
     tags = list(card.data.tags or [])

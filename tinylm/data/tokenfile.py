@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import migrations
 from ..errors import TinyLMError
+from ..folders import check_output, hold, writing_folder
 from ..io import write_json
-from ..rundir import check_output, hold, writing_folder
+from ..run import migrations
 from ..tokenizers import Tokenizer, TokenizerConfig, build_tokenizer, build_tokenizer_from_stream, token_dtype
 from .sources import check_val_fraction, find_source
 from .windows import release_pages

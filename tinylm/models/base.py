@@ -47,7 +47,7 @@ class LanguageModel(nn.Module):
     trainable: ClassVar[bool] = True  # False for CountingModel: fitted by counting, not by gradient steps
     sample_without_onednn: ClassVar[bool] = False  # True where CPU sampling at batch 1 is faster without oneDNN
     carries_state: ClassVar[bool] = False  # True where the state summarises the whole past (evaluated as streams)
-    exports_to_transformers: ClassVar[bool] = False  # True where tinylm.export writes it as a transformers model
+    exports_to_transformers: ClassVar[bool] = False  # True where tinylm.publishing.export writes it for transformers
     wraps_transformers: ClassVar[bool] = False  # True where it is a transformers model (its run is such a folder)
 
     def __init__(self, config: Any):

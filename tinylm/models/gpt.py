@@ -7,7 +7,7 @@
 Attention is causal multi-head self-attention through F.scaled_dot_product_attention; the MLP is
 Linear(E, 4E) -> GELU (tanh approximation, GPT-2's "gelu_new") -> Linear(4E, E). Every Linear has a bias
 and LayerNorm eps is 1e-5, as in GPT-2, and the module names follow GPT-2's (transformer.h.N.attn.c_attn,
-...), so tinylm/export.py only transposes weights.
+...), so tinylm/publishing/export.py only transposes weights.
 
 Modern options (GPTConfig fields, all off by default; the gpu-fast preset turns them all on). Together, with
 Muon (training/optim.py), they are what took an experimental trainer from validation loss 1.561 to 1.486 at
@@ -40,7 +40,7 @@ Generation's step (one new token with a cache, in eval mode, no autograd) takes 
 at batch 1 the time per token on a CPU went mostly to Python and the dispatch of ~600 small tensor operations,
 not to arithmetic. The step writes the new key and value into the cache in place (allocated once for the whole
 block), runs attention for the single query with no mask, calls the layers through .forward (no module call
-machinery) and adds into the residual stream in place. An inference copy in bf16 or int8 (tinylm/inference.py)
+machinery) and adds into the residual stream in place. An inference copy in bf16 or int8 (machine/fast_inference.py)
 also keeps its cache in bf16 and hands q, k, v and the MLP's hidden layer on in bf16 (its products round
 their inputs to bf16 anyway): the gpt-gpu preset's model generates ~15% faster than with the previous flat
 step on a CPU without native bf16 (bench/generation_speed.py). Same result as the general path, within float
@@ -207,7 +207,7 @@ def reserve_block(cache: KVCache, layer: int, block_size: int, dtype: torch.dtyp
 
 
 def add_linear(residual: torch.Tensor, linear: nn.Module, x: torch.Tensor) -> None:
-    """residual += linear(x), in place (generation's step). A layer of an inference copy (tinylm.inference)
+    """residual += linear(x), in place (generation's step). A layer of an inference copy (tinylm.machine.fast_inference)
     has an `add_into` that does it in its own precision with fewer operations. (Looked up on the class: a
     missing attribute of a module instance costs an exception in nn.Module.__getattr__.)"""
     add_into = getattr(type(linear), "add_into", None)
@@ -263,8 +263,8 @@ class GPT(LanguageModel):
     """Decoder-only Transformer; the state is a KVCache (see the module docstring for the sliding rule)."""
 
     family = "gpt"
-    exports_to_transformers = True  # as GPT-2 (tinylm/export.py)
-    kv_cache_dtype: torch.dtype | None = None  # the model's own; an inference copy may set bf16 (tinylm.inference)
+    exports_to_transformers = True  # as GPT-2 (tinylm/publishing/export.py)
+    kv_cache_dtype: torch.dtype | None = None  # the model's own; an inference copy may set bf16
 
     def output_head(self) -> nn.Module:
         return self.lm_head
@@ -359,11 +359,11 @@ class GPT(LanguageModel):
         """Generation's step, flat: ids (B, 1) at position t = cache.length < block_size -> logits (B, 1, V).
         The same computation as _extend for one token in eval mode, in fewer operations (module docstring):
         layers are called through .forward (no module call machinery), the residual stream is updated in place,
-        and an inference copy's Linear layers (tinylm.inference) add into it and hand the MLP's hidden layer on
+        and an inference copy's Linear layers (machine/fast_inference.py) add into it and hand the MLP's hidden layer on
         in their own precision. Runs without autograd only (forward checks)."""
         c, t, B = self.config, cache.length, ids.size(0)
         heads, head_size = c.heads, c.embed // c.heads
-        # An inference copy may keep its cache in bf16 (tinylm.inference decides: where bf16 is native, attention
+        # An inference copy may keep its cache in bf16 (fast_inference.py decides: where bf16 is native, attention
         # then reads half the bytes, 1.2 MB a token at mid-block for gpt-gpu's model).
         kv_dtype = self.kv_cache_dtype
         if cache.keys[0].size(2) < c.block_size or (kv_dtype is not None and cache.keys[0].dtype != kv_dtype):

@@ -16,8 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..devices import plural
 from ..errors import TinyLMError
+from ..machine.devices import plural
 from .checkpoint import checkpoint_path
 
 STEP_BUDGET, TIME_BUDGET, EARLY_STOPPING, PLANNED_EPOCHS = "max_steps", "time_budget", "early_stopping", "epochs"

@@ -3,7 +3,7 @@
 Weights, optimizer tensors and RNG states go to safetensors; everything else (step counters, optimizer
 hyper-parameters, the training state) to JSON. Nothing on load can execute code from a file.
 
-A resumable checkpoint is a folder written as a whole (tinylm.rundir.writing_folder): files go to a staging
+A resumable checkpoint is a folder written as a whole (tinylm.folders.writing_folder): files go to a staging
 folder beside `checkpoint/`, which then replaces it by rename, so a crash at any moment leaves one complete
 checkpoint on disk.
 """
@@ -19,12 +19,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .. import migrations
 from ..errors import TinyLMError
+from ..folders import writing_folder
 from ..io import write_json
-from ..rundir import CHECKPOINT as CHECKPOINT_DIR
-from ..rundir import WEIGHTS, writing_folder
-from ..weights import load_weights, save_tensors, save_weights
+from ..models.weights import load_weights, save_tensors, save_weights
+from ..run import migrations
+from ..run.layout import CHECKPOINT as CHECKPOINT_DIR
+from ..run.layout import WEIGHTS
 
 CARRIED_FILE = "carried_state.safetensors"
 

@@ -40,7 +40,11 @@ from ..data import (
     training_examples,
 )
 from ..data.tokenfile import fixed_tokenizer_config, large_text_note
-from ..devices import (
+from ..errors import NonFiniteScores, TinyLMError
+from ..evaluation.scoring import score
+from ..folders import clean_stale, hold, writing_folder
+from ..io import as_path
+from ..machine.devices import (
     PrecisionChoice,
     apply_threads,
     hardware_description,
@@ -50,30 +54,23 @@ from ..devices import (
     resolve_device,
     training_precision,
 )
-from ..errors import NonFiniteScores, TinyLMError
-from ..evaluation import score
-from ..io import as_path
 from ..models import build_model, model_name
-from ..rundir import (
+from ..run.layout import (
     CONFIG,
     SUMMARY,
     WEIGHTS,
-    RunWriter,
     check_run_output,
-    clean_stale,
     data_source,
     default_run_dir,
     default_sample_prompt,
-    epoch_record,
-    hold,
-    writing_folder,
 )
-from ..runs import LoadedModel, load_run
+from ..run.loading import LoadedModel, load_run
+from ..run.session import RunWriter, epoch_record
 from ..tokenizers import Tokenizer, build_tokenizer
-from ..tracking import make_logger
 from . import distributed
 from .budget import EARLY_STOPPING, Budget, Interrupted
 from .checkpoint import load_checkpoint, read_carried, read_state, save_checkpoint, save_weights
+from .loggers import make_logger
 from .optim import build_optimizer
 
 Echo = Callable[[str], None]

@@ -14,8 +14,8 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from .errors import NonFiniteScores, TinyLMError
-from .inference import PRECISIONS, grad_mode, model_for_generation, sampling_flags
+from ..errors import NonFiniteScores, TinyLMError
+from ..machine.fast_inference import PRECISIONS, grad_mode, model_for_generation, sampling_flags
 
 MAX_NEW_TOKENS_LIMIT = 100_000
 
@@ -43,10 +43,10 @@ class SamplingConfig:
     stop_at_eos: bool = True
     precision: str = "auto"
     """fp32: the model as trained, exactly. bf16: an inference copy whose Linear layers compute in bf16
-    (tinylm/inference.py), ~1.6-2x faster at batch 1 on a CPU for models of millions of parameters, logits
+    (tinylm/machine/fast_inference.py), ~1.6-2x faster at batch 1 on a CPU for models of millions of parameters, logits
     within ~1% of fp32's, so a greedy or seeded text can part from fp32's after a near tie. int8: int8
     weights, CPUs only, often the fastest, logits within ~2%. auto (default): the fastest of these that agrees
-    with fp32 on this machine, measured once per CPU, thread count and model shape (tinylm/inference.py);
+    with fp32 on this machine, measured once per CPU, thread count and model shape (tinylm/machine/fast_inference.py);
     fp32 for models under 250k Linear weights."""
 
     def validate(self, vocab_size: int) -> None:
@@ -104,7 +104,8 @@ def generate_ids(
     device: torch.device | str = "cpu",
 ) -> Iterator[int]:
     """Yield new token ids one at a time (stops at eos when config.stop_at_eos; eos is not yielded).
-    config.precision picks what runs: `model` itself (fp32), or its bf16 inference copy (tinylm/inference.py)."""
+    config.precision picks what runs: `model` itself (fp32), or its bf16 inference copy
+    (tinylm/machine/fast_inference.py)."""
     if not prompt_ids:
         raise TinyLMError("generation needs at least one prompt token")
     runner = model_for_generation(model, config.precision, device)
@@ -119,7 +120,7 @@ def generate_ids(
 
 def _generate(model: torch.nn.Module, prompt_ids: list[int], config: SamplingConfig, eos_id: int | None,
               banned_ids: tuple[int, ...], device: torch.device | str) -> Iterator[int]:
-    """generate_ids' loop, run under the grad mode it chose (tinylm.inference.grad_mode)."""
+    """generate_ids' loop, run under the grad mode it chose (tinylm.machine.fast_inference.grad_mode)."""
     generator = None
     if config.seed is not None:
         generator = torch.Generator(device=device).manual_seed(config.seed)

@@ -44,9 +44,12 @@ from pathlib import Path
 import tokenizers
 import torch
 
-from .config import DataConfig, RunConfig, TrainConfig, check_learning_rate
-from .data import IGNORE, load_split
-from .devices import (
+from ..config import LOGGER_NAMES, DataConfig, RunConfig, TrainConfig, check_learning_rate
+from ..data import IGNORE, load_split
+from ..errors import TinyLMError, check_types
+from ..folders import check_apart, hold, writing_folder
+from ..io import as_path, atomic_path, read_jsonl, write_json, write_text
+from ..machine.devices import (
     apply_threads,
     check_training_precision,
     hardware_description,
@@ -54,31 +57,25 @@ from .devices import (
     resolve_device,
     training_precision,
 )
-from .errors import TinyLMError, check_types
-from .hub import is_hub_name
-from .io import as_path, atomic_path, read_jsonl, write_json, write_text
-from .models import family_of
-from .models.hf import HFCausalLM, HFCausalLMConfig, hf_config_dict
-from .rundir import (
+from ..models import family_of
+from ..models.hf import HFCausalLM, HFCausalLMConfig, hf_config_dict
+from ..models.weights import load_weights
+from ..publishing.hub import is_hub_name
+from ..run.layout import (
     CONFIG,
     METRICS,
     TINYLM_CONFIG,
     WEIGHTS,
-    RunWriter,
-    check_apart,
     check_run_output,
     default_run_dir,
     default_sample_prompt,
-    epoch_record,
-    hold,
     is_run,
-    writing_folder,
 )
-from .runs import LoadedModel, load_run
-from .tokenizers import Tokenizer, TokenizerConfig
-from .tracking import LOGGERS, make_logger
-from .training.budget import EARLY_STOPPING, PLANNED_EPOCHS, Budget
-from .weights import load_weights
+from ..run.loading import LoadedModel, load_run
+from ..run.session import RunWriter, epoch_record
+from ..tokenizers import Tokenizer, TokenizerConfig
+from .budget import EARLY_STOPPING, PLANNED_EPOCHS, Budget
+from .loggers import make_logger
 
 Echo = Callable[[str], None]
 
@@ -118,7 +115,7 @@ class FinetuneConfig:
     sample_tokens: int = 100
     """Tokens generated for the sample written after each epoch."""
     device: str = "auto"
-    """auto (CUDA, then Apple MPS, then the CPU), cpu, cuda or mps (tinylm/devices.py)."""
+    """auto (CUDA, then Apple MPS, then the CPU), cpu, cuda or mps (tinylm/machine/devices.py)."""
     precision: str = "auto"
     """auto, bf16 or fp32: the same rule as `tinylm train` (bf16 on GPUs that support it, and on CPUs that
     compute bf16 natively where a probe step of the model is faster)."""
@@ -136,8 +133,8 @@ class FinetuneConfig:
             raise TinyLMError(f"--block-size must be at least 2, got {self.block_size}")
         if min(self.patience, self.warmup_steps, self.sample_tokens) < 0:
             raise TinyLMError("--patience, --warmup-steps and --sample-tokens must not be negative")
-        if self.logger not in LOGGERS:
-            raise TinyLMError(f"unknown logger {self.logger!r}; choose one of {', '.join(LOGGERS)}")
+        if self.logger not in LOGGER_NAMES:
+            raise TinyLMError(f"unknown logger {self.logger!r}; choose one of {', '.join(LOGGER_NAMES)}")
         check_training_precision(self.precision)
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise TinyLMError(f"--threads must be a whole number >= 1, got {self.threads!r}")
@@ -280,13 +277,13 @@ def _load_run(path: Path):
         from transformers import AutoTokenizer
 
         return load_run(path).module.model, AutoTokenizer.from_pretrained(str(path))
-    from .models import FAMILIES
+    from ..models import FAMILIES
 
     if not FAMILIES[family_of(model)][1].exports_to_transformers:
         raise TinyLMError(f"--base {path} is a {family_of(model)} run; only GPT runs and fine-tuned runs can be "
                           f"fine-tuned (those that export to transformers)")
     try:
-        from .export import export_run
+        from ..publishing.export import export_run
     except ImportError:
         raise TinyLMError(f"--base {path} is a GPT run, and this tinylm cannot export it") from None
     with tempfile.TemporaryDirectory(prefix="tinylm-export-") as folder:
@@ -479,7 +476,7 @@ def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, 
         logging_steps=max(1, steps_per_epoch // 25),
         report_to="none",  # tinylm's own loggers log, with the keys of `tinylm train` (see _RunDirEvents)
         run_name=config.run_name or run_dir.name,
-        bf16=bf16,  # tinylm/devices.py decided (probe included); the Trainer only applies it
+        bf16=bf16,  # tinylm/machine/devices.py decided (probe included); the Trainer only applies it
         use_cpu=device.type == "cpu",
         seed=config.seed,
         remove_unused_columns=False,  # examples are plain token lists, not dataset rows

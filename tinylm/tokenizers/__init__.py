@@ -29,10 +29,10 @@ import numpy as np
 import tokenizers as hf
 import torch
 
+from ..errors import TinyLMError, check_types
+from ..io import write_json, write_text
 from . import encoding
 from .encoding import BETWEEN_WORDS, NEWLINE, EncodingStrategy
-from .errors import TinyLMError, check_types
-from .io import write_json, write_text
 
 PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
 SPECIAL_TOKENS = [PAD, UNK, EOS]
@@ -114,7 +114,7 @@ class Tokenizer:
 
     @property
     def strategy(self) -> EncodingStrategy:
-        """How a long text may be encoded in chunks with the ids of the whole text (see tinylm.encoding)."""
+        """How a long text may be encoded in chunks with the ids of the whole text (see tinylm.tokenizers.encoding)."""
         return ENCODING_STRATEGIES.get(self.kind, PRETRAINED_STRATEGY)
 
     @property
@@ -390,7 +390,7 @@ def build_tokenizer_from_stream(config: TokenizerConfig, pieces: Iterable[str]) 
     return pretrained_tokenizer(config, encoding.chunks(pieces, PRETRAINED_STRATEGY.cut))
 
 
-# How a long text of each kind is encoded chunk by chunk (Tokenizer.strategy; see tinylm.encoding).
+# How a long text of each kind is encoded chunk by chunk (Tokenizer.strategy; see tinylm.tokenizers.encoding).
 ENCODING_STRATEGIES: dict[str, EncodingStrategy] = {
     "char": EncodingStrategy(cut=NEWLINE, char_table=True),  # no special token's text holds a newline
     "word": EncodingStrategy(cut=NEWLINE),  # words never span a newline

@@ -12,11 +12,11 @@ A pushed repo (and a --dry-run folder, byte for byte) holds:
     metrics.jsonl, samples.jsonl, summary.json
                        the run directory's files (not checkpoint/: optimizer state is for --resume only)
 
-GPT runs are also exported to the transformers GPT-2 format (tinylm.export). The Hub's widgets,
+GPT runs are also exported to the transformers GPT-2 format (tinylm.publishing.export). The Hub's widgets,
 `pipeline("text-generation", model="alice/name")` and `AutoModelForCausalLM` read the repo's root, so the
 export takes the root and the run's other files move to the subfolder tinylm/. The weights are uploaded once,
 GPT-2's at the root: loading the repo with tinylm rebuilds tinylm's weights from them (the exact inverse of
-the export, tinylm.export.state_dict_from_gpt2) into a run folder in tinylm's cache, keyed by repo and commit
+the export, tinylm.publishing.export.state_dict_from_gpt2) into a run folder in tinylm's cache, keyed by repo and commit
 (by content for a local folder), made once and reused. Repos pushed before kept tinylm/model.safetensors as
 well: it is used when it is there. A fine-tune run is a transformers folder already (config.json is
 transformers', tinylm's is tinylm_config.json beside it): its files all go to the root, with
@@ -44,10 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
-from .errors import TinyLMError
-from .io import as_path, read_jsonl, write_text
-from .rundir import (
+from .._version import __version__
+from ..errors import TinyLMError
+from ..io import as_path, read_jsonl, write_text
+from ..run.layout import (
     CONFIG,
     LOSS_PLOT,
     METRICS,
@@ -59,7 +59,7 @@ from .rundir import (
     is_run_config,
     run_config_file,
 )
-from .runs import LoadedModel, load_run
+from ..run.loading import LoadedModel, load_run
 
 # The run's files a repo carries (those the run has), and those tinylm.load cannot do without.
 RUN_FILES = [CONFIG, TINYLM_CONFIG, WEIGHTS, "generation_config.json", "tokenizer.json",
@@ -162,9 +162,9 @@ def locate_run(name: str | Path) -> tuple[Path, bool]:
 def load(run: str | Path, device: str = "cpu", precision: str = "auto") -> LoadedModel:
     """Load a run in one call: a run directory (config.json, tokenizer.json, model.safetensors), a folder
     written by `tinylm push --dry-run`, or a Hub repo id USER/NAME (the Hub id is resolved first, then the
-    local folder is loaded by tinylm.runs.load_run). `device` as in tinylm.devices.resolve_device ("auto" for the
-    fastest there is); `precision` is what generation uses unless a call says otherwise."""
-    from .devices import check_generation_precision, resolve_device
+    local folder is loaded by tinylm.run.loading.load_run). `device` as in tinylm.machine.devices.resolve_device
+    ("auto" for the fastest there is); `precision` is what generation uses unless a call says otherwise."""
+    from ..machine.devices import check_generation_precision, resolve_device
 
     check_generation_precision(precision, resolve_device(device))  # a bad choice fails before any download
     run_dir, from_hub = locate_run(as_path(run, "run"))
@@ -185,7 +185,7 @@ def is_downloaded(run_dir: Path) -> bool:
 
 # -- GPT repos: tinylm's weights rebuilt from the root's GPT-2 weights ----------------------------------
 def _rebuilt_runs() -> Path:
-    from .data.sources import cache_dir  # TINYLM_CACHE_DIR, else ~/.cache/tinylm
+    from ..data.sources import cache_dir  # TINYLM_CACHE_DIR, else ~/.cache/tinylm
 
     return cache_dir() / REBUILT_RUNS
 
@@ -212,15 +212,15 @@ def _content_key(files: list[Path]) -> str:
 def _rebuilt_run(gpt2_weights: Path | None, run_files: Path, target: Path) -> Path:
     """`target`, a run directory: the files of `run_files` (tinylm's config, tokenizer and metadata, no
     weights) and tinylm's weights rebuilt from the GPT-2 weights file `gpt2_weights` (None: `target` exists
-    already). Made once, then reused: written whole by tinylm.rundir's rules while held; a second process that
+    already). Made once, then reused: written whole by tinylm.folders' rules while held; a second process that
     wants it at the same time waits for the first, then finds it made."""
     if (target / WEIGHTS).is_file():
         return target
-    from .config import RunConfig
+    from ..config import RunConfig
+    from ..folders import hold, writing_folder
+    from ..models import build_model
+    from ..models.weights import save_weights
     from .export import gpt_from_gpt2_file
-    from .models import build_model
-    from .rundir import hold, writing_folder
-    from .weights import save_weights
 
     config = RunConfig.load(run_files / CONFIG)
     model = build_model(config.model)
@@ -245,7 +245,7 @@ def _rebuilt_run(gpt2_weights: Path | None, run_files: Path, target: Path) -> Pa
 
 def _exports_transformers(config: dict[str, Any]) -> bool:
     """Whether the run is published in the transformers format as well (GPT runs)."""
-    from .models import FAMILIES
+    from ..models import FAMILIES
 
     family = FAMILIES.get(config["model"].get("family"))
     return family is not None and family[1].exports_to_transformers
@@ -523,7 +523,7 @@ def model_card(run_dir: str | Path, repo_id: str, info: CardInfo | None = None, 
 
 def _wandb_line(run_dir: Path) -> str:
     """The card's W&B row: the run's page when it was logged online, else that it was logged offline (or not)."""
-    from .tracking import read_wandb_run, wandb_run_folders
+    from ..training.loggers import read_wandb_run, wandb_run_folders
 
     folders = wandb_run_folders(run_dir)
     if not folders:
@@ -621,7 +621,7 @@ def _write_dry_run(run_dir: Path, config: dict[str, Any], out: Path, repo_id: st
     """Write the folder into `out`: built beside it, then renamed into place, so `out` is never half-made."""
     if out.resolve() == run_dir.resolve() or run_dir.resolve() in out.resolve().parents:
         raise TinyLMError(f"--dry-run {out} is inside the run {run_dir}; choose a folder outside it")
-    from .rundir import check_output, hold, writing_folder
+    from ..folders import check_output, hold, writing_folder
 
     def check() -> None:
         # Only an empty folder or an earlier dry run's output (a card beside a run) is replaced; never `.`, a

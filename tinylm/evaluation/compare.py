@@ -19,14 +19,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
-from .errors import TinyLMError
-from .io import write_json, write_text
+from ..config import RunConfig
+from ..errors import TinyLMError
+from ..io import write_json, write_text
+from ..models import MODEL_NAMES, model_config
+from ..plots import plot_compare
+from ..run.layout import SUMMARY
+from ..run.loading import LoadedModel
 from .memorisation import MemorisationResult, TrainingWords, memorisation
-from .models import MODEL_NAMES, model_config
-from .plots import plot_compare
-from .rundir import SUMMARY
-from .runs import LoadedModel
 
 
 @dataclass
@@ -133,8 +133,8 @@ def compare(models: str | list[str], data: str | None = None, *, budget_seconds:
     `data` replaces its source, and `model_settings` (e.g. {"hidden": 128, "order": 5}) sets the fields of
     each model's config that it has. Memorisation and the table's sample come from `samples` texts sampled
     from `prompt` (default: the start of the training text)."""
-    from .data import load_split
-    from .training import train
+    from ..data import load_split
+    from ..training import train
 
     names = parse_models(models)
     if budget_seconds is not None and not budget_seconds > 0:
@@ -149,7 +149,7 @@ def compare(models: str | list[str], data: str | None = None, *, budget_seconds:
     train_text, _ = load_split(base.data)  # a bad --data fails here, before any training
     training_words = TrainingWords(train_text)
     out = Path(out)
-    from .rundir import check_output  # never `.`, a parent, a mount point, or a folder holding other files
+    from ..folders import check_output  # never `.`, a parent, a mount point, or a folder holding other files
 
     check_output(out, what="a comparison", is_same_kind=lambda f: (f / "compare.md").is_file() or (f / "runs").is_dir(),
                  overwrite=True, allowed={"compare.md", "compare.csv", "compare.json", "compare.png", "runs"})

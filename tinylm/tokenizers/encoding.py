@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import tokenizers as hf
 
-from .errors import TinyLMError
+from ..errors import TinyLMError
 
 NEWLINE, BETWEEN_WORDS = "newline", "between-words"
 CHUNK_CHARS = 1 << 16  # characters per encoded chunk (it ends at the next safe cut after this)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import TinyLMError
+from ..errors import TinyLMError
 
 CONFIG, STATE, TOKENS = "config", "state", "tokens"
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from .errors import TinyLMError
-from .generation import tempered_softmax
-from .hub import load
-from .io import write_json, write_text
-from .memorisation import WORD, generated_words
-from .plots import plot_distributions, plot_temperature
-from .runs import LoadedModel
+from ..errors import TinyLMError
+from ..evaluation.memorisation import WORD, generated_words
+from ..io import write_json, write_text
+from ..plots import plot_distributions, plot_temperature
+from ..publishing.hub import load
+from ..run.loading import LoadedModel
+from .sampling import tempered_softmax
 
 SOFTMAX_TEMPERATURES = (0.2, 0.5, 1.0, 2.0, 5.0)
 REPORT_TEMPERATURES = (0.3, 0.8, 1.0, 1.3, 1.8)
@@ -68,10 +68,11 @@ def plot_softmax(run: LoadedModel | str | Path | None = None, temperatures=SOFTM
                  seed: int = 0) -> Path:
     """Plot softmax(logits / T) for each temperature: a run's real next-token distribution after `prompt`
     (default: the run's sample prompt), or, without a run, `top` random logits drawn with `seed`."""
-    from .rundir import check_output_file
+    from ..folders import check_output_file
+    from ..run.layout import is_run_file
 
     temperatures = check_temperatures(temperatures)
-    check_output_file(out)
+    check_output_file(out, reserved=is_run_file)
     if top < 2:
         raise TinyLMError(f"--top must be at least 2, got {top}")
     if run is None:
@@ -238,14 +239,14 @@ def temperature_report(run: LoadedModel | str | Path, temperatures=REPORT_TEMPER
                        echo: Callable[[str], None] = print) -> TemperatureReport:
     """Sample `samples` texts per temperature and prompt, measure them, and write temperature.md,
     temperature.png and temperature.json to `out`."""
-    from .data import load_split
+    from ..data import load_split
 
     temperatures = check_temperatures(temperatures)
     if samples < 1 or max_new_tokens < 1:
         raise TinyLMError("--samples and --max-new-tokens must be at least 1")
     if not 0 < threshold < 1:
         raise TinyLMError(f"--threshold must be between 0 and 1, got {threshold}")
-    from .rundir import check_output, hold, writing_folder
+    from ..folders import check_output, hold, writing_folder
 
     out = Path(out)
     report_files = {"temperature.md", "temperature.png", "temperature.json"}

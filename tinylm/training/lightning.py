@@ -4,7 +4,7 @@ and the result saved as a tinylm run directory (so `tinylm sample`, `eval`, `pus
     pip install 'tinylm[lightning]'
 
     import lightning.pytorch as pl
-    from tinylm.lightning import LitCharRNN, TextDataModule, callbacks, save_run
+    from tinylm.training.lightning import LitCharRNN, TextDataModule, callbacks, save_run
 
     data = TextDataModule.exercise("shakespeare")      # maxlen-40 / step-3 windows, many-to-one, batch 128
     model = LitCharRNN(data.vocab_size)                # the exercise's signature: embed 64, hidden 128, ...
@@ -32,25 +32,25 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from .config import DataConfig, RunConfig, TrainConfig, check_learning_rate
-from .data import IGNORE, evaluation_examples, load_split, training_examples
-from .errors import TinyLMError
-from .evaluation import summarize, token_losses
-from .io import write_json, write_jsonl
-from .models import LanguageModel, build_model, config_to_dict, model_config
-from .plots import plot_loss
+from ..config import DataConfig, RunConfig, TrainConfig, check_learning_rate
+from ..data import IGNORE, evaluation_examples, load_split, training_examples
+from ..errors import TinyLMError
+from ..evaluation.scoring import summarize, token_losses
+from ..io import write_json, write_jsonl
+from ..models import LanguageModel, build_model, config_to_dict, model_config
+from ..models.weights import save_weights
+from ..plots import plot_loss
+from ..run.layout import CONFIG, LOSS_PLOT, METRICS, SUMMARY, WEIGHTS, check_run_output, default_sample_prompt
+from ..run.loading import LoadedModel, load_run
+from ..tokenizers import TokenizerConfig, build_tokenizer
 from .presets import PRESETS
-from .rundir import CONFIG, LOSS_PLOT, METRICS, SUMMARY, WEIGHTS, check_run_output, default_sample_prompt
-from .runs import LoadedModel, load_run
-from .tokenizers import TokenizerConfig, build_tokenizer
-from .weights import save_weights
 
-try:  # the optional extra: `import tinylm` never needs it, `import tinylm.lightning` does
+try:  # the optional extra: `import tinylm` never needs it, `import tinylm.training.lightning` does
     import lightning.pytorch as pl
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 except ImportError:
-    raise TinyLMError("tinylm.lightning needs PyTorch Lightning: pip install 'tinylm[lightning]'") from None
+    raise TinyLMError("tinylm.training.lightning needs PyTorch Lightning: pip install 'tinylm[lightning]'") from None
 
 LIGHTNING_DIR = "lightning"  # ModelCheckpoint's .ckpt files inside the run directory (for trainer.fit(ckpt_path=))
 

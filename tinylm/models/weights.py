@@ -12,8 +12,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_file, save_model
 
-from .errors import TinyLMError
-from .io import atomic_path
+from ..errors import TinyLMError
+from ..io import atomic_path
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -8,7 +8,7 @@ tokenizer files) that `AutoModelForCausalLM.from_pretrained(folder)` loads witho
 learned positions, LayerNorm eps 1e-5, tanh GELU, biases, tied head), so the conversion is exact: the only
 change is that GPT-2's Conv1D stores each projection as (in, out), the transpose of nn.Linear's (out, in).
 The way back is as exact (`state_dict_from_gpt2`): a pushed GPT repo keeps its weights once, GPT-2's at the
-root, and `tinylm.load` rebuilds tinylm's from them (tinylm.hub). Nothing here imports transformers.
+root, and `tinylm.load` rebuilds tinylm's from them (tinylm.publishing.hub). Nothing here imports transformers.
 
 The exported model has GPT-2's context rule: at most block_size positions in all (prompt + new tokens).
 tinylm's own generation slides past it (see models/gpt.py); transformers' does not: its generate() fails with
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from .errors import TinyLMError
-from .io import as_path, write_json
-from .models.gpt import GPT
-from .runs import LoadedModel, load_run
-from .weights import save_tensors
+from ..errors import TinyLMError
+from ..io import as_path, write_json
+from ..models.gpt import GPT
+from ..models.weights import save_tensors
+from ..run.loading import LoadedModel, load_run
 
 # Per block: GPT-2 parameter name -> whether it is a Conv1D weight (stored transposed).
 _BLOCK_PARAMETERS = {
@@ -180,7 +180,7 @@ def _is_export(folder: Path) -> bool:
     """Whether `folder` holds an export (a transformers config that is not a tinylm run's)."""
     import json
 
-    from .rundir import is_run
+    from ..run.layout import is_run
 
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -192,12 +192,12 @@ def _is_export(folder: Path) -> bool:
 def export_run(run_dir: str | Path, out: str | Path, format: str = "transformers", *,
                overwrite: bool = False) -> Path:
     """Write the run in the folder `run_dir` to the folder `out` in `format`; return `out` (`tinylm export` finds
-    the folder of a pushed run or a Hub id first: tinylm.hub.locate_run).
+    the folder of a pushed run or a Hub id first: tinylm.publishing.hub.locate_run).
 
     `out` must be absent or empty, or (with `overwrite`) an earlier export, which is replaced whole; a run or a
     folder holding other files never is. The folder is written beside `out` and renamed into place, so a kill
     leaves the old folder or the new one, never half of one."""
-    from .rundir import check_apart, check_output, hold, writing_folder
+    from ..folders import check_apart, check_output, hold, writing_folder
 
     if format not in EXPORT_FORMATS:
         raise TinyLMError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")

@@ -19,7 +19,7 @@ bf16 only around its product. Precisions:
   bits);
 - "int8": `Int8Linear`, weight-only int8 (torch's `_weight_int8pack_mm`, bf16 activations), CPU only, the
   least exact (logits within ~2%); a layer the kernel cannot take stays bf16;
-- "auto" (the default of sampling): the fastest of the candidates tinylm.devices allows here (on a CPU: fp32,
+- "auto" (the default of sampling): the fastest of the candidates tinylm.machine.devices allows here (on a CPU: fp32,
   int8 where torch has the kernel, bf16 where oneDNN can pack it) that runs and agrees with fp32. Which one
   that is depends on the CPU (native bf16 or not, caches, memory bandwidth) and on the model, so it is
   measured, not guessed: the first time a CPU, a thread count and a model shape meet, each candidate decodes
@@ -48,8 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import TinyLMError
 from . import devices
-from .errors import TinyLMError
 
 PRECISIONS = devices.GENERATION_PRECISIONS
 
@@ -90,7 +90,7 @@ def linear_weights(model: nn.Module) -> int:
 
 def resolve_precision(model: nn.Module, precision: str, device: torch.device | str = "cpu") -> str:
     """"fp32", "bf16" or "int8": what `precision` means for this model on this device. The candidates come from
-    tinylm.devices (the policy's owner); for auto on a CPU the fastest that works here is measured once
+    tinylm.machine.devices (the policy's owner); for auto on a CPU the fastest that works here is measured once
     (`auto_ranking`)."""
     if _small_on_cpu(model, precision, device):
         return "fp32"
@@ -124,7 +124,8 @@ class _InferenceOnly(nn.Module):
 
     def train(self, mode: bool = True) -> _InferenceOnly:
         if mode:
-            raise TinyLMError("this is an inference copy of a model (tinylm.inference): train the original")
+            raise TinyLMError("this is an inference copy of a model (tinylm.machine.fast_inference): train the "
+                              "original")
         return super().train(False)
 
     def extra_repr(self) -> str:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import TinyLMError
+from ..errors import TinyLMError
 
 CPU_BF16_ENV = "TINYLM_CPU_BF16"
 TRAINING_PRECISIONS = ("auto", "bf16", "fp32")
@@ -420,7 +420,7 @@ TRAINING_CHOICES = "training_precision.json"
 
 def choices_path(name: str) -> Path:
     """Where the choices measured on this machine are kept: a JSON file `name` in tinylm's cache folder."""
-    from .data.sources import cache_dir  # the cache folder's one owner (TINYLM_CACHE_DIR)
+    from ..data.sources import cache_dir  # the cache folder's one owner (TINYLM_CACHE_DIR)
 
     return cache_dir() / name
 
@@ -479,7 +479,7 @@ def check_generation_precision(requested: str, device: torch.device | str) -> No
 def generation_candidates(requested: str, device: torch.device | str) -> tuple[str, ...]:
     """The generation precisions allowed for `requested` on `device`, in order of preference before measuring:
     one entry for an explicit choice (checked here), several for auto on a CPU (the fastest that agrees with
-    fp32 is measured and kept by tinylm.inference)."""
+    fp32 is measured and kept by tinylm.machine.fast_inference)."""
     check_generation_precision(requested, device)
     kind = torch.device(device).type
     if requested != "auto":

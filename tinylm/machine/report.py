@@ -1,5 +1,5 @@
 """What this machine is and what tinylm chooses on it: `tinylm env` and `tinylm.environment()`, for bug reports
-and for stating the hardware next to every figure. The choices themselves are tinylm/devices.py's."""
+and for stating the hardware next to every figure. The choices themselves are tinylm/machine/devices.py's."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 
 import torch
 
+from .._version import __version__
 from . import devices
-from ._version import __version__
 
 EXTRAS = ("transformers", "huggingface_hub", "datasets", "accelerate", "wandb", "tensorboard", "gradio",
           "lightning", "nbclient")
@@ -56,8 +56,8 @@ def environment_report(probe: bool = True) -> dict:
 
 
 def _auto_choices(device: torch.device) -> dict:
-    from .inference import resolve_precision
-    from .models import build_model, model_config
+    from ..models import build_model, model_config
+    from .fast_inference import resolve_precision
 
     vocab, batch, block = 65, 32, 64
     choices = {}

@@ -100,7 +100,7 @@ BY_CPU_CLASS = {"cpu-best": "cpu-best-fp32"}
 def resolve_preset(name: str, precision: str | None = None) -> tuple[str, str | None]:
     """The preset `name` means on this machine, and a line saying why when it is another one: cpu-best picks
     its fp32 recipe on a CPU without native bf16, or when --precision fp32 is asked for."""
-    from .devices import native_bf16_cpu
+    from ..machine.devices import native_bf16_cpu
 
     other = BY_CPU_CLASS.get(name)
     if other is None or precision == "bf16":

@@ -17,8 +17,8 @@ from typing import Callable, Iterable, Iterator
 import torch
 import torch.nn.functional as F
 
-from .data import IGNORE, EvalSet, evaluation_examples
-from .errors import TinyLMError
+from ..data import IGNORE, EvalSet, evaluation_examples
+from ..errors import TinyLMError
 
 # Cap on B*T*V logits held at once during evaluation (float32: 4 bytes each).
 _MAX_LOGITS = 16_000_000

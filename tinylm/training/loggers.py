@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import TinyLMError
-from .io import read_jsonl, write_text
-from .rundir import LOSS_PLOT, METRICS, SAMPLES
+from ..errors import TinyLMError
+from ..io import read_jsonl, write_text
+from ..run.layout import LOSS_PLOT, METRICS, SAMPLES
 
 # The per-epoch record of metrics.jsonl, as the trackers name it (the record's other keys are bookkeeping).
 EPOCH_METRICS = {
@@ -307,6 +307,7 @@ LOGGERS: dict[str, Callable[..., Logger]] = {
     "tensorboard": TensorBoardLogger,
     "wandb": WandbLogger,
 }
+"""One class per name of tinylm.config.LOGGER_NAMES (what --logger accepts)."""
 
 
 def make_logger(name: str, run_dir: Path, project: str | None = None, run_name: str | None = None) -> Logger:

@@ -14,19 +14,19 @@ from typing import Iterator
 
 import torch
 
-from .config import RunConfig
-from .data import load_split
-from .data.sources import nfc
-from .data.tokenfile import is_prepared, open_prepared
-from .devices import check_generation_precision, resolve_device
-from .errors import TinyLMError
-from .evaluation import EvalResult, evaluate_text
-from .generation import SamplingConfig, generate_ids
-from .io import read_jsonl
-from .models import LanguageModel, build_model
-from .rundir import METRICS, WEIGHTS, data_source, run_config_file
-from .tokenizers import Tokenizer
-from .weights import load_weights
+from ..config import RunConfig
+from ..data import load_split
+from ..data.sources import nfc
+from ..data.tokenfile import is_prepared, open_prepared
+from ..errors import TinyLMError
+from ..evaluation.scoring import EvalResult, evaluate_text
+from ..generation.sampling import SamplingConfig, generate_ids
+from ..io import read_jsonl
+from ..machine.devices import check_generation_precision, resolve_device
+from ..models import LanguageModel, build_model
+from ..models.weights import load_weights
+from ..tokenizers import Tokenizer
+from .layout import METRICS, WEIGHTS, data_source, run_config_file
 
 
 class LoadedModel:
@@ -122,7 +122,7 @@ class LoadedModel:
                                 top: int | None = None) -> list[tuple[str, float]]:
         """The model's next-token probabilities after `prompt` at `temperature`, most likely first
         (the `top` most likely when given). Tokens are shown as text (special tokens by name)."""
-        from .generation import tempered_softmax
+        from ..generation.sampling import tempered_softmax
 
         ids = torch.tensor([self.prompt_ids(prompt, warn=False)], device=self.device)
         self.module.eval()
@@ -141,8 +141,8 @@ class LoadedModel:
         if text is None:
             self.check_data()
         if text is None and is_prepared(self.config.data.source):  # a prepared token folder: its val.bin
-            from .data.examples import prepared_examples
-            from .evaluation import score
+            from ..data.examples import prepared_examples
+            from ..evaluation.scoring import score
 
             _, examples = prepared_examples(open_prepared(self.config.data.source), self.config.data)
             return score(self.module, examples, batch_size, self.config.data.block_size,
@@ -156,7 +156,7 @@ class LoadedModel:
 
 
 def contain_data(config: RunConfig, run_dir: Path, from_hub: bool) -> str | None:
-    """Point the run's data at what may be read (tinylm.rundir.data_source); the reason when it may not."""
+    """Point the run's data at what may be read (tinylm.run.layout.data_source); the reason when it may not."""
     refused = None
     for name in ("source", "val_source"):
         value = getattr(config.data, name)
@@ -173,9 +173,10 @@ def contain_data(config: RunConfig, run_dir: Path, from_hub: bool) -> str | None
 def load_run(run_dir: str | Path, device: str = "cpu", precision: str = "auto", *,
              from_hub: bool = False) -> LoadedModel:
     """Load a local run directory (config.json, tokenizer.json, model.safetensors) in one call. `device` as in
-    tinylm.devices.resolve_device ("auto" for the fastest there is); `precision` is what generation uses unless a
-    call says otherwise; `from_hub`: the folder came from somewhere else (its config's data paths are not read).
-    `tinylm.load` (tinylm.hub.load) also takes a pushed folder or a Hub repo id, and ends here."""
+    tinylm.machine.devices.resolve_device ("auto" for the fastest there is); `precision` is what generation uses
+    unless a call says otherwise; `from_hub`: the folder came from somewhere else (its config's data paths are not
+    read).
+    `tinylm.load` (tinylm.publishing.hub.load) also takes a pushed folder or a Hub repo id, and ends here."""
     target = resolve_device(device)
     check_generation_precision(precision, target)  # a bad choice fails before anything is read
     run_dir = Path(run_dir)

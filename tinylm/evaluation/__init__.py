@@ -1,0 +1,9 @@
+"""Stage 6 of the pipeline: measuring a model. Loss, perplexity and bits per character (evaluation/scoring.py),
+memorisation (evaluation/memorisation.py), and comparing models on one corpus (evaluation/compare.py).
+
+The scoring names are here too, as they were when tinylm.evaluation was one module.
+"""
+
+from .scoring import EVAL_STREAMS, EvalResult, evaluate_text, safe_batch_size, score, summarize, token_losses
+
+__all__ = ["EVAL_STREAMS", "EvalResult", "evaluate_text", "safe_batch_size", "score", "summarize", "token_losses"]
