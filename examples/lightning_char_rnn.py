@@ -54,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         model = LitCharRNN(data.vocab_size, embed_dim=64, hidden_size=128, dropout=0.2, lr=5e-3)
         # EarlyStopping(monitor="val_loss", patience=5), ModelCheckpoint(monitor="val_loss") into OUT/lightning,
         # and tinylm's recorder (metrics per epoch, the best weights) for the run directory.
-        recorder, early_stopping, checkpoint = callbacks(args.out, patience=args.patience)
+        recorder, early_stopping, checkpoint = callbacks(args.out, patience=args.patience, overwrite=args.overwrite)
         trainer = pl.Trainer(max_epochs=args.max_epochs, max_steps=args.max_steps, gradient_clip_val=1.0,
                              callbacks=[recorder, early_stopping, checkpoint], logger=False,
                              num_sanity_val_steps=0)
         trainer.fit(model, datamodule=data)
-        save_run(model, data, args.out, recorder, trainer=trainer, overwrite=args.overwrite)
+        save_run(model, data, args.out, recorder, trainer=trainer)
     except tinylm.TinyLMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

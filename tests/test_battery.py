@@ -693,7 +693,7 @@ def test_model_config_checks_its_fields(fields, needle):
     from tinylm.models import FAMILIES, MODEL_NAMES
 
     for name in ("lstm", "gpt"):
-        config_class = FAMILIES[MODEL_NAMES[name][0]][0]
+        config_class = FAMILIES[MODEL_NAMES[name].family].config
         if needle in config_class.__dataclass_fields__:  # model_config leaves out fields a family does not have
             with pytest.raises(tinylm.TinyLMError, match=needle):
                 model_config(name, **fields)

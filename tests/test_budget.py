@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 import pytest
 
 from tinylm.config import TrainConfig
 from tinylm.errors import TinyLMError
 from tinylm.training.budget import Budget, lr_at
+from tinylm.training.loop import TrainingState
 
 
 def state(epoch=0, bad_epochs=0, finished=False):
-    return SimpleNamespace(epoch=epoch, bad_epochs=bad_epochs, finished=finished)
+    return TrainingState(epoch=epoch, bad_epochs=bad_epochs, finished=finished)
 
 
 def test_planned_epochs_end_the_run():

@@ -235,7 +235,7 @@ def test_every_config_field_has_a_flag():
                 | {("tokenizer", name) for name in fields(TokenizerConfig)}
                 | {("train", name) for name in fields(TrainConfig)}
                 | {("model", name) for family in trainable
-                   for name in fields(FAMILIES[family][0], MODEL_FIELDS_SET_ELSEWHERE)})
+                   for name in fields(FAMILIES[family].config, MODEL_FIELDS_SET_ELSEWHERE)})
     assert train == expected
     finetune = set(build_parser().parse_args(["finetune", "--base", "b", "--data", "d"])._config_flags.values())
     assert finetune == ({("data", name) for name in DATA_FIELDS}
@@ -249,7 +249,7 @@ def test_every_config_field_with_a_flag_has_a_docstring():
     from tinylm.tokenizers import TokenizerConfig
     from tinylm.training.finetune import FinetuneConfig
 
-    for config in [DataConfig, TokenizerConfig, TrainConfig, FinetuneConfig, *(c for c, _ in FAMILIES.values())]:
+    for config in [DataConfig, TokenizerConfig, TrainConfig, FinetuneConfig, *(f.config for f in FAMILIES.values())]:
         undocumented = [f.name for f in dataclasses.fields(config) if not field_docs(config).get(f.name)]
         assert not undocumented, f"{config.__name__}: {undocumented}"
 
@@ -463,7 +463,8 @@ def test_flag_choices_are_what_the_configs_accept():
             continue
         section, name = flags[action.dest]
         configs = {"data": [DataConfig], "train": [TrainConfig]}.get(section) or [
-            c for c, _ in FAMILIES.values() if name in {f.name for f in dataclasses.fields(c)}]
+            family.config for family in FAMILIES.values()
+            if name in {f.name for f in dataclasses.fields(family.config)}]
         for config in configs:
             for value in action.choices:
                 assert getattr(config(**{name: value}), name) == value

@@ -296,8 +296,8 @@ def test_finetune_logs_the_keys_tinylm_train_logs(tiny_base, corpus, tmp_path):
     records = read_jsonl(tuned / "metrics.jsonl")
     assert [(e.step, round(e.value, 4)) for e in events.Scalars("val/perplexity")] == \
         [(r["step"], round(r["val_perplexity"], 4)) for r in records]
-    # both write through tinylm.run.session.RunWriter: the same records and samples, field for field
+    # both report to tinylm.run.session.RunSession: the same records and samples, field for field
     trained_records = read_jsonl(trained / "metrics.jsonl")
-    assert set(records[0]) == set(trained_records[0]) - {"val_context", "wall_seconds"}
+    assert set(records[0]) == set(trained_records[0]) - {"wall_seconds"}
     samples = [read_jsonl(run / "samples.jsonl") for run in (tuned, trained)]
     assert [set(r) for r in samples[0]] == [set(r) for r in samples[1]]

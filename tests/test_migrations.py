@@ -67,10 +67,10 @@ def test_an_old_counting_run_says_it_cannot_resume(old_runs):
 
 def test_a_budget_run_of_format_1_reads_as_epochs_left_open():
     old = {"format_version": 1, "train": {"epochs": 1_000_000, "time_budget": 60.0}}
-    new = migrations.upgrade(migrations.CONFIG, old, "config.json")
+    new = migrations.upgrade(migrations.CONFIG_JSON, old, "config.json")
     assert new["train"]["epochs"] is None and new["format_version"] == 2
     assert old["train"]["epochs"] == 1_000_000  # the dict read is not changed
-    kept = migrations.upgrade(migrations.CONFIG, {"format_version": 1, "train": {"epochs": 7}}, "config.json")
+    kept = migrations.upgrade(migrations.CONFIG_JSON, {"format_version": 1, "train": {"epochs": 7}}, "config.json")
     assert kept["train"]["epochs"] == 7
 
 

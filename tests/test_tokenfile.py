@@ -342,7 +342,7 @@ def test_a_folder_prepared_by_an_earlier_tinylm_opens_and_trains(tmp_path, capsy
     changing = ("source", "seconds")
     assert {k: v for k, v in again.meta.items() if k not in changing} == \
         {k: v for k, v in prepared.meta.items() if k not in changing}
-    assert again.meta["version"] == migrations.CURRENT[migrations.TOKENS]
+    assert again.meta["version"] == migrations.CURRENT[migrations.TOKENS_JSON]
 
     # A tokens.json from a newer tinylm: one line that says so, from the API and the CLI.
     meta = json.loads((folder / "tokens.json").read_text())

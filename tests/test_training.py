@@ -117,11 +117,11 @@ def test_stateful_training_carries_the_state_and_learns(small_corpus, tmp_path, 
         return real_forward(self, ids, state)
 
     monkeypatch.setattr(RecurrentLM, "forward", spy)
+    from tinylm.machine import devices
     from tinylm.machine.devices import PrecisionChoice
-    from tinylm.training import loop
 
     # no precision probe: its forward passes (from a zero state) are not training steps
-    monkeypatch.setattr(loop, "training_precision", lambda *a, **k: PrecisionChoice("fp32", "fixed"))
+    monkeypatch.setattr(devices, "training_precision", lambda *a, **k: PrecisionChoice("fp32", "fixed"))
     run = tinylm.train(tiny_config(small_corpus, epochs=3, stateful=True, batch_size=8), out=tmp_path / "run",
                        **QUIET)
     steps = run.metrics[0]["steps_per_epoch"]
@@ -305,11 +305,11 @@ def test_a_bf16_kernel_failing_on_the_first_step_falls_back_to_fp32(small_corpus
     in fp32, said once, and the run completes and learns."""
     import torch
 
+    from tinylm.machine import devices
     from tinylm.machine.devices import PrecisionChoice
     from tinylm.models.rnn import RecurrentLM
-    from tinylm.training import loop
 
-    monkeypatch.setattr(loop, "training_precision", lambda *a, **k: PrecisionChoice("bf16", "simulated"))
+    monkeypatch.setattr(devices, "training_precision", lambda *a, **k: PrecisionChoice("bf16", "simulated"))
     forward = RecurrentLM.forward
 
     def failing_under_autocast(self, ids, state=None):

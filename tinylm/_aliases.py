@@ -19,7 +19,7 @@ MOVED = {
     "tinylm.export": "tinylm.publishing.export", "tinylm.temperature": "tinylm.generation.temperature",
     "tinylm.app": "tinylm.generation.playground", "tinylm.memorisation": "tinylm.evaluation.memorisation",
     "tinylm.compare": "tinylm.evaluation.compare", "tinylm.encoding": "tinylm.tokenizers.encoding",
-    "tinylm.tracking": "tinylm.training.loggers", "tinylm.finetune": "tinylm.training.finetune",
+    "tinylm.tracking": "tinylm.run.loggers", "tinylm.finetune": "tinylm.training.finetune",
     "tinylm.lightning": "tinylm.training.lightning", "tinylm.presets": "tinylm.training.presets",
     "tinylm.weights": "tinylm.models.weights",
 }

@@ -26,7 +26,7 @@ from .run import migrations
 from .run.layout import CONFIG, run_config_file
 from .tokenizers import TokenizerConfig
 
-FORMAT_VERSION = migrations.CURRENT[migrations.CONFIG]  # config.json's format (see tinylm/run/migrations.py)
+FORMAT_VERSION = migrations.CURRENT[migrations.CONFIG_JSON]  # config.json's format (see tinylm/run/migrations.py)
 
 
 @dataclass
@@ -77,7 +77,7 @@ class DataConfig:
 
 
 LOGGER_NAMES = ("none", "csv", "tensorboard", "wandb")
-"""The experiment trackers (tinylm.training.loggers.LOGGERS has one class for each)."""
+"""The experiment trackers (tinylm.run.loggers.LOGGERS has one class for each)."""
 MAX_LR = 1000.0  # far past any useful rate; beyond ~1e38 the optimizer's arithmetic overflows float32
 
 
@@ -227,7 +227,7 @@ class RunConfig:
         if self.train.stateful:
             from .models import FAMILIES, family_of
 
-            if not FAMILIES[family_of(self.model)][1].carries_state:
+            if not FAMILIES[family_of(self.model)].model.carries_state:
                 raise TinyLMError("--stateful needs a recurrent model (rnn, gru, lstm): this model's state "
                                   "does not carry the whole past")
             if self.data.lines or self.data.target != "every":
@@ -253,7 +253,7 @@ class RunConfig:
         `where` names the file in the errors (load passes its path)."""
         if not isinstance(data, dict):
             raise TinyLMError(f"{where} is not a valid tinylm config (not a JSON object)")
-        data = migrations.upgrade(migrations.CONFIG, data, where)  # from any earlier format
+        data = migrations.upgrade(migrations.CONFIG_JSON, data, where)  # from any earlier format
         try:
             sections = {name: data[name] for name in ("data", "tokenizer", "model", "train")}
         except KeyError as e:
@@ -273,7 +273,7 @@ class RunConfig:
             sections["data"] = {**data_section, "target": "every"}
         model_fields = {k: v for k, v in sections["model"].items() if k != "family"}
         for section, kind in (("data", DataConfig), ("tokenizer", TokenizerConfig), ("train", TrainConfig),
-                              ("model", FAMILIES[family][0])):
+                              ("model", FAMILIES[family].config)):
             check_fields(model_fields if section == "model" else sections[section], kind, f"{where} {section}")
         check_limits(sections["data"], model_fields, where)
         try:

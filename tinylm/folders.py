@@ -1,6 +1,7 @@
 """Folder safety: which output folder may be replaced, how a folder appears whole, who holds it. Every command
 that writes a folder (a run, a prepared corpus, an export, a report, a fine-tune, a Hub dry run) writes it through
-these four steps, each one call here:
+these four steps, declared once per kind of folder (an `OutputKind` beside the module that owns that kind) and run
+by one call, `writing_output`:
 
 - check (`check_output`, `check_output_file`, `check_apart`): an output folder is replaced only when it is empty or
   holds what the same command wrote before (a run, a prepared corpus, an export, a report), nothing else; never `.`,
@@ -29,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TinyLMError
@@ -89,12 +91,13 @@ def _protected(path: Path) -> str | None:
 
 def check_output(out: Path, *, what: str, is_same_kind: Callable[[Path], bool], overwrite: bool,
                  allowed: Iterable[str] | None = None, flag: str = "--out", hint: str = "",
-                 held: str | None = None) -> None:
+                 held: str | None = None, keep: Iterable[str] = ()) -> None:
     """Refuse an output folder tinylm may not write or replace; no side effects.
 
     `what` names the kind of folder ("a tinylm run"), `is_same_kind` recognises one, `allowed` lists the entries
     such a folder holds (others mean the folder is someone's), `hint` is added to the refusal without --overwrite,
-    and `held` names what the folder holds in that refusal (default: `what`)."""
+    `held` names what the folder holds in that refusal (default: `what`), and a folder holding only entries of
+    `keep` (which the new folder takes over) counts as empty."""
     out = Path(out)
     if out.is_symlink():
         raise TinyLMError(f"{flag} {out} is a symbolic link (to {os.readlink(out)}); give the folder itself")
@@ -107,7 +110,7 @@ def check_output(out: Path, *, what: str, is_same_kind: Callable[[Path], bool], 
     if not out.is_dir():
         return
     try:
-        entries = list(out.iterdir())
+        entries = [entry for entry in out.iterdir() if entry.name not in set(keep)]
     except PermissionError:
         raise TinyLMError(f"{flag} {out} is not readable; choose another folder") from None
     if not entries:
@@ -185,18 +188,58 @@ def replace_folder(staging: Path, out: Path) -> None:
 
 
 @contextmanager
-def writing_folder(out: str | os.PathLike) -> Iterator[Path]:
+def writing_folder(out: str | os.PathLike, keep: Iterable[str] = ()) -> Iterator[Path]:
     """Yield an empty staging folder beside `out`; when the block ends without an error it replaces `out`
-    whole, else it is removed and `out` is untouched. Hold the folder (`hold`) around it."""
+    whole (the entries of `out` named in `keep` moved into it first), else it is removed and `out` is untouched.
+    Hold the folder (`hold`) around it."""
     out = Path(out)
     clean_stale(out)
     staging = make_dir(unique_sibling(out, "tmp"))
     try:
         yield staging
+        for name in keep:
+            if (out / name).exists() and not (staging / name).exists():
+                os.replace(out / name, staging / name)
         replace_folder(staging, out)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+# -- the kinds of output folder, and the one call that writes each -------------------------------------------
+@dataclass(frozen=True)
+class OutputKind:
+    """A kind of folder a command writes, declared once by the module that owns it (tinylm.run.layout.RUN_FOLDER,
+    tinylm.data.tokenfile.PREPARED_FOLDER, ...): how it is named in messages, how an earlier one is recognised
+    (`is_same_kind`), the entries it may hold (others mean the folder is someone's: None, any), and what the
+    refusal adds (`hint`, `held`)."""
+
+    what: str
+    is_same_kind: Callable[[Path], bool]
+    allowed: frozenset[str] | None = None
+    held: str | None = None
+    hint: str = ""
+
+    def check(self, out: str | os.PathLike, overwrite: bool, flag: str = "--out", hint: str | None = None,
+              keep: Iterable[str] = ()) -> None:
+        """Refuse `out` unless this command may write or replace it (check_output); no side effects."""
+        check_output(Path(out), what=self.what, is_same_kind=self.is_same_kind, overwrite=overwrite,
+                     allowed=self.allowed, flag=flag, hint=self.hint if hint is None else hint, held=self.held,
+                     keep=keep)
+
+
+@contextmanager
+def writing_output(kind: OutputKind, out: str | os.PathLike, *, overwrite: bool, flag: str = "--out",
+                   hint: str | None = None, held: bool = False, keep: Iterable[str] = ()) -> Iterator[Path]:
+    """Write the folder `out` of `kind` whole: check it, hold it (unless the caller already does: `held`), check
+    again now that no other process writes it, then yield a staging folder that replaces `out` when the block
+    ends without an error (taking over the old folder's entries named in `keep`). The one way tinylm writes an
+    output folder."""
+    kind.check(out, overwrite, flag, hint, keep)
+    with hold(out, enabled=not held):
+        kind.check(out, overwrite, flag, hint, keep)
+        with writing_folder(out, keep=keep) as staging:
+            yield staging
 
 
 def clean_stale(out: Path) -> None:

@@ -40,10 +40,10 @@ def add_parser(sub) -> None:
                                     "(tinylm/training/presets.py)")
     # The families `--model` can make; a field several have (layers, embed, dropout) is one flag for all.
     trainable = {family: names for family in FAMILIES
-                 if (names := [n for n, (f, _) in MODEL_NAMES.items() if f == family])}
-    flags |= add_config_flags(g, [FAMILIES[family][0] for family in trainable], "model",
+                 if (names := [n for n, named in MODEL_NAMES.items() if named.family == family])}
+    flags |= add_config_flags(g, [FAMILIES[family].config for family in trainable], "model",
                               skip=MODEL_FIELDS_SET_ELSEWHERE,
-                              labels={FAMILIES[family][0]: ", ".join(names) for family, names in trainable.items()})
+                              labels={FAMILIES[family].config: ", ".join(names) for family, names in trainable.items()})
     g = p.add_argument_group("training")
     machine = (*MACHINE_FLAGS, "processes")  # TrainConfig fields declared by add_machine_flags below
     flags |= add_config_flags(g, TrainConfig, "train", skip=machine,

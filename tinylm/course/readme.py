@@ -69,7 +69,7 @@ WORDS = {
 
 def _wandb(folder: Folder) -> tuple[str | None, bool, Path | None]:
     """(the W&B run's URL, whether it is offline, its folder) of the first W&B run in the folder."""
-    from ..training.loggers import read_wandb_run
+    from ..run.loggers import read_wandb_run
 
     for run_folder in folder.wandb_runs:
         run = read_wandb_run(run_folder)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ..errors import TinyLMError
 from ..run.layout import METRICS, WEIGHTS, is_run
-from ..training.loggers import wandb_run_folders
+from ..run.loggers import wandb_run_folders
 from .project import MAX_PARAMETERS, MIN_EPOCHS
 
 OK, FAIL, UNKNOWN = "ok", "fail", "unknown"
@@ -294,7 +294,7 @@ def validation_losses(folder: Folder) -> tuple[list[float], str]:
     """The validation loss after each epoch and where it was read: the W&B run's history, else history.json,
     else the run's metrics.jsonl."""
     from ..io import read_jsonl
-    from ..training.loggers import loss_keys, read_wandb_run
+    from ..run.loggers import loss_keys, read_wandb_run
 
     for run_folder in folder.wandb_runs:
         history = read_wandb_run(run_folder).history
@@ -401,7 +401,7 @@ def _run_loop(folder: Folder, lang: str, **_) -> Requirement:
 
 
 def _wandb(folder: Folder, lang: str, **_) -> Requirement:
-    from ..training.loggers import loss_keys, read_wandb_run
+    from ..run.loggers import loss_keys, read_wandb_run
 
     if not folder.wandb_runs:
         return Requirement("wandb", FAIL, _say(lang, "no W&B run folder (wandb/offline-run-* or run-*)",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import TinyLMError
+from ..machine.store import cache_dir
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,6 @@ class Corpus:
     name: str
     train: str
     val: str | None = None
-
-
-def cache_dir() -> Path:
-    xdg_cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    root = os.environ.get("TINYLM_CACHE_DIR") or xdg_cache / "tinylm"
-    return Path(root)
 
 
 def _sha256(path: Path) -> str:

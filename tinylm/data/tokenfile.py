@@ -11,7 +11,7 @@ holds it whole. Three passes:
 
 Each split is encoded on its own as the in-memory path does, so the ids equal those of
 `tokenizer.encode(split_text)` token for token. The folder is written under a staging name and renamed when
-complete (`rundir.writing_folder`), so a killed `prepare` leaves nothing half-made.
+complete (`tinylm.folders.writing_output`), so a killed `prepare` leaves nothing half-made.
 
 `open_prepared(folder)` maps the files read-only (numpy.memmap): training gathers each batch by indexing
 the map, so its memory does not grow with the corpus.
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TinyLMError
-from ..folders import check_output, hold, writing_folder
+from ..folders import OutputKind, writing_output
 from ..io import write_json
 from ..run import migrations
 from ..tokenizers import Tokenizer, TokenizerConfig, build_tokenizer, build_tokenizer_from_stream, token_dtype
@@ -112,9 +112,8 @@ PREPARED_ENTRIES = {"train.bin", "val.bin", "tokens.json", "tokenizer.json", "to
                     "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja"}
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    check_output(out, what="a prepared corpus", is_same_kind=is_prepared, overwrite=overwrite,
-                 allowed=PREPARED_ENTRIES)
+PREPARED_FOLDER = OutputKind("a prepared corpus", lambda folder: is_prepared(folder), frozenset(PREPARED_ENTRIES))
+"""A prepared corpus as an output folder (tinylm.folders)."""
 
 
 def _progress(progress: bool, total: int, desc: str):
@@ -135,7 +134,7 @@ def prepare(source: str, tokenizer_config: TokenizerConfig | None = None, out_di
         raise TinyLMError("prepare needs an output folder (--out DIR)")
     out = Path(out_dir)
     check_val_fraction(val_fraction)
-    _check_out(out, overwrite)
+    PREPARED_FOLDER.check(out, overwrite)  # before a pass over the text
     if is_prepared(source):
         raise TinyLMError(f"{source} is already a prepared folder; train on it with --data {source}")
     found = find_source(source, encoding)
@@ -156,8 +155,7 @@ def prepare(source: str, tokenizer_config: TokenizerConfig | None = None, out_di
 
     # Written whole beside `out`, then renamed into place: a kill or a full disk leaves the old folder or the new
     # one, and a second `prepare` into the same folder is refused while this one runs.
-    with hold(out), writing_folder(out) as staging:
-        _check_out(out, overwrite)  # again, now that no other process writes it
+    with writing_output(PREPARED_FOLDER, out, overwrite=overwrite) as staging:
         with _progress(progress, nbytes, "encode") as bar:
             encoded = _encode(found.split_streams(cut, bar.update), tokenizer, DTYPES[dtype], staging)
         train, val = encoded.splits
@@ -167,7 +165,7 @@ def prepare(source: str, tokenizer_config: TokenizerConfig | None = None, out_di
             raise TinyLMError(f"the validation split of {source!r} is empty: raise --val-fraction")
         tokenizer.save(staging)
         seconds = time.perf_counter() - t0
-        write_json(staging / META, {"format": FORMAT, **migrations.stamp(migrations.TOKENS, {
+        write_json(staging / META, {"format": FORMAT, **migrations.stamp(migrations.TOKENS_JSON, {
             "dtype": dtype,
             "vocab_size": tokenizer.vocab_size,
             "tokenizer": tokenizer.kind,
@@ -282,7 +280,7 @@ def open_prepared(folder: str | os.PathLike) -> PreparedCorpus:
         raise _corrupted(meta_path, f"not valid JSON: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _corrupted(meta_path, f"not a {FORMAT} file")
-    meta = migrations.upgrade(migrations.TOKENS, meta, meta_path)  # an older format climbs to the current one
+    meta = migrations.upgrade(migrations.TOKENS_JSON, meta, meta_path)  # an older format climbs to the current one
     try:
         dtype = DTYPES[meta["dtype"]]
         counts = [int(meta[name]["tokens"]) for name in SPLITS]

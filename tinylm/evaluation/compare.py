@@ -21,6 +21,7 @@ from typing import Any
 
 from ..config import RunConfig
 from ..errors import TinyLMError
+from ..folders import OutputKind
 from ..io import write_json, write_text
 from ..models import MODEL_NAMES, model_config
 from ..plots import plot_compare
@@ -121,6 +122,13 @@ def _csv(rows: list[CompareRow]) -> str:
     return buffer.getvalue()
 
 
+COMPARISON_FOLDER = OutputKind("a comparison", lambda folder: (folder / "compare.md").is_file()
+                               or (folder / "runs").is_dir(),
+                               frozenset({"compare.md", "compare.csv", "compare.json", "compare.png", "runs"}))
+"""A comparison as an output folder (tinylm.folders): its runs are written one by one, each a run of its own,
+so the folder is checked (not staged) and its report files replaced one by one."""
+
+
 def compare(models: str | list[str], data: str | None = None, *, budget_seconds: float | None = 60.0,
             out: str | Path = "compare", config: RunConfig | None = None,
             model_settings: dict[str, Any] | None = None, prompt: str | None = None, samples: int = 3,
@@ -149,10 +157,7 @@ def compare(models: str | list[str], data: str | None = None, *, budget_seconds:
     train_text, _ = load_split(base.data)  # a bad --data fails here, before any training
     training_words = TrainingWords(train_text)
     out = Path(out)
-    from ..folders import check_output  # never `.`, a parent, a mount point, or a folder holding other files
-
-    check_output(out, what="a comparison", is_same_kind=lambda f: (f / "compare.md").is_file() or (f / "runs").is_dir(),
-                 overwrite=True, allowed={"compare.md", "compare.csv", "compare.json", "compare.png", "runs"})
+    COMPARISON_FOLDER.check(out, overwrite=True)  # never `.`, a parent, a mount point, a folder of other files
 
     rows: list[CompareRow] = []
     curves: dict[str, list[tuple[float, float]]] = {}

@@ -15,7 +15,7 @@ import html
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -132,6 +132,159 @@ def page_settings(temperature: float, top_k: float | None, top_p: float, max_new
     return config
 
 
+@dataclass(frozen=True)
+class GenerateHandler:
+    """The Generate button's handler for `runs`: checks the page's values, charts each run's next-token
+    distribution, then streams every run's text until done or `limits.max_seconds`. Requests share one handler
+    across threads, so it holds settings only; each request's state stays in its own call."""
+
+    runs: Sequence[LoadedModel]
+    labels: Sequence[str]
+    """Column headings (run_labels), which the status line's notes name."""
+    limits: Limits
+
+    def generate(self, prompt: str, temperature: float, top_k: int | None, top_p: float, max_new_tokens: int,
+                 seed: str | None, greedy: bool = False) -> Iterator[tuple]:
+        """Yields (status, text per run..., chart per run...): charts first, then the texts as they grow."""
+        started = time.monotonic()
+        try:
+            prompt, config = self._request(prompt, temperature, top_k, top_p, max_new_tokens, seed, greedy)
+            charts = [distribution_table(run, prompt, config.temperature) for run in self.runs]
+        except TinyLMError as e:
+            yield (_error(str(e)), *[""] * len(self.runs), *[None] * len(self.runs))
+            return
+
+        note = self._unknown_symbols_note(prompt)
+        texts = [prompt] * len(self.runs)
+        yield ("Generating…" + note, *texts, *charts)
+        timed_out = yield from self._stream(prompt, config, texts, started, "Generating…" + note)
+        elapsed = time.monotonic() - started
+        status = (f"Stopped at the time limit of {self.limits.max_seconds:g} s." if timed_out
+                  else f"Done in {elapsed:.2f} s.")
+        # The charts again: an API client keeps only the last message, and it should hold everything.
+        yield (status + note, *texts, *charts)
+
+    def _request(self, prompt, temperature, top_k, top_p, max_new_tokens, seed,
+                 greedy) -> tuple[str, SamplingConfig]:
+        """The prompt and sampling settings a request asks for; a bad value is a TinyLMError worded for the page."""
+        prompt = "" if prompt is None else prompt  # no prompt: a new text, as from an empty box
+        if not isinstance(prompt, str):
+            raise TinyLMError(f"The Prompt must be text, got {type(prompt).__name__}")
+        if len(prompt) > self.limits.max_prompt_chars:
+            raise TinyLMError(f"The prompt has {len(prompt):,} characters; the limit is "
+                              f"{self.limits.max_prompt_chars:,}")
+        # Each run has its own vocabulary size, which bounds top-k.
+        config = page_settings(temperature, top_k, top_p, max_new_tokens, "" if seed is None else str(seed),
+                               greedy, [run.tokenizer.vocab_size for run in self.runs])
+        return prompt, config
+
+    def _unknown_symbols_note(self, prompt: str) -> str:
+        """' (note: …)' naming the prompt's symbols that a run reads as its unknown token; empty if there are none."""
+        notes = [f"{label} reads {', '.join(map(repr, unknown[:10]))} as {run.tokenizer.unk_token}"
+                 for label, run in zip(self.labels, self.runs) if (unknown := run.tokenizer.unknown_symbols(prompt))]
+        # Escaped, as in _error: Markdown would drop "<unk>".
+        return html.escape(f" (note: {'; '.join(notes)})", quote=False) if notes else ""
+
+    def _stream(self, prompt: str, config: SamplingConfig, texts: list[str], started: float,
+                status: str) -> Generator[tuple, None, bool]:
+        """Grows `texts` (one per run) piece by piece, yielding (status, texts..., unchanged charts...) at most
+        every STREAM_EVERY_S; returns whether the time limit stopped a run that had more to write."""
+        # All runs advance one piece in turn, so the columns grow together however many there are.
+        streams = {i: run.stream(prompt, config=config) for i, run in enumerate(self.runs)}
+        last_update = time.monotonic()
+        while streams:
+            for i, stream in list(streams.items()):
+                piece = next(stream, None)
+                if piece is None:
+                    del streams[i]
+                else:
+                    texts[i] += piece
+            if time.monotonic() - started > self.limits.max_seconds:
+                return bool(streams)
+            if time.monotonic() - last_update >= STREAM_EVERY_S:
+                last_update = time.monotonic()
+                yield (status, *texts, *[gr.skip()] * len(self.runs))
+        return False
+
+
+@dataclass(frozen=True)
+class Page:
+    """The page's components that its event reads and writes (headings and run descriptions never change)."""
+
+    prompt: gr.Textbox
+    temperature: gr.Slider
+    top_k: gr.Number
+    top_p: gr.Slider
+    max_new_tokens: gr.Slider
+    seed: gr.Textbox
+    greedy: gr.Checkbox
+    button: gr.Button
+    status: gr.Markdown
+    texts: list[gr.Textbox]
+    """One per run, in the runs' order; so are the charts."""
+    charts: list[gr.BarPlot]
+
+    @property
+    def settings(self) -> list:
+        """The controls in the order GenerateHandler.generate takes them, which is the API's parameter order."""
+        return [self.prompt, self.temperature, self.top_k, self.top_p, self.max_new_tokens, self.seed, self.greedy]
+
+
+def _build_page(runs: Sequence[LoadedModel], labels: Sequence[str], limits: Limits) -> Page:
+    """Lays out the page inside the open gr.Blocks, top to bottom: the prompt with the Generate button and
+    status line, the sampling controls, then one column per run."""
+    gr.Markdown("## tinylm playground")
+    with gr.Row():
+        prompt = gr.Textbox(label="Prompt", lines=3, max_length=limits.max_prompt_chars, elem_id="prompt",
+                            placeholder="Text to continue (empty: start a new text)", scale=4)
+        with gr.Column(scale=1, min_width=160):
+            button = gr.Button("Generate", variant="primary", elem_id="generate")
+            status = gr.Markdown("Type a prompt and press Generate.", elem_id="status")
+    with gr.Row():
+        # Ranges include 0 so that an invalid value reaches tinylm's own validation and its message.
+        temperature = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="Temperature",
+                                elem_id="temperature", info="lower: safer, higher: more surprising")
+        top_k = gr.Number(0, precision=0, minimum=0, label="Top-k", elem_id="top-k", info="0: off")
+        top_p = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="Top-p", elem_id="top-p", info="1: off")
+        max_new_tokens = gr.Slider(1, limits.max_new_tokens, value=min(200, limits.max_new_tokens),
+                                   step=1, label="Max new tokens", elem_id="max-new-tokens")
+        with gr.Column(min_width=160):
+            # A text box, not gr.Number: a number box shows and sends 0 when empty, and every fresh page
+            # would then write the same text.
+            seed = gr.Textbox("", label="Seed", elem_id="seed", placeholder="random", max_lines=1,
+                              info="empty: a new text each time")
+            greedy = gr.Checkbox(False, label="Greedy", elem_id="greedy",
+                                 info="always the most likely token (ignores temperature)")
+    texts, charts = _run_columns(runs, labels)
+    return Page(prompt, temperature, top_k, top_p, max_new_tokens, seed, greedy, button, status, texts, charts)
+
+
+def _run_columns(runs: Sequence[LoadedModel], labels: Sequence[str]) -> tuple[list[gr.Textbox], list[gr.BarPlot]]:
+    """One column per run, side by side: its name, description and parameter count, then its text box and
+    next-token chart (returned, one of each per run)."""
+    texts, charts = [], []
+    with gr.Row(equal_height=False):
+        for i, (label, run) in enumerate(zip(labels, runs)):
+            with gr.Column(min_width=280):
+                gr.Markdown(f"### {html.escape(label)}\n{html.escape(run.module.describe())} · "
+                            f"{run.num_parameters():,} parameters", elem_id=f"run-{i}-info")
+                texts.append(gr.Textbox(label="Text", lines=10, max_lines=20, interactive=False,
+                                        elem_id=f"output-{i}"))
+                # y from 0: bars must compare as lengths (the default axis starts near the smallest bar).
+                charts.append(gr.BarPlot(x="token", y="probability", sort="-y", y_lim=[0, None],
+                                         height=260, elem_id=f"dist-{i}",
+                                         label=f"Next token after the prompt (top {TOP_TOKENS})"))
+    return texts, charts
+
+
+def _wire_events(page: Page, handler: GenerateHandler) -> None:
+    """The page's one event, inside the open gr.Blocks: Generate (also the API's /generate) streams `handler`'s
+    messages into the status line, texts and charts."""
+    # No submit-on-Enter: newlines are part of prompts (a play's "ROMEO:\n").
+    page.button.click(handler.generate, page.settings, [page.status, *page.texts, *page.charts],
+                      api_name="generate")
+
+
 def build_app(runs: Sequence[LoadedModel | str | Path], limits: Limits | None = None,
               device: str = "cpu") -> gr.Blocks:
     """The playground page for `runs` (loaded models or run directories), its queue set up from `limits`."""
@@ -144,94 +297,9 @@ def build_app(runs: Sequence[LoadedModel | str | Path], limits: Limits | None = 
         # it ends, so a module left in training mode would flip under concurrent requests (and use dropout).
         run.module.eval()
     labels = run_labels(runs)
-
-    def generate(prompt: str, temperature: float, top_k: int | None, top_p: float, max_new_tokens: int,
-                 seed: str | None, greedy: bool = False) -> Iterator[tuple]:
-        """Yields (status, text per run..., chart per run...): charts first, then the texts as they grow."""
-        started = time.monotonic()
-        try:
-            prompt = "" if prompt is None else prompt  # no prompt: a new text, as from an empty box
-            if not isinstance(prompt, str):
-                raise TinyLMError(f"The Prompt must be text, got {type(prompt).__name__}")
-            if len(prompt) > limits.max_prompt_chars:
-                raise TinyLMError(f"The prompt has {len(prompt):,} characters; the limit is "
-                                  f"{limits.max_prompt_chars:,}")
-            # Each run has its own vocabulary size, which bounds top-k.
-            config = page_settings(temperature, top_k, top_p, max_new_tokens, "" if seed is None else str(seed),
-                                   greedy, [run.tokenizer.vocab_size for run in runs])
-            charts = [distribution_table(run, prompt, config.temperature) for run in runs]
-        except TinyLMError as e:
-            yield (_error(str(e)), *[""] * len(runs), *[None] * len(runs))
-            return
-
-        notes = [f"{label} reads {', '.join(map(repr, unknown[:10]))} as {run.tokenizer.unk_token}"
-                 for label, run in zip(labels, runs) if (unknown := run.tokenizer.unknown_symbols(prompt))]
-        # Escaped, as in _error: Markdown would drop "<unk>".
-        note = html.escape(f" (note: {'; '.join(notes)})", quote=False) if notes else ""
-        texts = [prompt] * len(runs)
-        yield ("Generating…" + note, *texts, *charts)
-
-        # All runs advance one piece in turn, so the columns grow together however many there are.
-        streams = {i: run.stream(prompt, config=config) for i, run in enumerate(runs)}
-        last_update = time.monotonic()
-        timed_out = False
-        while streams:
-            for i, stream in list(streams.items()):
-                piece = next(stream, None)
-                if piece is None:
-                    del streams[i]
-                else:
-                    texts[i] += piece
-            if time.monotonic() - started > limits.max_seconds:
-                timed_out = bool(streams)
-                break
-            if time.monotonic() - last_update >= STREAM_EVERY_S:
-                last_update = time.monotonic()
-                yield ("Generating…" + note, *texts, *[gr.skip()] * len(runs))
-        elapsed = time.monotonic() - started
-        status = (f"Stopped at the time limit of {limits.max_seconds:g} s." if timed_out
-                  else f"Done in {elapsed:.2f} s.")
-        # The charts again: an API client keeps only the last message, and it should hold everything.
-        yield (status + note, *texts, *charts)
-
     with gr.Blocks(title="tinylm playground", analytics_enabled=False) as demo:
-        gr.Markdown("## tinylm playground")
-        with gr.Row():
-            prompt = gr.Textbox(label="Prompt", lines=3, max_length=limits.max_prompt_chars, elem_id="prompt",
-                                placeholder="Text to continue (empty: start a new text)", scale=4)
-            with gr.Column(scale=1, min_width=160):
-                button = gr.Button("Generate", variant="primary", elem_id="generate")
-                status = gr.Markdown("Type a prompt and press Generate.", elem_id="status")
-        with gr.Row():
-            # Ranges include 0 so that an invalid value reaches tinylm's own validation and its message.
-            temperature = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="Temperature",
-                                    elem_id="temperature", info="lower: safer, higher: more surprising")
-            top_k = gr.Number(0, precision=0, minimum=0, label="Top-k", elem_id="top-k", info="0: off")
-            top_p = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="Top-p", elem_id="top-p", info="1: off")
-            max_new_tokens = gr.Slider(1, limits.max_new_tokens, value=min(200, limits.max_new_tokens),
-                                       step=1, label="Max new tokens", elem_id="max-new-tokens")
-            with gr.Column(min_width=160):
-                # A text box, not gr.Number: a number box shows and sends 0 when empty, and every fresh page
-                # would then write the same text.
-                seed = gr.Textbox("", label="Seed", elem_id="seed", placeholder="random", max_lines=1,
-                                  info="empty: a new text each time")
-                greedy = gr.Checkbox(False, label="Greedy", elem_id="greedy",
-                                     info="always the most likely token (ignores temperature)")
-        outputs, charts = [], []
-        with gr.Row(equal_height=False):
-            for i, (label, run) in enumerate(zip(labels, runs)):
-                with gr.Column(min_width=280):
-                    gr.Markdown(f"### {html.escape(label)}\n{html.escape(run.module.describe())} · "
-                                f"{run.num_parameters():,} parameters", elem_id=f"run-{i}-info")
-                    outputs.append(gr.Textbox(label="Text", lines=10, max_lines=20, interactive=False,
-                                              elem_id=f"output-{i}"))
-                    # y from 0: bars must compare as lengths (the default axis starts near the smallest bar).
-                    charts.append(gr.BarPlot(x="token", y="probability", sort="-y", y_lim=[0, None],
-                                             height=260, elem_id=f"dist-{i}",
-                                             label=f"Next token after the prompt (top {TOP_TOKENS})"))
-        # No submit-on-Enter: newlines are part of prompts (a play's "ROMEO:\n").
-        button.click(generate, [prompt, temperature, top_k, top_p, max_new_tokens, seed, greedy],
-                     [status, *outputs, *charts], api_name="generate")
+        page = _build_page(runs, labels, limits)
+        _wire_events(page, GenerateHandler(runs, labels, limits))
     return demo.queue(max_size=limits.max_queue, default_concurrency_limit=limits.concurrency)
 
 

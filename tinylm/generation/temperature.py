@@ -19,6 +19,7 @@ import torch
 
 from ..errors import TinyLMError
 from ..evaluation.memorisation import WORD, generated_words
+from ..folders import OutputKind
 from ..io import write_json, write_text
 from ..plots import plot_distributions, plot_temperature
 from ..publishing.hub import load
@@ -233,6 +234,11 @@ def _markdown(report: TemperatureReport, description: str, max_new_tokens: int, 
     return "\n".join(lines) + "\n"
 
 
+REPORT_FOLDER = OutputKind("a temperature report", lambda folder: (folder / "temperature.md").is_file(),
+                           frozenset({"temperature.md", "temperature.png", "temperature.json"}))
+"""A temperature report as an output folder (tinylm.folders): an earlier one is replaced, nothing else is."""
+
+
 def temperature_report(run: LoadedModel | str | Path, temperatures=REPORT_TEMPERATURES,
                        prompts: list[str] | None = None, out: str | Path = "temperature-report", *,
                        samples: int = 4, max_new_tokens: int = 300, seed: int = 0, threshold: float = 0.5,
@@ -246,16 +252,10 @@ def temperature_report(run: LoadedModel | str | Path, temperatures=REPORT_TEMPER
         raise TinyLMError("--samples and --max-new-tokens must be at least 1")
     if not 0 < threshold < 1:
         raise TinyLMError(f"--threshold must be between 0 and 1, got {threshold}")
-    from ..folders import check_output, hold, writing_folder
+    from ..folders import writing_output
 
     out = Path(out)
-    report_files = {"temperature.md", "temperature.png", "temperature.json"}
-
-    def check_out() -> None:  # an earlier report is replaced whole; a folder holding anything else never is
-        check_output(out, what="a temperature report", is_same_kind=lambda f: (f / "temperature.md").is_file(),
-                     overwrite=True, allowed=report_files)
-
-    check_out()  # before minutes of sampling
+    REPORT_FOLDER.check(out, overwrite=True)  # before minutes of sampling
     run = _as_run(run)
     prompts = list(prompts) if prompts else [run.config.train.sample_prompt or ""]
     run.check_data()  # a run from the Hub never reads a local file its config names
@@ -283,8 +283,7 @@ def temperature_report(run: LoadedModel | str | Path, temperatures=REPORT_TEMPER
 
     series = {"real words": [s.real_words for s in stats], "distinct-2": [s.distinct_2 for s in stats],
               f"repetition ({REPETITION_N}-grams)": [s.repetition for s in stats]}
-    with hold(out), writing_folder(out) as staging:
-        check_out()
+    with writing_output(REPORT_FOLDER, out, overwrite=True) as staging:  # an earlier report is replaced whole
         plot_temperature(temperatures, series, staging / "temperature.png", reference=reference.real_words,
                          threshold=threshold, crossing=crossing,
                          title=f"{name}: text statistics against sampling temperature")

@@ -30,12 +30,14 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import TinyLMError
+from .store import TRAINING_CHOICES, model_fingerprint
 
 CPU_BF16_ENV = "TINYLM_CPU_BF16"
 TRAINING_PRECISIONS = ("auto", "bf16", "fp32")
@@ -369,15 +371,25 @@ PROBE_MARGIN = 1.05
 
 def _probe(model: torch.nn.Module, batch, device: torch.device) -> PrecisionChoice:
     """Native bf16 CPU: keep bf16 only if a forward+backward of one batch runs under autocast and is faster.
-    Measured once per machine, model shape and batch shape, then remembered (TRAINING_CHOICES in the cache
-    folder): the same command makes the same choice every time, as exact resumes and repeated runs need."""
-    key = _probe_key(model, batch)
-    remembered = recall(TRAINING_CHOICES, key)
-    if remembered and remembered.get("precision") in ("bf16", "fp32"):
-        return PrecisionChoice(remembered["precision"], f"{remembered['reason']}; remembered from an earlier probe")
-    choice = _measure(model, batch, device)
-    remember(TRAINING_CHOICES, key, {"precision": choice.name, "reason": choice.reason})
+    Measured once per machine, model shape and batch shape, then remembered (store.TRAINING_CHOICES): the same
+    command makes the same choice every time, as exact resumes and repeated runs need."""
+    key = f"{machine_key()} | {model_fingerprint(model)} | batch {tuple(batch[0].shape)}"
+    entry, remembered = TRAINING_CHOICES.recall_or_measure(
+        key, lambda: _as_entry(_measure(model, batch, device)),
+        usable=lambda entry: entry.get("precision") in ("bf16", "fp32") and isinstance(entry.get("reason"), str))
+    choice = PrecisionChoice(entry["precision"], entry["reason"])
+    if remembered:
+        choice.reason += "; remembered from an earlier probe"
     return choice
+
+
+def machine_key() -> str:
+    """What a measured choice depends on besides the model: the CPU, its instruction set, torch, the threads."""
+    return f"{cpu_model()} | {cpu_capability()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+def _as_entry(choice: PrecisionChoice) -> dict:
+    return {"precision": choice.name, "reason": choice.reason}
 
 
 def _measure(model: torch.nn.Module, batch, device: torch.device) -> PrecisionChoice:
@@ -391,71 +403,6 @@ def _measure(model: torch.nn.Module, batch, device: torch.device) -> PrecisionCh
         return PrecisionChoice("fp32", f"bf16 autocast was not faster in a probe step ({ratio:.3f}x fp32's speed, "
                                        f"{PROBE_MARGIN}x needed)")
     return PrecisionChoice("bf16", f"native bf16, {ratio:.1f}x fp32's speed in a probe step")
-
-
-def machine_key() -> str:
-    """What a measured choice depends on besides the model: the CPU, its instruction set, torch, the threads."""
-    return f"{cpu_model()} | {cpu_capability()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
-
-
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """The model's class and a hash of its config: what a measured choice depends on of the model."""
-    import dataclasses
-    import hashlib
-    import json
-
-    config = getattr(model, "config", None)
-    shape = json.dumps(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else repr(config),
-                       sort_keys=True, default=str)
-    return f"{type(model).__name__} {hashlib.sha256(shape.encode()).hexdigest()[:12]}"
-
-
-def _probe_key(model: torch.nn.Module, batch) -> str:
-    return f"{machine_key()} | {model_fingerprint(model)} | batch {tuple(batch[0].shape)}"
-
-
-TRAINING_CHOICES = "training_precision.json"
-"""The cache file of the training probe's choices (in tinylm's cache folder)."""
-
-
-def choices_path(name: str) -> Path:
-    """Where the choices measured on this machine are kept: a JSON file `name` in tinylm's cache folder."""
-    from ..data.sources import cache_dir  # the cache folder's one owner (TINYLM_CACHE_DIR)
-
-    return cache_dir() / name
-
-
-def recall(name: str, key: str) -> dict | None:
-    """A choice measured earlier on this machine (None: none, or the file is unreadable)."""
-    import json
-
-    try:
-        data = json.loads(choices_path(name).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    entry = data.get(key) if isinstance(data, dict) else None
-    return entry if isinstance(entry, dict) else None
-
-
-def remember(name: str, key: str, entry: dict) -> None:
-    """Store a measured choice (the file is rewritten whole, then renamed: never half a file; a read-only cache
-    folder only means measuring again next time)."""
-    import json
-
-    path = choices_path(name)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data = data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        data = {}
-    data[key] = entry
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError:
-        pass
 
 
 def _first_line(error: BaseException) -> str:
@@ -518,6 +465,42 @@ def hardware_description(device: torch.device) -> str:
         return f"Apple GPU (MPS), {cpu_model()}"
     return (f"{cpu_model()}, {plural(physical_cores(), 'core')}, {plural(torch.get_num_threads(), 'thread')}, "
             f"capability {cpu_capability()}")
+
+
+# -- the machine a run trains on, settled once ---------------------------------------------------------------
+@dataclass
+class MachineChoice:
+    """Where and how a run computes, decided once before its first step: the device, the precision (with its
+    reason), the threads and the processes. Every engine's startup line and summary.json read it from here."""
+
+    device: torch.device
+    precision: PrecisionChoice
+    threads: int
+    processes: int = 1
+
+    def facts(self) -> dict:
+        """What summary.json and the loggers record about the machine."""
+        return {**hardware_summary(self.device, self.threads, self.processes), "precision": self.precision.name,
+                "precision_reason": self.precision.reason, "hardware": hardware_description(self.device)}
+
+    def describe(self, trainable: bool = True) -> str:
+        """The startup line's text: "cpu: fp32 (...); AMD EPYC ..., 2 cores, 2 threads, capability avx512"."""
+        shown = ([self.precision.describe()] if trainable else []) + [hardware_description(self.device)]
+        if self.processes > 1:
+            shown.append(f"{plural(self.processes, 'process')} (DDP)")
+        return f"{self.device}: {'; '.join(shown)}"
+
+
+def settle_machine(device: torch.device, precision: str, threads: int | None, model: torch.nn.Module,
+                   probe_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None, *,
+                   previous: str | None = None, processes: int = 1) -> MachineChoice:
+    """Apply --threads (else keep what the process has: the CLI's default, torchrun's OMP_NUM_THREADS, or an API
+    caller's own torch.set_num_threads()), then decide the precision for `model` (`probe_batch()` gives the batch
+    the CPU probe runs; `previous`: what a resumed run computed in)."""
+    threads = apply_threads(threads) if threads else torch.get_num_threads()
+    trainable = any(p.requires_grad for p in model.parameters())
+    batch = probe_batch() if trainable and probe_batch is not None else None
+    return MachineChoice(device, training_precision(precision, device, model, batch, previous), threads, processes)
 
 
 _IMPORTED_AT = time.time()

@@ -50,6 +50,7 @@ from torch import nn
 
 from ..errors import TinyLMError
 from . import devices
+from .store import GENERATION_CHOICES, model_fingerprint
 
 PRECISIONS = devices.GENERATION_PRECISIONS
 
@@ -67,9 +68,6 @@ MEASURE_TOKENS = 16
 
 MEASURE_ROUNDS = 5
 """Timed passes per candidate, taking turns; the fastest counts (under a second in all for gpt-gpu's model)."""
-
-CHOICES_FILE = "generation_precision.json"
-"""The measured rankings, in the cache folder, keyed by CPU, capability, torch version, threads and model shape."""
 
 TOLERANCES = {"bf16": 2e-2, "int8": 4e-2}
 """Max |logit difference| against fp32, as a share of the largest |fp32 logit|, that a copy may show to be
@@ -441,22 +439,24 @@ def auto_ranking(model: nn.Module, candidates: tuple[str, ...]) -> list[str]:
     """The candidates that run and agree with fp32 here, the one to use first: the fastest, where it beats
     fp32 by AUTO_MARGIN (else fp32), then the others by speed. Measured the first time this CPU, capability,
     torch version, thread count and model shape meet (a warning line for each candidate that fails or
-    disagrees), then read from CHOICES_FILE in the cache folder."""
+    disagrees), then read from the cache folder (store.GENERATION_CHOICES)."""
     if linear_weights(model) < AUTO_MEASURE_MIN_LINEAR_WEIGHTS:
         return ["fp32"]
     key, description = _choice_key(model, candidates)
     memo = (str(choices_path()), key)
-    if memo in _RANKINGS:
-        return _RANKINGS[memo]
-    stored = devices.recall(CHOICES_FILE, key) or {}
-    ranking = stored.get("ranking")
-    if not (isinstance(ranking, list) and ranking and set(ranking) <= set(candidates) and "fp32" in ranking):
-        rates = _measure(model, candidates)
-        ranking = rank(rates)
-        devices.remember(CHOICES_FILE, key, {**description, "ranking": ranking,
-                                             "tokens_per_second": {p: round(r, 1) for p, r in rates.items()}})
-    _RANKINGS[memo] = ranking
-    return ranking
+    if memo not in _RANKINGS:
+        def measure() -> dict:
+            rates = _measure(model, candidates)
+            return {**description, "ranking": rank(rates),
+                    "tokens_per_second": {p: round(r, 1) for p, r in rates.items()}}
+
+        def usable(entry: dict) -> bool:
+            ranking = entry.get("ranking")
+            return isinstance(ranking, list) and bool(ranking) and set(ranking) <= set(candidates) \
+                and "fp32" in ranking
+
+        _RANKINGS[memo] = GENERATION_CHOICES.recall_or_measure(key, measure, usable)[0]["ranking"]
+    return _RANKINGS[memo]
 
 
 def rank(rates: dict[str, float]) -> list[str]:
@@ -498,7 +498,7 @@ def _choice_key(model: nn.Module, candidates: tuple[str, ...]) -> tuple[str, dic
     description = {
         "cpu": devices.cpu_model(), "capability": devices.cpu_capability(), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "candidates": list(candidates),
-        "model": devices.model_fingerprint(model),
+        "model": model_fingerprint(model),
         "model_description": model.describe() if hasattr(model, "describe") else type(model).__name__,
     }
     key = " | ".join(str(description[k]) for k in ("cpu", "capability", "torch", "threads", "candidates", "model"))
@@ -506,4 +506,4 @@ def _choice_key(model: nn.Module, candidates: tuple[str, ...]) -> tuple[str, dic
 
 
 def choices_path() -> Path:
-    return devices.choices_path(CHOICES_FILE)
+    return GENERATION_CHOICES.path

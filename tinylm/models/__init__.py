@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import TinyLMError
 from .base import CountingModel, LanguageModel
@@ -20,9 +20,24 @@ from .rnn import RecurrentLM, RNNConfig
 FAMILY_MODULES = ["rnn", "gpt", "markov", "hf"]
 OPTIONAL_PACKAGES = {"transformers", "accelerate"}
 
-FAMILIES: dict[str, tuple[type, type[LanguageModel]]] = {}
-# --model NAME -> (family, fixed config fields)
-MODEL_NAMES: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
+class Family(NamedTuple):
+    """A registered model family: the dataclass of its config and its model class (one file each)."""
+
+    config: type
+    model: type[LanguageModel]
+
+
+class ModelName(NamedTuple):
+    """What a --model NAME stands for: its family and the config fields the name fixes (lstm: cell="lstm")."""
+
+    family: str
+    fixed: dict[str, Any]
+
+
+FAMILIES: dict[str, Family] = {}
+MODEL_NAMES: dict[str, ModelName] = {}
 
 for _module_name in FAMILY_MODULES:
     try:
@@ -32,14 +47,14 @@ for _module_name in FAMILY_MODULES:
             raise
         continue
     _family, _config_class, _model_class = _module.FAMILY
-    FAMILIES[_family] = (_config_class, _model_class)
+    FAMILIES[_family] = Family(_config_class, _model_class)
     for _name, _fixed in _module.MODEL_NAMES.items():
-        MODEL_NAMES[_name] = (_family, _fixed)
+        MODEL_NAMES[_name] = ModelName(_family, _fixed)
 
 
 def family_of(config: Any) -> str:
-    for family, (config_class, _) in FAMILIES.items():
-        if type(config) is config_class:
+    for family, registered in FAMILIES.items():
+        if type(config) is registered.config:
             return family
     raise TypeError(f"{type(config).__name__} is not a registered model config")
 
@@ -49,7 +64,7 @@ def model_config(name: str, **overrides: Any) -> Any:
     if not isinstance(name, str) or name not in MODEL_NAMES:
         raise TinyLMError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     family, fixed = MODEL_NAMES[name]
-    config_class = FAMILIES[family][0]
+    config_class = FAMILIES[family].config
     fields = {f.name for f in dataclasses.fields(config_class)}
     values = {k: v for k, v in overrides.items() if v is not None and k in fields}
     return config_class(**{**values, **fixed})
@@ -73,7 +88,7 @@ def config_from_dict(data: dict[str, Any]) -> Any:
     family = data.pop("family", None)
     if not isinstance(family, str) or family not in FAMILIES:
         raise TinyLMError(f"config names an unknown model family {family!r}")
-    config_class = FAMILIES[family][0]
+    config_class = FAMILIES[family].config
     known = {f.name for f in dataclasses.fields(config_class)}
     unknown = set(data) - known
     if unknown:
@@ -82,8 +97,8 @@ def config_from_dict(data: dict[str, Any]) -> Any:
 
 
 def build_model(config: Any) -> LanguageModel:
-    return FAMILIES[family_of(config)][1](config)
+    return FAMILIES[family_of(config)].model(config)
 
 
-__all__ = ["FAMILIES", "MODEL_NAMES", "CountingModel", "LanguageModel", "RNNConfig", "RecurrentLM", "build_model",
-           "config_from_dict", "config_to_dict", "model_config"]
+__all__ = ["FAMILIES", "MODEL_NAMES", "Family", "ModelName", "CountingModel", "LanguageModel", "RNNConfig",
+           "RecurrentLM", "build_model", "config_from_dict", "config_to_dict", "model_config"]

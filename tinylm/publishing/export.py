@@ -17,12 +17,14 @@ an IndexError past block_size, so callers keep len(prompt) + max_new_tokens <= b
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from ..errors import TinyLMError
+from ..folders import OutputKind
 from ..io import as_path, write_json
 from ..models.gpt import GPT
 from ..models.weights import save_tensors
@@ -189,6 +191,10 @@ def _is_export(folder: Path) -> bool:
     return isinstance(config, dict) and "model_type" in config and not is_run(folder)
 
 
+EXPORT_FOLDER = OutputKind("an export", _is_export, frozenset(EXPORT_ENTRIES))
+"""An export as an output folder (tinylm.folders); its messages name the format."""
+
+
 def export_run(run_dir: str | Path, out: str | Path, format: str = "transformers", *,
                overwrite: bool = False) -> Path:
     """Write the run in the folder `run_dir` to the folder `out` in `format`; return `out` (`tinylm export` finds
@@ -197,20 +203,15 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "transformers
     `out` must be absent or empty, or (with `overwrite`) an earlier export, which is replaced whole; a run or a
     folder holding other files never is. The folder is written beside `out` and renamed into place, so a kill
     leaves the old folder or the new one, never half of one."""
-    from ..folders import check_apart, check_output, hold, writing_folder
+    from ..folders import check_apart, writing_output
 
     if format not in EXPORT_FORMATS:
         raise TinyLMError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     run_dir, out = as_path(run_dir, "run_dir"), as_path(out, "out")
     check_apart(out, run_dir, "OUT", "the run")
-
-    def check() -> None:
-        check_output(out, what=f"a {format} export", is_same_kind=_is_export, overwrite=overwrite,
-                     allowed=EXPORT_ENTRIES, flag="OUT")
-
-    check()
+    kind = dataclasses.replace(EXPORT_FOLDER, what=f"a {format} export")
+    kind.check(out, overwrite, flag="OUT")  # before the run is loaded
     run = load_run(run_dir)
-    with hold(out), writing_folder(out) as staging:
-        check()  # again, now that no other process writes it
+    with writing_output(kind, out, overwrite=overwrite, flag="OUT") as staging:
         EXPORT_FORMATS[format](run, staging)
     return out

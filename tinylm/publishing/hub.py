@@ -6,7 +6,8 @@
 
 A pushed repo (and a --dry-run folder, byte for byte) holds:
 
-    README.md          the model card: YAML metadata (license, tags, datasets, model-index) + a description
+    README.md          the model card (tinylm.publishing.card): YAML metadata (license, tags, datasets, model-index)
+                       + a description
     loss.png           the loss curves the card shows
     config.json, model.safetensors, tokenizer.json, tokenizer_config.json, special_tokens_map.json,
     metrics.jsonl, samples.jsonl, summary.json
@@ -28,31 +29,23 @@ huggingface_hub is imported only when something is published or downloaded.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib
 import json
 import os
-import re
-import shlex
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._version import __version__
 from ..errors import TinyLMError
-from ..io import as_path, read_jsonl, write_text
+from ..folders import OutputKind
+from ..io import as_path, write_text
 from ..run.layout import (
     CONFIG,
     LOSS_PLOT,
-    METRICS,
-    SAMPLES,
-    SUMMARY,
     TINYLM_CONFIG,
     WEIGHTS,
     is_run,
@@ -61,32 +54,34 @@ from ..run.layout import (
 )
 from ..run.loading import LoadedModel, load_run
 
-# The run's files a repo carries (those the run has), and those tinylm.load cannot do without.
-RUN_FILES = [CONFIG, TINYLM_CONFIG, WEIGHTS, "generation_config.json", "tokenizer.json",
-             "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json",
-             "chat_template.jinja", METRICS, SAMPLES, SUMMARY]
+# The card's names (publishing/card.py) are imported here too, so that they stay importable from this module.
+from .card import (  # noqa: F401
+    _FILE_ROLES,
+    CARD_TEMPERATURES,
+    CORPORA,
+    REPO_ID,
+    RUN_FILES,
+    RUN_SUBFOLDER,
+    TOKENIZER_LEVELS,
+    CardFacts,
+    CardInfo,
+    _corpus,
+    _epochs_line,
+    _exports_transformers,
+    _fence,
+    _file_role,
+    _hub_base_model,
+    _huggingface_hub,
+    _repo_files,
+    _table,
+    _wandb_line,
+    build_card,
+    card_facts,
+)
+
+# The run's files tinylm.load cannot do without (RUN_FILES, all a repo carries, is in card.py, whose card lists them).
 REQUIRED = [CONFIG, WEIGHTS, "tokenizer.json"]
-RUN_SUBFOLDER = "tinylm"  # where the run's files go when a transformers export takes the root
 REBUILT_RUNS = "rebuilt-runs"  # in tinylm's cache: GPT repos' runs with tinylm's weights rebuilt from GPT-2's
-CARD_TEMPERATURES = (0.5, 0.8, 1.0)
-REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
-"""A Hub repo id: USER/NAME (the one pattern tinylm checks names against; `is_hub_name` for a base model)."""
-
-# Built-in corpora: title, Hub dataset id, language, and the validation text when it is the corpus' own.
-CORPORA = {
-    "shakespeare": ("Tiny Shakespeare", "karpathy/tiny_shakespeare", "en", None),
-    "wikitext2": ("WikiText-2", "Salesforce/wikitext", "en", "its validation split (valid.txt)"),
-}
-TOKENIZER_LEVELS = {"char": ("character-level", "char-level"), "word": ("word-level", "word-level"),
-                    "bpe": ("subword (byte-level BPE)", "bpe"), "pretrained": ("subword", None)}
-
-
-def _huggingface_hub():
-    try:
-        return importlib.import_module("huggingface_hub")
-    except ImportError:
-        raise TinyLMError("publishing needs huggingface_hub: pip install huggingface_hub "
-                          "(or pip install 'tinylm[hf]')") from None
 
 
 def _endpoint() -> str:
@@ -185,7 +180,7 @@ def is_downloaded(run_dir: Path) -> bool:
 
 # -- GPT repos: tinylm's weights rebuilt from the root's GPT-2 weights ----------------------------------
 def _rebuilt_runs() -> Path:
-    from ..data.sources import cache_dir  # TINYLM_CACHE_DIR, else ~/.cache/tinylm
+    from ..machine.store import cache_dir  # TINYLM_CACHE_DIR, else ~/.cache/tinylm
 
     return cache_dir() / REBUILT_RUNS
 
@@ -243,345 +238,14 @@ def _rebuilt_run(gpt2_weights: Path | None, run_files: Path, target: Path) -> Pa
     return target
 
 
-def _exports_transformers(config: dict[str, Any]) -> bool:
-    """Whether the run is published in the transformers format as well (GPT runs)."""
-    from ..models import FAMILIES
-
-    family = FAMILIES.get(config["model"].get("family"))
-    return family is not None and family[1].exports_to_transformers
-
-
-def _hub_base_model(summary: dict[str, Any]) -> str | None:
-    """The Hub id a fine-tune started from (`base_model:` of the card), None for a local folder or run."""
-    return summary.get("base_model_id")
-
-
-# -- the model card ------------------------------------------------------------------------------------
-def _fence(text: str) -> str:
-    """A Markdown code fence longer than any run of backticks in `text`, so samples cannot break out."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    return "`" * max(3, longest + 1)
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _corpus(source: str) -> tuple[str, str | None, str | None, str | None]:
-    """(title, Hub dataset id, language, own validation text) of a DataConfig.source; None where unknown."""
-    if source.startswith("hf:"):
-        name = source[3:]
-        return name, (name if REPO_ID.fullmatch(name) and not Path(name).exists() else None), None, None
-    base = source.split(":")[0]
-    if base in CORPORA:
-        title, dataset, language, validation = CORPORA[base]
-        if base != source:  # one split of the corpus used as a plain text
-            return f"{title} ({source.split(':', 1)[1]} split)", dataset, language, None
-        return title, dataset, language, validation
-    return Path(source).name, None, None, None  # a local file or folder: its name, not the author's paths
-
-
-@dataclass
-class CardInfo:
-    """What a user adds to a run's model card: the licence, the training text's language(s) and Hub dataset ids
-    (the built-in corpora have their own), a description of their own (first, under the title) and tags (added
-    to tinylm's)."""
-
-    license: str = "mit"
-    language: str | list[str] | None = None
-    datasets: list[str] | None = None
-    description: str | None = None
-    tags: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        if self.tags is not None:
-            self.tags = [t for t in (tag.strip() for tag in self.tags) if t]
-            bad = [t for t in self.tags if not re.fullmatch(r"[\w.+-]{1,64}", t)]
-            if bad:
-                raise TinyLMError(f"--tags: {bad[0]!r} is not a Hub tag (letters, digits, - _ . +, comma-separated)")
-        if self.description is not None and not self.description.strip():
-            raise TinyLMError("--description is empty")
-
-
+# -- the model card (publishing/card.py gathers its facts and builds it) --------------------------------------
 def model_card(run_dir: str | Path, repo_id: str, info: CardInfo | None = None, *, transformers: bool = False,
                files: list[str] | None = None) -> str:
     """README.md for the run in `run_dir` published as `repo_id`: YAML metadata, then the description. `info`:
     what the user adds (CardInfo); `files`: the repo's files, listed in the card (default: what a push of this
     run uploads)."""
-    info = info or CardInfo()
-    license, language, datasets = info.license, info.language, info.datasets
-    hub = _huggingface_hub()
-    run_dir = Path(run_dir)
-    run = load_run(run_dir)
-    config, model = run.config, run.module
-    raw = json.loads(run_config_file(run_dir).read_text(encoding="utf-8"))
-    family = raw["model"]["family"]
-    finetuned = model.wraps_transformers  # the run is a transformers folder: its files all go to the root
-    metrics = read_jsonl(run_dir / METRICS)
-    if not metrics:
-        raise TinyLMError(f"{run_dir} has no metrics.jsonl records: train it for at least one epoch first")
-    summary = json.loads((run_dir / SUMMARY).read_text(encoding="utf-8")) \
-        if (run_dir / SUMMARY).is_file() else {}
-    best = min(metrics, key=lambda r: r["val_loss"])
-    title, dataset, corpus_language, own_validation = _corpus(config.data.source)
-    datasets = datasets or ([dataset] if dataset else None)
-    language = language or corpus_language
-    base = summary.get("base_model")
-    base_id = _hub_base_model(summary) if finetuned else None
-    base_name = base_id or (Path(base).name if base else "a pretrained model")
-    if finetuned:
-        transformers = True  # the run directory is a transformers model folder
-    languages = [language] if isinstance(language, str) else language  # one form, from the CLI or the API
-    level, level_tag = TOKENIZER_LEVELS.get(run.tokenizer.kind, (f"{run.tokenizer.kind} tokenizer", None))
-    name = repo_id.split("/")[-1]
-    model_tag = model.tag()
-
-    scores = [("perplexity", "Validation perplexity", round(best["val_perplexity"], 4)),
-              ("loss", "Validation loss (nats/token)", round(best["val_loss"], 5)),
-              ("bits_per_character", "Validation bits per character", round(best["val_bits_per_char"], 5))]
-    prompt = tc_prompt = config.train.sample_prompt or ""
-    card_data = hub.ModelCardData(
-        language=languages, license=license, library_name="transformers" if transformers else "tinylm",
-        pipeline_tag="text-generation", datasets=datasets, metrics=["perplexity"],
-        base_model=base_id, tags=list(dict.fromkeys(t for t in [  # the user's first: they say what it is about
-            *(info.tags or []), "tinylm", "text-generation", level_tag, model_tag, "fine-tuned" if finetuned else None,
-            "pytorch", "safetensors"] if t)),
-        model_name=name,
-        # The Hub's inference widget starts from the run's own sample prompt (an empty one is no use there).
-        widget=[{"text": tc_prompt or "The"}] if transformers else None,
-        eval_results=[hub.EvalResult(task_type="text-generation", task_name="Text generation",
-                                     dataset_type=(datasets or ["text"])[0], dataset_name=title,
-                                     dataset_split="validation", metric_type=kind, metric_name=label,
-                                     metric_value=value)
-                      for kind, label, value in scores],
-    )
-
-    params = run.num_parameters()
-    tc, dc = config.train, config.data
-    train_seconds = summary.get("train_seconds", metrics[-1].get("elapsed_seconds"))
-    hardware = summary.get("hardware")
-    hardware = (f"{hardware} ({summary.get('device')})" if hardware
-                else "not recorded (this run has no summary.json)")
-    if config.data.val_source:
-        validation = f"{_corpus(config.data.val_source)[0]} (--val-data)"
-    else:
-        validation = own_validation or f"the last {config.data.val_fraction:.0%} of the text"
-    if "train_tokens" in summary:
-        validation += f"; {summary['train_tokens']:,} training / {summary['val_tokens']:,} validation tokens"
-
-    model_rows = [["architecture", model.describe()], ["family", family], ["parameters", f"{params:,}"],
-                  ["vocabulary", f"{run.tokenizer.vocab_size} tokens ({run.tokenizer.kind} tokenizer)"]]
-    for field in dataclasses.fields(config.model):
-        value = getattr(config.model, field.name)
-        # Nested settings (a transformers config) would swamp the table: config.json has them.
-        model_rows.append([f"`{field.name}`", f"{len(value)} settings (see config.json)"
-                           if isinstance(value, (dict, list)) else value])
-    training_rows = [["data", f"{title}; validation: {validation}"]]
-    if model.trainable:
-        training_rows += [
-            ["examples", f"windows of {dc.block_size} tokens every {dc.stride} tokens, target {dc.target}"],
-            ["optimizer", f"{tc.optimizer} (betas {', '.join(f'{b:g}' for b in tc.betas)}, "
-                          f"weight decay {tc.weight_decay:g}), gradient clipping {tc.grad_clip:g}"],
-            ["learning rate", f"{tc.lr:g}, {tc.warmup_steps} warm-up steps, then {tc.lr_schedule}"],
-            ["batch", f"{tc.batch_size} windows x {dc.block_size} tokens"],
-            ["epochs", _epochs_line(metrics, summary, tc.epochs, best["epoch"])],
-            ["early stopping", f"patience {tc.patience}" if tc.patience else "off"],
-            ["precision", tc.precision],
-        ]
-    else:  # counting models (n-grams) have no optimizer: the loop fits them in one pass
-        training_rows.append(["training", "one counting pass over the training tokens (no gradient steps)"])
-    training_rows += [
-        ["training time", f"{train_seconds:,.0f} s" if train_seconds is not None else "not recorded"],
-        ["W&B run", _wandb_line(run_dir)],
-        ["hardware", hardware],
-        ["seed", tc.seed],
-        ["tinylm version", raw["tinylm_version"]],
-    ]
-    epoch_rows = [[r["epoch"], r["step"], "-" if r["train_loss"] is None else f"{r['train_loss']:.4f}",
-                   f"{r['val_loss']:.4f}",
-                   f"{r['val_perplexity']:.2f}", f"{r['val_bits_per_char']:.3f}", f"{r['tokens_per_s']:,.0f}"]
-                  for r in metrics]
-
-    samples = []
-    for temperature in CARD_TEMPERATURES:
-        text = run.generate(prompt, max_new_tokens=tc.sample_tokens, temperature=temperature, seed=tc.seed)
-        fence = _fence(text)
-        samples.append(f"**temperature {temperature}**\n\n{fence}text\n{text}\n{fence}")
-
-    usage = [
-        f"With tinylm {raw['tinylm_version']} or later installed from its source repository "
-        "(`pip install -e '.[hf]'` in a checkout of tinylm; this card was written by tinylm "
-        f"{__version__}):",
-        "",
-        "```bash",
-        f"tinylm sample {repo_id} --prompt {shlex.quote(prompt or 'The')} --temperature 0.8 "
-        "--max-new-tokens 300",
-        "```",
-        "",
-        "```python",
-        "import tinylm",
-        "",
-        f'model = tinylm.load("{repo_id}")          # downloads once, then loads from the Hugging Face cache',
-        f"print(model.generate({json.dumps(prompt)}, max_new_tokens=200, temperature=0.8, seed=1))",
-        "```",
-    ]
-    if transformers:
-        start = prompt or "The"
-        context = (model.context if model.context < sys.maxsize else None) if finetuned else dc.block_size
-        used = len(run.tokenizer.encode(start))
-        room = max(1, min(200, context - used) if context else 200)  # learned positions stop at the context
-        where = ("the repo is a transformers model folder; tinylm's config is `tinylm_config.json`"
-                 if finetuned else "the repo's root is a GPT-2 model; tinylm's config, tokenizer and metadata "
-                 "are in `tinylm/`, its weights are the root's")
-        usage += [
-            "",
-            f"With transformers only ({where}):",
-            "",
-            "```python",
-            "from transformers import pipeline",
-            "",
-            f'generator = pipeline("text-generation", model="{repo_id}")',
-            f"print(generator({json.dumps(start)}, max_new_tokens={room}, do_sample=True, "
-            f"temperature=0.8)[0][\"generated_text\"])",
-            "```",
-        ]
-        if context:
-            usage += ["", f"The model's learned positions allow at most {context} tokens there, prompt "
-                          "included: transformers fails past that (tinylm's own generation slides the "
-                          "window on)."]
-
-    origin = (f"fine-tuned from {base_name} with tinylm on {title}" if finetuned
-              else f"trained from scratch with tinylm on {title}")
-    lines = [
-        f"# {name}",
-        "",
-        *([info.description.strip(), ""] if info.description else []),
-        f"A {level} language model {origin}: {model.describe()}, "
-        f"{params:,} parameters. It continues a text prompt "
-        f"{'one character at a time' if run.tokenizer.kind == 'char' else 'one token at a time'}. "
-        f"Best validation loss: {best['val_loss']:.4f} nats/token (perplexity {best['val_perplexity']:.2f}, "
-        f"{best['val_bits_per_char']:.3f} bits per character) after epoch {best['epoch']}.",
-        "",
-        "## Model",
-        "",
-        _table(["", ""], model_rows),
-        "",
-        "## Training",
-        "",
-        _table(["", ""], training_rows),
-        "",
-        "### Validation after each epoch",
-        "",
-        "The whole validation split is scored after every epoch; bits per character divide the total bits "
-        "by the characters of the text, so models with different tokenizers compare fairly.",
-        "",
-        _table(["epoch", "step", "train loss", "val loss", "val perplexity", "val bits/char", "tokens/s"],
-               epoch_rows),
-        "",
-        "![Training and validation loss per epoch](loss.png)",
-        "",
-        "## Samples",
-        "",
-        f"Prompt {json.dumps(prompt)}, {tc.sample_tokens} new tokens, seed {tc.seed} "
-        f"(`tinylm sample {repo_id} --prompt {shlex.quote(prompt)} --max-new-tokens {tc.sample_tokens} "
-        f"--seed {tc.seed} --temperature T` gives the same text):",
-        "",
-        "\n\n".join(samples),
-        "",
-        "## Limitations",
-        "",
-        *([f"- Fine-tuned from {base_name}: it keeps what that model learned (and its biases) and imitates "
-           f"{title}; it follows no instructions and its statements are not facts.",
-           f"- The tokenizer is {base_name}'s ({run.tokenizer.vocab_size} tokens)."] if finetuned else
-          [f"- A small model trained on {title} only: it imitates the surface of that text (spelling, layout, "
-           "style) and produces fluent-looking but mostly meaningless text. It knows no facts and follows no "
-           "instructions.",
-           f"- The vocabulary is fixed by the training text ({run.tokenizer.vocab_size} tokens); "
-           "symbols it never saw are read as `<unk>`."]),
-        "- It reproduces whatever the training text holds, including its biases and dated language; do not "
-        "use it where its output could be mistaken for a person's or for facts.",
-        "- The validation loss is measured on the held-out part of the same corpus; it says little about "
-        "other kinds of text.",
-        "",
-        "## Usage",
-        "",
-        *usage,
-        "",
-        "## Files",
-        "",
-        *[f"- `{file}`: {_file_role(file, finetuned, transformers and not finetuned)}"
-          for file in (files or _repo_files(run_dir, raw))],
-        "",
-    ]
-    return f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines)
-
-
-def _wandb_line(run_dir: Path) -> str:
-    """The card's W&B row: the run's page when it was logged online, else that it was logged offline (or not)."""
-    from ..training.loggers import read_wandb_run, wandb_run_folders
-
-    folders = wandb_run_folders(run_dir)
-    if not folders:
-        return "not logged (train with --logger wandb)"
-    urls = [url for url in (read_wandb_run(folder).url for folder in folders) if url]
-    if urls:
-        return ", ".join(f"[{url.rsplit('/', 1)[-1]}]({url})" for url in urls)
-    return "logged offline, not synced (`wandb sync` uploads it)"
-
-
-def _epochs_line(metrics: list[dict], summary: dict[str, Any], planned: int | None, best_epoch: int) -> str:
-    """What training did: full epochs, an epoch cut short by a budget, why it stopped, where the best was."""
-    full = len([r for r in metrics if not r.get("partial")])
-    done = f"{full} full epoch{'s' if full != 1 else ''}"
-    if len(metrics) > full:
-        done += " + 1 cut short"
-    reason = {"epochs": "all planned epochs done", "early_stopping": "early stopping",
-              "time_budget": "time budget reached", "max_steps": "step budget reached"}.get(
-                  summary.get("stop_reason"), "stop reason not recorded")
-    plan = "" if planned is None else f" of {planned} planned"  # None: a budget, not a count, decided
-    return (f"{done}{plan} ({reason}); best at epoch {best_epoch}; "
-            f"{metrics[-1]['step']:,} optimizer steps")
-
-
-_FILE_ROLES = {
-    "README.md": "this card",
-    LOSS_PLOT: "training and validation loss per epoch",
-    TINYLM_CONFIG: "tinylm's run config (data, tokenizer, model and training settings)",
-    WEIGHTS: "the best weights (safetensors)",
-    "generation_config.json": "transformers' generation defaults",
-    "tokenizer.json": "the tokenizer (`tokenizers`; `transformers.AutoTokenizer` loads it)",
-    "tokenizer_config.json": "the tokenizer's special tokens and settings",
-    "special_tokens_map.json": "the tokenizer's special tokens",
-    METRICS: "one record per epoch (losses, perplexity, bits per character, speed)",
-    SAMPLES: "the sample written after each epoch",
-    SUMMARY: "the run's summary (best epoch, time, hardware)",
-}
-
-
-def _file_role(path: str, finetuned: bool, gpt_export: bool) -> str:
-    name = path.rsplit("/", 1)[-1]
-    if name == "config.json":
-        transformers_config = finetuned or not path.startswith(f"{RUN_SUBFOLDER}/")
-        return ("transformers' model config (AutoModelForCausalLM, pipeline)" if transformers_config
-                else "tinylm's run config (data, tokenizer, model and training settings)")
-    if path == WEIGHTS and gpt_export:
-        return ("the best weights (safetensors, GPT-2's layout; the only copy: `tinylm.load` rebuilds tinylm's "
-                "from them)")
-    return _FILE_ROLES.get(name, "a file of the base model's tokenizer")
-
-
-def _repo_files(run_dir: Path, config: dict[str, Any]) -> list[str]:
-    """The files a push of the run uploads (what _write_repo_folder writes), in the card's order."""
-    names = [name for name in RUN_FILES if (run_dir / name).is_file()]
-    if _exports_transformers(config):
-        export = ["config.json", WEIGHTS, "generation_config.json", "tokenizer.json", "tokenizer_config.json"]
-        names = export + [f"{RUN_SUBFOLDER}/{name}" for name in names if name != WEIGHTS]
-    return ["README.md", *([LOSS_PLOT] if (run_dir / LOSS_PLOT).is_file() else []), *names]
+    _huggingface_hub()  # a missing package fails at once, before the run is loaded and sampled
+    return build_card(card_facts(run_dir, repo_id, info, transformers=transformers, files=files))
 
 
 # -- the folder that is uploaded -----------------------------------------------------------------------
@@ -621,18 +285,15 @@ def _write_dry_run(run_dir: Path, config: dict[str, Any], out: Path, repo_id: st
     """Write the folder into `out`: built beside it, then renamed into place, so `out` is never half-made."""
     if out.resolve() == run_dir.resolve() or run_dir.resolve() in out.resolve().parents:
         raise TinyLMError(f"--dry-run {out} is inside the run {run_dir}; choose a folder outside it")
-    from ..folders import check_output, hold, writing_folder
+    from ..folders import writing_output
 
-    def check() -> None:
-        # Only an empty folder or an earlier dry run's output (a card beside a run) is replaced; never `.`, a
-        # parent of the working folder, a mount point or a symbolic link.
-        check_output(out, what="an earlier dry run", overwrite=True, flag="--dry-run",
-                     is_same_kind=lambda folder: (folder / "README.md").is_file() and is_run(_run_folder(folder)))
-
-    check()
-    with hold(out), writing_folder(out) as staging:  # one writer at a time
-        check()  # again, now that no other process writes it
+    with writing_output(DRY_RUN_FOLDER, out, overwrite=True, flag="--dry-run") as staging:
         _write_repo_folder(run_dir, config, staging, repo_id, info)
+
+
+DRY_RUN_FOLDER = OutputKind("an earlier dry run", lambda folder: (folder / "README.md").is_file()
+                            and is_run(_run_folder(folder)))
+"""A push's --dry-run folder (tinylm.folders): only an earlier dry run's output (a card beside a run) is replaced."""
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:

@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 from ..errors import TinyLMError
-from ..folders import check_output
+from ..folders import OutputKind
 
 # -- the files of a run ------------------------------------------------------------------------------
 CONFIG = "config.json"  # the run's config (a fine-tune's config.json is transformers', tinylm's is below)
@@ -29,7 +29,7 @@ RUN_ENTRIES = frozenset({
     "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja",
     "generation_config.json", METRICS, SAMPLES, SUMMARY, LOSS_PLOT, "steps.csv",
     "epochs.csv", CHECKPOINT, f"{CHECKPOINT}.tmp", f"{CHECKPOINT}.old", "tensorboard", "wandb", "trainer",
-    "lightning_logs", "README.md", "tinylm",
+    "lightning_logs", "lightning", "README.md", "tinylm",
 })
 
 
@@ -68,11 +68,14 @@ def default_run_dir(source: str, model_name: str) -> Path:
     return Path("runs") / f"{data}-{Path(model_name).name or 'model'}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
+RUN_FOLDER = OutputKind("a tinylm run", is_run, RUN_ENTRIES, held="a run")
+"""A run directory as an output folder: every engine's (tinylm's loop, fine-tuning, Lightning) and the Hub's."""
+
+
 def check_run_output(out: str | os.PathLike, overwrite: bool, resumable: bool = True) -> None:
     """Refuse an --out for a new run that is a file, a foreign folder, another run (unless overwrite), `.`, a
     parent of the working directory, a mount point or a symbolic link (check_output). No side effects."""
-    check_output(Path(out), what="a tinylm run", is_same_kind=is_run, overwrite=overwrite, allowed=RUN_ENTRIES,
-                 hint=f", or --resume {out}" if resumable else "", held="a run")
+    RUN_FOLDER.check(out, overwrite, hint=f", or --resume {out}" if resumable else "")
 
 
 def default_sample_prompt(text: str, lines: bool) -> str:

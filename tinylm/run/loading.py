@@ -15,9 +15,8 @@ from typing import Iterator
 import torch
 
 from ..config import RunConfig
-from ..data import load_split
+from ..data import TrainingData
 from ..data.sources import nfc
-from ..data.tokenfile import is_prepared, open_prepared
 from ..errors import TinyLMError
 from ..evaluation.scoring import EvalResult, evaluate_text
 from ..generation.sampling import SamplingConfig, generate_ids
@@ -140,15 +139,13 @@ class LoadedModel:
         batch_size = batch_size or self.config.train.eval_batch_size
         if text is None:
             self.check_data()
-        if text is None and is_prepared(self.config.data.source):  # a prepared token folder: its val.bin
-            from ..data.examples import prepared_examples
-            from ..evaluation.scoring import score
+            data = TrainingData.open(self.config.data)
+            if data.prepared is not None:  # a prepared token folder: its val.bin
+                from ..evaluation.scoring import score
 
-            _, examples = prepared_examples(open_prepared(self.config.data.source), self.config.data)
-            return score(self.module, examples, batch_size, self.config.data.block_size,
-                         self.tokenizer.vocab_size, self.device)
-        if text is None:
-            _, text = load_split(self.config.data)
+                return score(self.module, data.validation(self.tokenizer, self.config.data), batch_size,
+                             self.config.data.block_size, self.tokenizer.vocab_size, self.device)
+            text = data.val_text
         if not text:
             raise TinyLMError("the evaluation text is empty")
         text = nfc(text)

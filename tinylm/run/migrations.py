@@ -27,13 +27,14 @@ from typing import Any
 
 from ..errors import TinyLMError
 
-CONFIG, STATE, TOKENS = "config", "state", "tokens"
+CONFIG_JSON, STATE_JSON, TOKENS_JSON = "config", "state", "tokens"
+"""The kinds of versioned JSON file (the file names themselves are tinylm.run.layout's)."""
 
-CURRENT = {CONFIG: 2, STATE: 1, TOKENS: 1}
+CURRENT = {CONFIG_JSON: 2, STATE_JSON: 1, TOKENS_JSON: 1}
 """The version each kind of file is written in today."""
 
-VERSION_KEY = {CONFIG: "format_version", STATE: "format_version", TOKENS: "version"}
-FIRST_VERSION = {CONFIG: 1, STATE: 0, TOKENS: 1}
+VERSION_KEY = {CONFIG_JSON: "format_version", STATE_JSON: "format_version", TOKENS_JSON: "version"}
+FIRST_VERSION = {CONFIG_JSON: 1, STATE_JSON: 0, TOKENS_JSON: 1}
 """The version a file without a version key is taken to be (config.json has had one from the start)."""
 
 _OLD_UNLIMITED_EPOCHS = 1_000_000  # how format 1 of config.json wrote "until the step or time budget runs out"
@@ -57,9 +58,9 @@ def _state_0_to_1(data: dict[str, Any]) -> dict[str, Any]:
 
 
 UPGRADES: dict[str, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
-    CONFIG: {1: _config_1_to_2},
-    STATE: {0: _state_0_to_1},
-    TOKENS: {},
+    CONFIG_JSON: {1: _config_1_to_2},
+    STATE_JSON: {0: _state_0_to_1},
+    TOKENS_JSON: {},
 }
 
 

@@ -60,15 +60,11 @@ class Budget:
         """Why training stops after the epoch just evaluated (`cut_short`: the budget that ended it early)."""
         if cut_short:
             return cut_short
-        if self.patience_exhausted(state.bad_epochs):
+        if state.out_of_patience(self.tc.patience):  # the run session's Progress (tinylm.run.session)
             return EARLY_STOPPING
         if not self.tc.epochs_left(state.epoch):
             return PLANNED_EPOCHS
         return None
-
-    def patience_exhausted(self, bad_epochs: int) -> bool:
-        """Whether `bad_epochs` evaluations without a better validation loss end the run (patience 0: never)."""
-        return bool(self.tc.patience) and bad_epochs >= self.tc.patience
 
     @staticmethod
     def diverged(what: str, run_dir: Path, state) -> TinyLMError:

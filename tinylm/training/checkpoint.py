@@ -92,13 +92,13 @@ def _write_checkpoint(tmp: Path, model: torch.nn.Module, optimizer: torch.optim.
         parts = {"tensor": carried} if isinstance(carried, torch.Tensor) else {
             f"tuple.{i}": t for i, t in enumerate(carried)}
         save_tensors({k: t.detach().cpu().contiguous() for k, t in parts.items()}, tmp / CARRIED_FILE)
-    write_json(tmp / "state.json", migrations.stamp(migrations.STATE, state))  # writing_folder fsyncs the folder
+    write_json(tmp / "state.json", migrations.stamp(migrations.STATE_JSON, state))  # writing_folder fsyncs the folder
 
 
 def checkpoint_path(run_dir: Path) -> Path | None:
     """The complete checkpoint folder of a run (after a crash between renames, the previous one)."""
     # checkpoint/, else the one a kill between two renames left aside (.checkpoint.*.old; checkpoint.old
-    # before tinylm wrote every folder through rundir.writing_folder)
+    # before tinylm wrote every folder through tinylm.folders.writing_folder)
     for folder in [run_dir / CHECKPOINT_DIR, *sorted(run_dir.glob(f".{CHECKPOINT_DIR}.*.old")),
                    run_dir / f"{CHECKPOINT_DIR}.old"]:
         if (folder / "state.json").is_file():
@@ -120,8 +120,8 @@ def read_state(run_dir: Path, schema: type | None = None) -> dict[str, Any] | No
                           f"resumed") from None
     if not isinstance(state, dict):
         raise TinyLMError(f"{path} is damaged (not a JSON object); the checkpoint cannot be resumed")
-    state = migrations.upgrade(migrations.STATE, state, path)  # from any earlier format
-    state.pop(migrations.VERSION_KEY[migrations.STATE])
+    state = migrations.upgrade(migrations.STATE_JSON, state, path)  # from any earlier format
+    state.pop(migrations.VERSION_KEY[migrations.STATE_JSON])
     if schema is not None:
         from ..config import check_fields
 

@@ -47,16 +47,9 @@ import torch
 from ..config import LOGGER_NAMES, DataConfig, RunConfig, TrainConfig, check_learning_rate
 from ..data import IGNORE, load_split
 from ..errors import TinyLMError, check_types
-from ..folders import check_apart, hold, writing_folder
+from ..folders import check_apart
 from ..io import as_path, atomic_path, read_jsonl, write_json, write_text
-from ..machine.devices import (
-    apply_threads,
-    check_training_precision,
-    hardware_description,
-    hardware_summary,
-    resolve_device,
-    training_precision,
-)
+from ..machine.devices import MachineChoice, check_training_precision, resolve_device, settle_machine
 from ..models import family_of
 from ..models.hf import HFCausalLM, HFCausalLMConfig, hf_config_dict
 from ..models.weights import load_weights
@@ -72,10 +65,9 @@ from ..run.layout import (
     is_run,
 )
 from ..run.loading import LoadedModel, load_run
-from ..run.session import RunWriter, epoch_record
+from ..run.session import RunSession
 from ..tokenizers import Tokenizer, TokenizerConfig
-from .budget import EARLY_STOPPING, PLANNED_EPOCHS, Budget
-from .loggers import make_logger
+from .budget import EARLY_STOPPING, PLANNED_EPOCHS
 
 Echo = Callable[[str], None]
 
@@ -160,7 +152,28 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
     hf_model, hf_tokenizer = _load_base(base)
     tokenizer = _tinylm_tokenizer(hf_tokenizer)
     module = HFCausalLM(HFCausalLMConfig(tokenizer.vocab_size, hf_config_dict(hf_model.config)), hf_model)
+    block_size, train_examples, val_examples = _examples(base, data, config, tokenizer, module, train_text, val_text)
 
+    run_dir = run_dir if run_dir is not None else default_run_dir(data.source, base)
+    check_run_output(run_dir, overwrite, resumable=False)
+    session = RunSession(run_dir, _run_config(data, block_size, config, tokenizer, module, train_text), echo=echo)
+
+    def write_start(folder: Path) -> None:  # the run appears whole (configs + tokenizer) or not at all
+        session.config.save(folder / TINYLM_CONFIG)
+        hf_model.config.save_pretrained(folder)  # config.json (transformers'); the weights after epoch 1
+        _save_tokenizer(hf_tokenizer, tokenizer, folder)
+
+    with session.open_new(overwrite, write_start, resumable=False):  # held: a second writer is refused
+        try:
+            return _train(session, config, base, module, tokenizer, train_examples, val_examples, val_text,
+                          device, progress)
+        finally:
+            shutil.rmtree(run_dir / TRAINER_DIR, ignore_errors=True)  # the Trainer's own checkpoints
+
+
+def _examples(base: str, data: DataConfig, config: FinetuneConfig, tokenizer: Tokenizer, module: HFCausalLM,
+              train_text: str, val_text: str) -> tuple[int, list, list]:
+    """(block size, training examples, validation examples): blocks of the text, or framed lines."""
     block_size = config.block_size or min(128, module.context)
     if block_size > module.context:
         raise TinyLMError(f"--block-size {block_size} is longer than the context of {base} "
@@ -173,77 +186,51 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
     if not train_examples or not val_examples:
         split = "training" if not train_examples else "validation"
         raise TinyLMError(f"the {split} text of {data.source!r} has fewer than 2 tokens: nothing to learn")
-
-    run_dir = run_dir if run_dir is not None else default_run_dir(data.source, base)
-    run_config = _run_config(data, block_size, config, tokenizer, module, train_text)
-    check_run_output(run_dir, overwrite, resumable=False)
-    logger = make_logger(config.logger, run_dir, config.wandb_project, config.run_name)  # its package is there
-    with hold(run_dir):  # one process writes a run: a second command writing into it is refused
-        check_run_output(run_dir, overwrite, resumable=False)  # again, now that no other process can write it
-        with writing_folder(run_dir) as staging:  # the run appears whole (configs + tokenizer) or not at all
-            run_config.save(staging / TINYLM_CONFIG)
-            hf_model.config.save_pretrained(staging)  # config.json (transformers'); the weights after epoch 1
-            _save_tokenizer(hf_tokenizer, tokenizer, staging)
-        try:
-            return _train(run_dir, run_config, config, str(base), module, tokenizer, train_examples,
-                          val_examples, val_text, data.source, block_size, logger, device, progress, echo)
-        finally:
-            shutil.rmtree(run_dir / TRAINER_DIR, ignore_errors=True)  # the Trainer's own checkpoints
+    return block_size, train_examples, val_examples
 
 
-def _train(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, base: str, module: HFCausalLM,
-           tokenizer: Tokenizer, train_examples: list, val_examples: list, val_text: str, source: str,
-           block_size: int, logger, device: torch.device, progress: bool, echo: Echo) -> LoadedModel:
+def _train(session: RunSession, config: FinetuneConfig, base: str, module: HFCausalLM, tokenizer: Tokenizer,
+           train_examples: list, val_examples: list, val_text: str, device: torch.device,
+           progress: bool) -> LoadedModel:
+    """Settle the machine, start the session, let the Trainer train (its callback reports each epoch to the
+    session), reload the best epoch and finish the session."""
+    run_config, run_dir = session.config, session.run_dir
     steps_per_epoch = math.ceil(len(train_examples) / config.batch_size)
-    threads = apply_threads(config.threads) if config.threads else torch.get_num_threads()
-    precision = training_precision(config.precision, device, module.to(device),
-                                   _probe_batch(train_examples, config.batch_size, device))
-    run_config.train.precision = precision.name
-    writer = RunWriter(run_dir, logger, title=f"{module.describe()} on {source}", echo=echo)
-    trainer = _make_trainer(run_dir, run_config, config, module, tokenizer, train_examples, val_examples,
-                            val_text, steps_per_epoch, progress, writer, precision.bf16, device)
+    machine = settle_machine(device, config.precision, config.threads, module.to(device),
+                             lambda: _probe_batch(train_examples, config.batch_size, device))
+    run_config.train.precision = machine.precision.name
+    trainer = _make_trainer(session, config, module, tokenizer, train_examples, val_examples, val_text,
+                            steps_per_epoch, progress, machine)
     run = LoadedModel(module.to(device), tokenizer, run_config, run_dir, device)
     train_tokens, val_tokens = (_targets(examples) for examples in (train_examples, val_examples))
-    echo(f"tinylm finetune {base} -> {run_dir}")
-    echo(f"  data        {source}: {train_tokens:,} training / {val_tokens:,} validation targets in "
-         f"{len(train_examples):,} / {len(val_examples):,} {'lines' if config.lines else 'blocks'} of at "
-         f"most {block_size} tokens (vocabulary {tokenizer.vocab_size})")
-    echo(f"  model       {module.describe()}: {module.num_parameters():,} parameters")
-    echo(f"  training    {config.epochs} epochs x {steps_per_epoch:,} steps (batch {config.batch_size}); "
-         f"adamw lr {config.lr:g} cosine, warm-up {config.warmup_steps}, "
-         f"patience {config.patience or 'off'}")
-    echo(f"  device      {device}: {precision.describe()}; {hardware_description(device)}")
+    session.start(f"tinylm finetune {base} -> {run_dir}", [
+        ("data", f"{run_config.data.source}: {train_tokens:,} training / {val_tokens:,} validation targets in "
+                 f"{len(train_examples):,} / {len(val_examples):,} {'lines' if config.lines else 'blocks'} of at "
+                 f"most {run_config.data.block_size} tokens (vocabulary {tokenizer.vocab_size})"),
+        ("model", f"{module.describe()}: {module.num_parameters():,} parameters"),
+        ("training", f"{config.epochs} epochs x {steps_per_epoch:,} steps (batch {config.batch_size}); adamw lr "
+                     f"{config.lr:g} cosine, warm-up {config.warmup_steps}, patience {config.patience or 'off'}"),
+    ], {"base_model": base, "base_model_id": _hub_id(base), "parameters": module.num_parameters(),
+        "train_tokens": train_tokens, "val_tokens": val_tokens, "steps_per_epoch": steps_per_epoch},
+        machine, title=f"{module.describe()} on {run_config.data.source}")
     before = run.evaluate(val_text)
-    echo(f"  before      val loss {before.loss:.4f}  ppl {before.perplexity:.2f}  "
-         f"bpc {before.bits_per_char:.3f}")
-
-    info = {"base_model": base, "base_model_id": _hub_id(base), "parameters": module.num_parameters(),
-            **hardware_summary(device, threads), "precision": precision.name, "precision_reason": precision.reason,
-            "hardware": hardware_description(device), "train_tokens": train_tokens, "val_tokens": val_tokens,
-            "steps_per_epoch": steps_per_epoch}
-    writer.start(run_config.to_dict(), info)
-    summary: dict = {**info, "finished": False}
-    t0 = time.perf_counter()
+    session.echo(f"  before      val loss {before.loss:.4f}  ppl {before.perplexity:.2f}  "
+                 f"bpc {before.bits_per_char:.3f}")
+    outcome, t0 = {"finished": False}, time.perf_counter()
     try:
         trainer.train()
-        train_seconds = time.perf_counter() - t0
         load_weights(module, run_dir / WEIGHTS, device)  # the best epoch's weights
         after = run.evaluate(val_text)
-        metrics = read_jsonl(run_dir / METRICS)
-        best = min(metrics, key=lambda r: r["val_loss"])
-        summary.update({
-            "best_val_loss": best["val_loss"], "best_epoch": best["epoch"], "epochs": len(metrics),
-            "steps": trainer.state.global_step, "train_seconds": round(train_seconds, 2),
-            "stop_reason": EARLY_STOPPING if trainer.state.global_step < trainer.state.max_steps else PLANNED_EPOCHS,
-            "finished": True, "val_loss_before": before.loss, "val_loss_after": after.loss,
-            "perplexity_before": before.perplexity, "perplexity_after": after.perplexity,
-        })
-    except BaseException:
-        writer.finish({**summary, "steps": trainer.state.global_step}, failed=True)
-        raise
-    writer.finish(summary)
-    echo(f"done: validation perplexity {before.perplexity:.2f} -> {after.perplexity:.2f} (best epoch "
-         f"{best['epoch']}, {summary['stop_reason']}); {train_seconds:.0f} s. Run: {run_dir}")
+        stopped = EARLY_STOPPING if session.progress.out_of_patience(config.patience) else PLANNED_EPOCHS
+        outcome = {"epochs": len(read_jsonl(run_dir / METRICS)), "train_seconds": round(time.perf_counter() - t0, 2),
+                   "stop_reason": stopped, "finished": True, "val_loss_before": before.loss,
+                   "val_loss_after": after.loss, "perplexity_before": before.perplexity,
+                   "perplexity_after": after.perplexity}
+    finally:
+        summary = session.finish(not outcome["finished"], steps=trainer.state.global_step, **outcome)
+    session.echo(f"done: validation perplexity {before.perplexity:.2f} -> {after.perplexity:.2f} (best epoch "
+                 f"{summary['best_epoch']}, {summary['stop_reason']}); {summary['train_seconds']:.0f} s. "
+                 f"Run: {run_dir}")
     module.eval()
     return run
 
@@ -279,7 +266,7 @@ def _load_run(path: Path):
         return load_run(path).module.model, AutoTokenizer.from_pretrained(str(path))
     from ..models import FAMILIES
 
-    if not FAMILIES[family_of(model)][1].exports_to_transformers:
+    if not FAMILIES[family_of(model)].model.exports_to_transformers:
         raise TinyLMError(f"--base {path} is a {family_of(model)} run; only GPT runs and fine-tuned runs can be "
                           f"fine-tuned (those that export to transformers)")
     try:
@@ -437,24 +424,27 @@ def _run_config(data: DataConfig, block_size: int, config: FinetuneConfig, token
                                  target="every"),
         tokenizer=TokenizerConfig(kind=tokenizer.kind, vocab_size=tokenizer.vocab_size),
         model=module.config,
-        train=TrainConfig(
-            epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer="adamw",
-            weight_decay=config.weight_decay, betas=(0.9, 0.999), lr_schedule="cosine",
-            warmup_steps=config.warmup_steps, min_lr_ratio=0.1, grad_clip=1.0, patience=config.patience,
-            seed=config.seed, precision=config.precision, eval_batch_size=config.batch_size,
-            device=config.device, threads=config.threads,
-            sample_prompt=prompt, sample_tokens=config.sample_tokens, logger=config.logger,
-            wandb_project=config.wandb_project, run_name=config.run_name,
-        ),
+        # the settings both configs have, as given; then what the Trainer is set up with (_make_trainer)
+        train=TrainConfig(**{**_shared_fields(config, TrainConfig), "sample_prompt": prompt, "optimizer": "adamw",
+                             "betas": (0.9, 0.999), "lr_schedule": "cosine", "min_lr_ratio": 0.1, "grad_clip": 1.0,
+                             "eval_batch_size": config.batch_size}),
     )
 
 
+def _shared_fields(config, kind: type) -> dict:
+    """The fields of the dataclass `config` that the dataclass `kind` has too, with their values."""
+    names = {field.name for field in dataclasses.fields(kind)}
+    return {field.name: getattr(config, field.name) for field in dataclasses.fields(config) if field.name in names}
+
+
 # -- the Trainer ----------------------------------------------------------------------------------
-def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, module: HFCausalLM,
-                  tokenizer: Tokenizer, train_examples: list, val_examples: list, val_text: str,
-                  steps_per_epoch: int, progress: bool, writer: RunWriter, bf16: bool, device: torch.device):
+def _make_trainer(session: RunSession, config: FinetuneConfig, module: HFCausalLM, tokenizer: Tokenizer,
+                  train_examples: list, val_examples: list, val_text: str, steps_per_epoch: int, progress: bool,
+                  machine: MachineChoice):
     from transformers import Trainer, TrainerCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    run_dir, run_config = session.run_dir, session.config
 
     args = TrainingArguments(
         output_dir=str(run_dir / TRAINER_DIR),
@@ -476,8 +466,8 @@ def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, 
         logging_steps=max(1, steps_per_epoch // 25),
         report_to="none",  # tinylm's own loggers log, with the keys of `tinylm train` (see _RunDirEvents)
         run_name=config.run_name or run_dir.name,
-        bf16=bf16,  # tinylm/machine/devices.py decided (probe included); the Trainer only applies it
-        use_cpu=device.type == "cpu",
+        bf16=machine.precision.bf16,  # settle_machine decided (probe included); the Trainer only applies it
+        use_cpu=machine.device.type == "cpu",
         seed=config.seed,
         remove_unused_columns=False,  # examples are plain token lists, not dataset rows
         disable_tqdm=not progress,
@@ -485,7 +475,7 @@ def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, 
     )
     # transformers is imported only when fine-tuning (it takes seconds), so the classes get their base here.
     run_dir_callback = type("RunDirCallback", (_RunDirEvents, TrainerCallback), {})
-    callbacks = [run_dir_callback(writer, run_config, module, tokenizer, train_examples, steps_per_epoch)]
+    callbacks = [run_dir_callback(session, module, tokenizer, train_examples, steps_per_epoch)]
 
     class TinyLMTrainer(Trainer):
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
@@ -510,20 +500,16 @@ def _make_trainer(run_dir: Path, run_config: RunConfig, config: FinetuneConfig, 
 
 
 class _RunDirEvents:
-    """The Trainer's events, written through tinylm's RunWriter (combined with TrainerCallback in _make_trainer):
-    after every evaluation the best weights, metrics.jsonl with the loop's fields, a sample, loss.png and the
-    logger's epoch, as `tinylm train` writes them; every few steps the logger's train/loss, train/lr and
-    train/tokens_per_s; early stopping by the loop's rule (training/budget.py)."""
+    """The Trainer's events, reported to the run session (combined with TrainerCallback in _make_trainer): after
+    every evaluation the epoch (the session keeps the best weights, writes metrics.jsonl, a sample, loss.png and
+    the logger's epoch, as for `tinylm train`); every few steps the logger's train/loss, train/lr and
+    train/tokens_per_s; the training stops when the session's Progress is out of patience."""
 
-    def __init__(self, writer: RunWriter, run_config: RunConfig, module: HFCausalLM, tokenizer: Tokenizer,
-                 train_examples: list, steps_per_epoch: int):
-        self.writer, self.run_config = writer, run_config
-        self.module, self.tokenizer = module, tokenizer
-        self.budget = Budget(run_config.train, steps_per_epoch)
+    def __init__(self, session: RunSession, module: HFCausalLM, tokenizer: Tokenizer, train_examples: list,
+                 steps_per_epoch: int):
+        self.session, self.module, self.tokenizer = session, module, tokenizer
         self.steps_per_epoch = steps_per_epoch
         self.train_tokens = sum(map(len, train_examples))  # tokens read per epoch
-        self.best: float | None = None
-        self.bad_epochs = 0  # evaluations since the last improvement (early stopping, as the loop counts)
         self.last_logged_step, self.loss_sum, self.loss_steps = 0, 0.0, 0
         self.curve: list[list[float]] = []  # [step, mean training loss since the previous point]
         self.lr = 0.0
@@ -557,27 +543,20 @@ class _RunDirEvents:
         self.lr = logs.get("learning_rate", self.lr)
         seconds = time.perf_counter() - self.epoch_started
         tokens = self.train_tokens * (state.global_step - self.epoch_first_step) / self.steps_per_epoch
-        self.writer.log_step(state.global_step, logs["loss"], self.lr, tokens / max(seconds, 1e-9))
+        self.session.log_step(state.global_step, logs["loss"], self.lr, tokens / max(seconds, 1e-9))
 
     def on_evaluate(self, args, state, control, metrics=None, result=None, **kwargs):
-        epoch = round(state.epoch)
-        improved = self.best is None or result.loss < self.best
-        if improved:  # as tinylm's loop does: the run directory holds the best weights at every moment
-            self.best, self.bad_epochs = result.loss, 0
-        else:
-            self.bad_epochs += 1
-        record = epoch_record(epoch=epoch, step=state.global_step, train_loss=self.loss_sum / max(self.loss_steps, 1),
-                              result=result, lr=self.lr, tokens=self.train_tokens, epoch_seconds=self.epoch_seconds,
-                              eval_seconds=time.perf_counter() - self.eval_started,
-                              elapsed_seconds=self.elapsed_seconds, best=improved,
-                              steps_per_epoch=self.steps_per_epoch, curve=self.curve)
-        tc = self.run_config.train
-        run = LoadedModel(self.module, self.tokenizer, self.run_config, self.writer.run_dir, args.device)
-        self.writer.end_epoch(record, tc.epoch_label(epoch), run, tc,
-                              keep_best=lambda path: _save_transformers(self.module.model, path.parent))
+        session = self.session
+        session.end_epoch(
+            model=LoadedModel(self.module, self.tokenizer, session.config, session.run_dir, args.device),
+            keep_best=lambda path: _save_transformers(self.module.model, path.parent),
+            epoch=round(state.epoch), step=state.global_step, train_loss=self.loss_sum / max(self.loss_steps, 1),
+            result=result, lr=self.lr, tokens=self.train_tokens, epoch_seconds=self.epoch_seconds,
+            eval_seconds=time.perf_counter() - self.eval_started, elapsed_seconds=self.elapsed_seconds,
+            steps_per_epoch=self.steps_per_epoch, curve=self.curve)
         self.loss_sum, self.loss_steps, self.curve = 0.0, 0, []
-        if self.budget.patience_exhausted(self.bad_epochs):
-            self.writer.echo(f"early stopping: no better validation loss for {tc.patience} epochs")
+        if session.progress.out_of_patience(session.config.train.patience):
+            session.echo(f"early stopping: no better validation loss for {session.config.train.patience} epochs")
             control.should_training_stop = True
         return control
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -36,19 +35,19 @@ from ..config import DataConfig, RunConfig, TrainConfig, check_learning_rate
 from ..data import IGNORE, evaluation_examples, load_split, training_examples
 from ..errors import TinyLMError
 from ..evaluation.scoring import summarize, token_losses
-from ..io import write_json, write_jsonl
+from ..machine.devices import MachineChoice, PrecisionChoice
 from ..models import LanguageModel, build_model, config_to_dict, model_config
-from ..models.weights import save_weights
-from ..plots import plot_loss
-from ..run.layout import CONFIG, LOSS_PLOT, METRICS, SUMMARY, WEIGHTS, check_run_output, default_sample_prompt
+from ..models.weights import load_weights, save_weights
+from ..run.layout import CONFIG, RUN_FOLDER, WEIGHTS, default_sample_prompt
 from ..run.loading import LoadedModel, load_run
+from ..run.session import RunSession
 from ..tokenizers import TokenizerConfig, build_tokenizer
 from .presets import PRESETS
 
 try:  # the optional extra: `import tinylm` never needs it, `import tinylm.training.lightning` does
     import lightning.pytorch as pl
     from lightning.fabric.utilities.exceptions import MisconfigurationException
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 except ImportError:
     raise TinyLMError("tinylm.training.lightning needs PyTorch Lightning: pip install 'tinylm[lightning]'") from None
 
@@ -200,20 +199,65 @@ class TextDataModule(pl.LightningDataModule):
 
 
 class RunRecorder(pl.Callback):
-    """Records each validated epoch as tinylm's loop does (a metrics.jsonl record: losses, perplexity, bits per
-    character, speed) and keeps a copy of the best weights (lowest validation loss), for `save_run`."""
+    """Reports Lightning's events to tinylm's RunSession, as tinylm's own loop and the fine-tuning Trainer do:
 
-    def __init__(self) -> None:
+    - when fitting starts, the run directory `out` is opened: checked (an empty folder, or a run when
+      `overwrite`), held against a second writer, and config.json with the tokenizer written in a staging folder
+      that replaces the old one whole (Lightning's own checkpoints in OUT/lightning are kept); the startup lines;
+    - after each validation, the epoch: the session judges it, keeps the best weights in model.safetensors,
+      appends the metrics.jsonl record (losses, perplexity, bits per character, speed), writes a sample to
+      samples.jsonl, logs it (`logger`: none, csv, tensorboard, wandb) and redraws loss.png;
+    - `save_run` finishes it: summary.json, and the folder is let go."""
+
+    def __init__(self, out: str | Path | None = None, *, overwrite: bool = False, logger: str = "none",
+                 sample_prompt: str | None = None, echo: Callable[[str], None] = print) -> None:
+        self.out = Path(out) if out is not None else None
+        self.overwrite, self.logger, self.sample_prompt, self.echo = overwrite, logger, sample_prompt, echo
+        self.session: RunSession | None = None
+        self._held_lines: list[str] = []  # said while a rich progress bar draws: printed by `finish`
         self.records: list[dict] = []
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.best_val_loss: float | None = None
-        self.best_epoch: int | None = None
         self.train_seconds = 0.0
+        self._eval_started = 0.0
         self._reset_epoch()
+
+    @property
+    def best_val_loss(self) -> float | None:
+        return self.session.progress.best_val_loss if self.session else None
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.session.progress.best_epoch if self.session else None
 
     def _reset_epoch(self) -> None:
         self._loss_sum, self._rows, self._tokens, self._curve = 0.0, 0, 0, []
         self._started = time.perf_counter()
+
+    def on_fit_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self.out is None:
+            raise TinyLMError("RunRecorder needs the run directory to write: RunRecorder(out) or callbacks(out)")
+        data = trainer.datamodule
+        if not isinstance(data, TextDataModule):
+            raise TinyLMError("RunRecorder writes a tinylm run from a TextDataModule: "
+                              "trainer.fit(model, datamodule=TextDataModule(...))")
+        _check_fits(module, data)
+        config = _run_config(module, data, trainer, self.sample_prompt, self.logger)
+        self.session = RunSession(self.out, config, echo=_printer(trainer, self.echo, self._held_lines))
+
+        def write_start(folder: Path) -> None:
+            config.save(folder / CONFIG)
+            data.tokenizer.save(folder)
+
+        self.session.open_new(self.overwrite, write_start, resumable=False, keep=(LIGHTNING_DIR,))
+        self.session.start(f"tinylm + Lightning {pl.__version__} -> {self.out}", _startup_rows(module, data, trainer),
+                           _facts(module, data), _machine(module, trainer),
+                           title=f"{module.model.describe()} on {data.data.source} (Lightning)")
+
+    def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule, exception: BaseException) -> None:
+        if self.session is not None:
+            try:
+                self.session.finish(failed=True, steps=trainer.global_step, finished=False)
+            finally:
+                self.session.close(failed=True)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._reset_epoch()
@@ -226,44 +270,145 @@ class RunRecorder(pl.Callback):
         self._rows += x.size(0)
         self._tokens += x.numel()
         self._curve.append([trainer.global_step, round(loss, 5)])
+        if self.session is not None and trainer.global_step % max(1, (_steps(trainer) or 25) // 25) == 0:
+            seconds = max(time.perf_counter() - self._started, 1e-9)  # as the loop: about 25 points an epoch
+            self.session.log_step(trainer.global_step, loss, trainer.optimizers[0].param_groups[0]["lr"],
+                                  self._tokens / seconds)
+
+    def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._eval_started = time.perf_counter()
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
         nats, tokens = module.validation_totals()
-        if not tokens:
+        if trainer.sanity_checking or not tokens or self.session is None:
             return
-        seconds = time.perf_counter() - self._started
+        seconds = self._eval_started - self._started  # the epoch's training, its validation left out
         self.train_seconds += seconds
         examples = trainer.datamodule.val_examples
-        result = summarize(nats, tokens, examples.chars, examples.tokens, "windows")
-        improved = self.best_val_loss is None or result.loss < self.best_val_loss
-        epoch = trainer.current_epoch + 1
-        if improved:
-            self.best_val_loss, self.best_epoch = result.loss, epoch
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in module.model.state_dict().items()}
-        steps = trainer.num_training_batches if math.isfinite(trainer.num_training_batches) else None
+        steps = _steps(trainer)
         cut_short = bool(trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps and steps
                          and trainer.global_step % steps)  # a step budget ended the epoch early
-        self.records.append({
-            "epoch": epoch, "step": trainer.global_step,
-            "train_loss": round(self._loss_sum / self._rows, 6) if self._rows else None,
-            "val_loss": round(result.loss, 6), "val_perplexity": round(result.perplexity, 4),
-            "val_bits_per_char": round(result.bits_per_char, 5), "val_context": result.context,
-            "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
-            "tokens_per_s": round(self._tokens / max(seconds, 1e-9), 1), "epoch_seconds": round(seconds, 2),
-            "best": improved, "steps_per_epoch": steps,
+        session = self.session
+        self.records.append(session.end_epoch(
+            model=LoadedModel(module.model, trainer.datamodule.tokenizer, session.config, session.run_dir,
+                              module.device),
+            keep_best=lambda path: save_weights(module.model, path),
+            epoch=trainer.current_epoch + 1, step=trainer.global_step,
+            train_loss=self._loss_sum / self._rows if self._rows else None,
+            result=summarize(nats, tokens, examples.chars, examples.tokens, "windows"),
+            lr=trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None, tokens=self._tokens,
+            epoch_seconds=seconds, eval_seconds=time.perf_counter() - self._eval_started,
+            elapsed_seconds=self.train_seconds, steps_per_epoch=steps,
             # tinylm's loss plot draws the running loss against the epoch: [step within the run, loss] points
-            "train_curve": [[s, v] for s, v in self._curve[:: max(1, len(self._curve) // 25)]],
-            **({"partial": True} if cut_short else {}),
-        })
+            curve=[[s, v] for s, v in self._curve[:: max(1, len(self._curve) // 25)]],
+            **({"partial": True} if cut_short else {})))
+        module.model.train(module.training)  # the sample put the model in eval mode
+
+    def finish(self, trainer: pl.Trainer | None, module: LitLanguageModel, sample_prompt: str | None = None) -> None:
+        """The end of the run (called by `save_run`): the best weights back into `module`, summary.json, the
+        folder let go."""
+        session = self.session
+        for line in self._held_lines:
+            print(line)
+        self._held_lines.clear()
+        try:
+            if sample_prompt is not None and sample_prompt != session.config.train.sample_prompt:
+                session.config.train.sample_prompt = sample_prompt
+                session.config.save(session.run_dir / CONFIG)
+            if (session.run_dir / WEIGHTS).is_file():
+                load_weights(module.model, session.run_dir / WEIGHTS, module.device)
+            else:  # no validation ran: the weights as they are
+                save_weights(module.model, session.run_dir / WEIGHTS)
+            early = _early_stopping(trainer)
+            session.finish(**_outcome(trainer, self, early))
+        except BaseException:
+            session.close(failed=True)
+            raise
+        session.close()
 
 
-def callbacks(out: str | Path, patience: int = 5) -> list[pl.Callback]:
-    """[RunRecorder, EarlyStopping, ModelCheckpoint]: what a Trainer needs for `save_run`, stopping after
-    `patience` epochs without a better validation loss, and Lightning's own checkpoint of the best epoch in
-    OUT/lightning/best.ckpt (to continue with `trainer.fit(..., ckpt_path=...)`)."""
-    return [RunRecorder(),
+def _printer(trainer: pl.Trainer, echo: Callable[[str], None], held: list[str]) -> Callable[[str], None]:
+    """Where the session's lines go. Plain printing goes through a tqdm progress bar's own print, which keeps the
+    bar whole; under Lightning's rich progress bar the lines are held in `held` and printed when the run is
+    saved (printing while rich draws its bar in a notebook recurses without end). Another `echo` is kept."""
+    bar = getattr(trainer, "progress_bar_callback", None)
+    if echo is not print or bar is None:
+        return echo
+    return held.append if isinstance(bar, RichProgressBar) else bar.print
+
+
+def _steps(trainer: pl.Trainer) -> int | None:
+    """Batches per training epoch (None: not known in advance)."""
+    return trainer.num_training_batches if math.isfinite(trainer.num_training_batches) else None
+
+
+def _early_stopping(trainer: pl.Trainer | None) -> EarlyStopping | None:
+    return next((c for c in (trainer.callbacks if trainer else []) if isinstance(c, EarlyStopping)), None)
+
+
+def _run_config(module: LitLanguageModel, data: TextDataModule, trainer: pl.Trainer | None,
+                sample_prompt: str | None, logger: str = "none") -> RunConfig:
+    """The run's config.json: the data, tokenizer and model, and the Trainer's settings in tinylm's terms."""
+    if sample_prompt is None:  # as tinylm train: a new line in line mode, else the text's opening words
+        sample_prompt = default_sample_prompt(data.train_text, data.data.lines)
+    early = _early_stopping(trainer)
+    train = TrainConfig(epochs=trainer.max_epochs if trainer and trainer.max_epochs and trainer.max_epochs > 0 else 1,
+                        max_steps=trainer.max_steps if trainer and trainer.max_steps > 0 else None,
+                        batch_size=data.batch_size, lr=module.lr, optimizer=module.optimizer_name,
+                        weight_decay=module.weight_decay, betas=module.betas, warmup_steps=0,
+                        grad_clip=float(trainer.gradient_clip_val or 0) if trainer else 0.0,
+                        patience=early.patience if early else 0, seed=data.seed,
+                        precision=_machine_precision(trainer).name, eval_batch_size=data.eval_batch_size,
+                        sample_prompt=sample_prompt, logger=logger)
+    return RunConfig(data=dataclasses.replace(data.data), tokenizer=data.tokenizer_config,
+                     model=dataclasses.replace(module.model.config), train=train)
+
+
+def _machine_precision(trainer: pl.Trainer | None) -> PrecisionChoice:
+    precision = str(getattr(trainer, "precision", "32-true")) if trainer else "32-true"
+    return PrecisionChoice("bf16" if "bf16" in precision else "fp32", f"the Trainer's precision {precision}")
+
+
+def _machine(module: LitLanguageModel, trainer: pl.Trainer) -> MachineChoice:
+    """Lightning chose the device and precision; the session records them as tinylm's own loop does."""
+    return MachineChoice(module.device, _machine_precision(trainer), torch.get_num_threads(), trainer.world_size)
+
+
+def _facts(module: LitLanguageModel, data: TextDataModule) -> dict:
+    return {"trainer": f"lightning {pl.__version__}", "parameters": module.model.num_parameters(),
+            "train_tokens": data.train_examples.num_tokens, "val_tokens": data.val_examples.tokens}
+
+
+def _startup_rows(module: LitLanguageModel, data: TextDataModule, trainer: pl.Trainer) -> list[tuple[str, str]]:
+    early = _early_stopping(trainer)
+    plan = f"at most {trainer.max_epochs} epochs" if trainer.max_epochs and trainer.max_epochs > 0 else "epochs"
+    plan += f", at most {trainer.max_steps:,} steps" if trainer.max_steps > 0 else ""
+    return [("data", f"{data.data.source}: {data.train_examples.num_tokens:,} training / "
+                     f"{data.val_examples.tokens:,} validation tokens, {data.tokenizer.kind} tokenizer, "
+                     f"vocabulary {data.vocab_size}"),
+            ("model", f"{module.model.describe()}: {module.model.num_parameters():,} parameters"),
+            ("training", f"{plan} (batch {data.batch_size}); {module.optimizer_name} lr {module.lr:g} constant, "
+                         f"patience {early.patience if early else 'off'} (Lightning's EarlyStopping)")]
+
+
+def _outcome(trainer: pl.Trainer | None, recorder: RunRecorder, early: EarlyStopping | None) -> dict:
+    """How the Lightning run ended, for summary.json."""
+    stopped = None
+    if trainer is not None:
+        stopped = "early_stopping" if early is not None and early.stopped_epoch > 0 else (
+            "max_steps" if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps else "epochs")
+    return {"epochs": len(recorder.records), "steps": trainer.global_step if trainer else None,
+            "train_seconds": round(recorder.train_seconds, 2), "stop_reason": stopped, "finished": True,
+            "early_stopping_epoch": early.stopped_epoch + 1 if early is not None and early.stopped_epoch > 0 else None}
+
+
+def callbacks(out: str | Path, patience: int = 5, *, overwrite: bool = False, logger: str = "none",
+              echo: Callable[[str], None] = print) -> list[pl.Callback]:
+    """[RunRecorder, EarlyStopping, ModelCheckpoint]: tinylm's recorder writing the run directory `out` (an
+    earlier run there is replaced when fitting starts, if `overwrite`), stopping after `patience` epochs without
+    a better validation loss, and Lightning's own checkpoint of the best epoch in OUT/lightning/best.ckpt (to
+    continue with `trainer.fit(..., ckpt_path=...)`)."""
+    return [RunRecorder(out, overwrite=overwrite, logger=logger, echo=echo),
             # checked after each validation (not at the end of a training epoch, which a step budget may cut
             # short with no validation: save_run then validates the last weights itself)
             EarlyStopping(monitor="val_loss", mode="min", patience=patience, check_on_train_epoch_end=False),
@@ -284,86 +429,63 @@ def _check_fits(module: LitLanguageModel, data: TextDataModule) -> None:
 
 
 def prepare_out_dir(out: str | Path, overwrite: bool = False) -> None:
-    """Refuse an `out` that holds something else than a run (or a run, unless `overwrite`) before training; a
-    folder holding only this training's Lightning checkpoints is fine, and a run to overwrite is emptied (but
-    for those checkpoints), so no file of the old run stays behind."""
-    out = Path(out)
-    if out.is_dir() and {p.name for p in out.iterdir()} <= {LIGHTNING_DIR}:
-        return
-    check_run_output(out, overwrite, resumable=False)
-    for path in out.iterdir() if out.is_dir() else ():
-        if path.name != LIGHTNING_DIR:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    """Refuse, before training, an `out` that holds something else than a run (or a run, unless `overwrite`); a
+    folder holding only Lightning's checkpoints is fine. Nothing is changed: the recorder replaces the old run
+    whole when fitting starts."""
+    RUN_FOLDER.check(out, overwrite, keep=(LIGHTNING_DIR,))
 
 
 def save_run(module: LitLanguageModel, data: TextDataModule, out: str | Path, recorder: RunRecorder | None = None,
              *, trainer: pl.Trainer | None = None, overwrite: bool = False, sample_prompt: str | None = None) -> Path:
-    """Write `module` as a tinylm run directory in `out`: config.json, the tokenizer files, model.safetensors
-    (the best epoch's weights when `recorder` kept them; they are also loaded back into `module`),
-    metrics.jsonl, loss.png and summary.json. `tinylm sample OUT`, `tinylm eval OUT` and `tinylm.load(OUT)`
-    read it like a run of `tinylm train`."""
+    """Finish the run directory `out`: with the `recorder` that recorded the training into it, validate a last
+    epoch a step budget cut short, load the best epoch's weights back into `module` and write summary.json;
+    without one (an untrained or hand-trained module), write the run whole: config.json, the tokenizer files and
+    model.safetensors. `tinylm sample OUT`, `tinylm eval OUT` and `tinylm.load(OUT)` read it like a run of
+    `tinylm train`."""
     out = Path(out)
-    prepare_out_dir(out, overwrite)
-    model = module.model
     _check_fits(module, data)
-    if trainer is not None and recorder is not None and trainer.global_step and (
+    if recorder is None or recorder.session is None:
+        recorder = RunRecorder(out, overwrite=overwrite, sample_prompt=sample_prompt, echo=lambda line: None)
+        recorder.on_fit_start(_Unfitted(data), module)
+    elif recorder.session.run_dir.resolve() != out.resolve():
+        raise TinyLMError(f"the recorder wrote {recorder.session.run_dir}, not {out}")
+    if trainer is not None and trainer.global_step and (
             not recorder.records or recorder.records[-1]["step"] < trainer.global_step):
         # A step budget ended training inside an epoch, before its validation: validate the last weights now,
         # as tinylm's own loop does (the recorder adds the record; early stopping and checkpoints ignore it)
         trainer.validate(module, datamodule=data, verbose=False)
-    records = list(recorder.records) if recorder else []
-    if sample_prompt is None:  # as tinylm train: a new line in line mode, else the text's opening words
-        sample_prompt = default_sample_prompt(data.train_text, data.data.lines)
-    early = next((c for c in (trainer.callbacks if trainer else []) if isinstance(c, EarlyStopping)), None)
-    train = TrainConfig(epochs=trainer.max_epochs if trainer and trainer.max_epochs and trainer.max_epochs > 0 else 1,
-                        max_steps=trainer.max_steps if trainer and trainer.max_steps > 0 else None,
-                        batch_size=data.batch_size, lr=module.lr, optimizer=module.optimizer_name,
-                        weight_decay=module.weight_decay, betas=module.betas, warmup_steps=0,
-                        grad_clip=float(trainer.gradient_clip_val or 0) if trainer else 0.0,
-                        patience=early.patience if early else 0, seed=data.seed, precision="fp32",
-                        eval_batch_size=data.eval_batch_size, sample_prompt=sample_prompt)
-    config = RunConfig(data=dataclasses.replace(data.data), tokenizer=data.tokenizer_config,
-                       model=dataclasses.replace(model.config), train=train)
-    if recorder is not None and recorder.best_state is not None:
-        model.load_state_dict(recorder.best_state)
-    out.mkdir(parents=True, exist_ok=True)
-    config.save(out / CONFIG)
-    data.tokenizer.save(out)
-    save_weights(model, out / WEIGHTS)
-    write_jsonl(out / METRICS, records)
-    if records and all(r["train_loss"] is not None for r in records):
-        plot_loss(records, out / LOSS_PLOT, title=f"{model.describe()} on {data.data.source} (Lightning)")
-    stopped = "early_stopping" if early is not None and early.stopped_epoch > 0 else (
-        "max_steps" if trainer and trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps else "epochs")
-    write_json(out / SUMMARY, {
-        "trainer": f"lightning {pl.__version__}", "parameters": model.num_parameters(),
-        "train_tokens": data.train_examples.num_tokens, "val_tokens": data.val_examples.tokens,
-        "best_val_loss": recorder.best_val_loss if recorder else None,
-        "best_epoch": recorder.best_epoch if recorder else None, "epochs": len(records),
-        "steps": trainer.global_step if trainer else None,
-        "train_seconds": round(recorder.train_seconds, 2) if recorder else None,
-        "stop_reason": stopped if trainer else None, "finished": True,
-        "early_stopping_epoch": early.stopped_epoch + 1 if early is not None and early.stopped_epoch > 0 else None,
-    })
+    recorder.finish(trainer, module, sample_prompt)
     return out
+
+
+class _Unfitted:
+    """Stands in for a Trainer when `save_run` writes a module no recorder followed."""
+
+    max_epochs, max_steps, gradient_clip_val, world_size, precision = 1, -1, 0, 1, "32-true"
+    callbacks: list = []
+
+    def __init__(self, data: TextDataModule):
+        self.datamodule = data
 
 
 def fit(module: LitLanguageModel, data: TextDataModule, out: str | Path, *, max_epochs: int = 50,
         max_steps: int = -1, patience: int = 5, overwrite: bool = False, progress: bool = True,
-        **trainer_options: Any) -> LoadedModel:
+        logger: str = "none", **trainer_options: Any) -> LoadedModel:
     """Train `module` on `data` with `pl.Trainer` (EarlyStopping(patience), ModelCheckpoint, gradient clipping
-    at 1.0), save the best epoch as a tinylm run directory in `out` and return it loaded (`run.generate(...)`,
-    `run.evaluate()`). `trainer_options` go to `pl.Trainer` (accelerator, precision, ...)."""
+    at 1.0), written as a tinylm run directory in `out` (`logger`: tinylm's none, csv, tensorboard or wandb), and
+    return the best epoch loaded (`run.generate(...)`, `run.evaluate()`). `trainer_options` go to `pl.Trainer`
+    (accelerator, precision, ...)."""
     out = Path(out)
     _check_fits(module, data)  # fail before training, not after
-    recorder, *others = callbacks(out, patience)
+    prepare_out_dir(out, overwrite)
+    recorder, *others = callbacks(out, patience, overwrite=overwrite, logger=logger,
+                                  echo=print if progress else (lambda line: None))
     options = {"gradient_clip_val": 1.0, "logger": False, "num_sanity_val_steps": 0,
                "enable_progress_bar": progress, "enable_model_summary": progress, **trainer_options}
     try:  # before the folder is touched: a Trainer that refuses its options leaves the old run as it was
         trainer = pl.Trainer(max_epochs=max_epochs, max_steps=max_steps, callbacks=[recorder, *others], **options)
     except (ValueError, TypeError, MisconfigurationException) as e:
         raise TinyLMError(f"pl.Trainer refused its options: {str(e).strip().splitlines()[0]}") from None
-    prepare_out_dir(out, overwrite)
     trainer.fit(module, datamodule=data)
-    save_run(module, data, out, recorder, trainer=trainer, overwrite=True)
+    save_run(module, data, out, recorder, trainer=trainer)
     return load_run(out)

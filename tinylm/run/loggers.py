@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from ..errors import TinyLMError
 from ..io import read_jsonl, write_text
-from ..run.layout import LOSS_PLOT, METRICS, SAMPLES
+from .layout import LOSS_PLOT, METRICS, SAMPLES
 
 # The per-epoch record of metrics.jsonl, as the trackers name it (the record's other keys are bookkeeping).
 EPOCH_METRICS = {

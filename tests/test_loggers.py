@@ -13,12 +13,12 @@ from conftest import tiny_config
 
 import tinylm
 from tinylm.io import read_jsonl
-from tinylm.training.loggers import WandbRun, loss_keys, make_logger, read_wandb_run, wandb_mode
+from tinylm.run.loggers import WandbRun, loss_keys, make_logger, read_wandb_run, wandb_mode
 
 QUIET = {"progress": False, "echo": lambda s: None}
 
 
-# -- reading a W&B offline run: tinylm.training.loggers.read_wandb_run reads the .wandb log itself -------------
+# -- reading a W&B offline run: tinylm.run.loggers.read_wandb_run reads the .wandb log itself -------------
 def wandb_runs(root: Path) -> list[WandbRun]:
     """The runs logged under root/wandb, each once its exit record is on disk (wandb's service writes the log on
     its own thread: run.finish() can return before the file is complete)."""
