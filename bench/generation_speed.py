@@ -42,11 +42,11 @@ import torch
 
 from tinylm.config import DataConfig, RunConfig
 from tinylm.generation.sampling import SamplingConfig, generate_ids
+from tinylm.loading import LoadedModel
 from tinylm.machine.devices import cpu_capability, cpu_model, native_bf16_cpu
 from tinylm.machine.fast_inference import model_for_generation, resolve_precision
 from tinylm.models import build_model, model_config
 from tinylm.publishing.export import export_transformers
-from tinylm.run.loading import LoadedModel
 from tinylm.tokenizers import TokenizerConfig, build_tokenizer
 from tinylm.training.presets import PRESETS
 

@@ -25,7 +25,7 @@ from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 
 from tinylm.cli import main
-from tinylm.generation.playground import Limits, build_app, distribution_table, serve, visible_token
+from tinylm.lab.playground import Limits, build_app, distribution_table, serve, visible_token
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless, and none of Chromium's own calls to Google's services (refused on a closed network, slowly).

@@ -702,7 +702,7 @@ def test_model_config_checks_its_fields(fields, needle):
 @pytest.fixture(scope="module")
 def playground(world):
     pytest.importorskip("gradio")
-    from tinylm.generation.playground import build_app
+    from tinylm.lab.playground import build_app
 
     demo = build_app([world["lstm"]])
     fn = next(f.fn for f in demo.fns.values() if f.api_name == "generate")

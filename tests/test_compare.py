@@ -1,4 +1,4 @@
-"""`tinylm compare`: several models on one corpus, split and time budget (tinylm/evaluation/compare.py)."""
+"""`tinylm compare`: several models on one corpus, split and time budget (tinylm/lab/compare.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from conftest import tiny_config
 
 import tinylm
 from tinylm.errors import TinyLMError
-from tinylm.evaluation.compare import parse_models
+from tinylm.lab.compare import parse_models
 from tinylm.models import MODEL_NAMES
 
 # gpt is compared too once its family is registered

@@ -20,8 +20,8 @@ from hub_server import HubServer, Repo
 
 import tinylm
 from tinylm.io import read_jsonl
+from tinylm.loading import WEIGHTS
 from tinylm.publishing.hub import REBUILT_RUNS, RUN_SUBFOLDER, run_dir_of
-from tinylm.run.loading import WEIGHTS
 
 TOKEN = "hf_test_write_token"
 SAMPLING = ["--prompt", "ROMEO:", "--max-new-tokens", "60", "--temperature", "0.8", "--seed", "7"]

@@ -1,4 +1,4 @@
-"""Temperature: the softmax plot, the text statistics and the report (tinylm/generation/temperature.py)."""
+"""Temperature: the softmax plot, the text statistics and the report (tinylm/lab/temperature.py)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,7 @@ import torch
 
 import tinylm
 from tinylm.errors import TinyLMError
-from tinylm.generation.temperature import (
-    distinct,
-    parse_temperatures,
-    real_words,
-    repetition,
-    unrecognisable_from,
-)
+from tinylm.lab.temperature import distinct, parse_temperatures, real_words, repetition, unrecognisable_from
 
 PNG = b"\x89PNG"
 

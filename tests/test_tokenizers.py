@@ -160,8 +160,8 @@ def test_pretrained_tokenizer_from_a_local_folder(pretrained_dir, tmp_path):
 
 def test_generation_works_without_pad_and_unk(pretrained_dir):
     import tinylm
+    from tinylm.loading import LoadedModel
     from tinylm.models import build_model, model_config
-    from tinylm.run.loading import LoadedModel
 
     tok = build_tokenizer(TokenizerConfig(str(pretrained_dir)), "")
     config = tinylm.RunConfig(data=tinylm.DataConfig(block_size=8),
@@ -211,8 +211,8 @@ def test_byte_level_decoding_gives_text_only(bpe, ids):
 def test_generation_never_writes_pad_or_unk():
     """A model that puts nearly all its probability on <pad> and <unk> still writes text (or stops at <eos>)."""
     from tinylm.config import DataConfig, RunConfig
+    from tinylm.loading import LoadedModel
     from tinylm.models import build_model, model_config
-    from tinylm.run.loading import LoadedModel
 
     tok = build_tokenizer(TokenizerConfig("char"), "abc de\n")
     config = RunConfig(data=DataConfig(source="unused"), tokenizer=TokenizerConfig("char"),

@@ -26,12 +26,12 @@ _EXPORTS = {
     "PRESETS": "training.presets", "DataConfig": "config", "RunConfig": "config", "TrainConfig": "config",
     "TokenizerConfig": "tokenizers", "TinyLMError": "errors", "EvalResult": "evaluation.scoring",
     "FinetuneConfig": "training.finetune", "finetune": "training.finetune", "SamplingConfig": "generation.sampling",
-    "tempered_softmax": "generation.sampling", "model_config": "models", "LoadedModel": "run.loading",
+    "tempered_softmax": "generation.sampling", "model_config": "models", "LoadedModel": "loading",
     "load": "publishing.hub", "export_run": "publishing.export", "push": "publishing.hub", "resume": "training",
-    "train": "training", "compare": "evaluation.compare", "memorisation": "evaluation.memorisation",
-    "plot_softmax": "generation.temperature", "temperature_report": "generation.temperature",
+    "train": "training", "compare": "lab.compare", "memorisation": "evaluation.memorisation",
+    "plot_softmax": "lab.temperature", "temperature_report": "lab.temperature",
     "prepare": "data.tokenfile", "open_prepared": "data.tokenfile", "environment": "machine.report",
-    "serve": "generation.playground",  # the web playground needs gradio (optional, slow to import)
+    "serve": "lab.playground",  # the web playground needs gradio (optional, slow to import)
 }
 
 # The modules' earlier paths, kept for one release (0.1 -> 0.2): `import tinylm.hub` is tinylm.publishing.hub itself
@@ -77,16 +77,16 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from .config import DataConfig, RunConfig, TrainConfig
     from .data.tokenfile import open_prepared, prepare
     from .errors import TinyLMError
-    from .evaluation.compare import compare
     from .evaluation.memorisation import memorisation
     from .evaluation.scoring import EvalResult
     from .generation.sampling import SamplingConfig, tempered_softmax
-    from .generation.temperature import plot_softmax, temperature_report
+    from .lab.compare import compare
+    from .lab.temperature import plot_softmax, temperature_report
+    from .loading import LoadedModel
     from .machine.report import environment
     from .models import model_config
     from .publishing.export import export_run
     from .publishing.hub import load, push
-    from .run.loading import LoadedModel
     from .tokenizers import TokenizerConfig
     from .training import resume, train
     from .training.finetune import FinetuneConfig, finetune

@@ -13,12 +13,12 @@ import sys
 import types
 
 MOVED = {
-    "tinylm.runs": "tinylm.run.loading", "tinylm.migrations": "tinylm.run.migrations",
+    "tinylm.runs": "tinylm.loading", "tinylm.migrations": "tinylm.run.migrations",
     "tinylm.devices": "tinylm.machine.devices", "tinylm.inference": "tinylm.machine.fast_inference",
     "tinylm.environment": "tinylm.machine.report", "tinylm.hub": "tinylm.publishing.hub",
-    "tinylm.export": "tinylm.publishing.export", "tinylm.temperature": "tinylm.generation.temperature",
-    "tinylm.app": "tinylm.generation.playground", "tinylm.memorisation": "tinylm.evaluation.memorisation",
-    "tinylm.compare": "tinylm.evaluation.compare", "tinylm.encoding": "tinylm.tokenizers.encoding",
+    "tinylm.export": "tinylm.publishing.export", "tinylm.temperature": "tinylm.lab.temperature",
+    "tinylm.app": "tinylm.lab.playground", "tinylm.memorisation": "tinylm.evaluation.memorisation",
+    "tinylm.compare": "tinylm.lab.compare", "tinylm.encoding": "tinylm.tokenizers.encoding",
     "tinylm.tracking": "tinylm.run.loggers", "tinylm.finetune": "tinylm.training.finetune",
     "tinylm.lightning": "tinylm.training.lightning", "tinylm.presets": "tinylm.training.presets",
     "tinylm.weights": "tinylm.models.weights",

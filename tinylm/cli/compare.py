@@ -9,7 +9,7 @@ from ._machine import add_machine_flags
 
 def run(args: argparse.Namespace) -> int:
     from ..config import DataConfig, RunConfig, TrainConfig
-    from ..evaluation.compare import compare
+    from ..lab.compare import compare
     from ..tokenizers import TokenizerConfig
 
     config = RunConfig(data=DataConfig(source=args.data, block_size=args.block_size),

@@ -6,7 +6,7 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..generation.temperature import parse_temperatures, plot_softmax
+    from ..lab.temperature import parse_temperatures, plot_softmax
 
     path = plot_softmax(args.run, parse_temperatures(args.temperatures), prompt=args.prompt, out=args.out,
                         top=args.top, seed=args.seed)

@@ -12,7 +12,7 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     # Runs load before Gradio is imported (seconds): a mistyped run directory fails at once.
     runs = [load(name, device=args.device, precision=args.precision) for name in args.runs]
-    from ..generation.playground import serve
+    from ..lab.playground import serve
 
     serve(runs, host=args.host, port=args.port)
     return 0

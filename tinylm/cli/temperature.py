@@ -8,7 +8,7 @@ from ._machine import add_machine_flags, apply_threads
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..generation.temperature import parse_temperatures, temperature_report
+    from ..lab.temperature import parse_temperatures, temperature_report
     from ..publishing.hub import load
 
     apply_threads(args)

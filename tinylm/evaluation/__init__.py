@@ -1,5 +1,5 @@
-"""Stage 6 of the pipeline: measuring a model. Loss, perplexity and bits per character (evaluation/scoring.py),
-memorisation (evaluation/memorisation.py), and comparing models on one corpus (evaluation/compare.py).
+"""Stage 6 of the pipeline: measuring a model. Loss, perplexity and bits per character (evaluation/scoring.py)
+and memorisation (evaluation/memorisation.py); comparing models on one corpus is in the lab (lab/compare.py).
 
 The scoring names are here too, as they were when tinylm.evaluation was one module.
 """

@@ -1,5 +1,5 @@
-"""Stage 5 of the pipeline: text out. Sampling (generation/sampling.py), temperature shown and measured
-(generation/temperature.py), and the web playground (generation/playground.py).
+"""Stage 5 of the pipeline: text out, token by token (generation/sampling.py). The temperature lab and the web
+playground that use it are in tinylm/lab/.
 
 The sampling names are here too, as they were when tinylm.generation was one module.
 """

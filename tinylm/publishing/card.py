@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from .._version import __version__
 from ..errors import TinyLMError
 from ..io import read_jsonl
+from ..loading import LoadedModel, load_run
 from ..run.layout import CONFIG, LOSS_PLOT, METRICS, SAMPLES, SUMMARY, TINYLM_CONFIG, WEIGHTS, run_config_file
-from ..run.loading import LoadedModel, load_run
 
 if TYPE_CHECKING:
     from ..config import DataConfig, TrainConfig

@@ -26,9 +26,9 @@ import torch
 from ..errors import TinyLMError
 from ..folders import OutputKind
 from ..io import as_path, write_json
+from ..loading import LoadedModel, load_run
 from ..models.gpt import GPT
 from ..models.weights import save_tensors
-from ..run.loading import LoadedModel, load_run
 
 # Per block: GPT-2 parameter name -> whether it is a Conv1D weight (stored transposed).
 _BLOCK_PARAMETERS = {

@@ -43,6 +43,7 @@ from typing import Any
 from ..errors import TinyLMError
 from ..folders import OutputKind
 from ..io import as_path, write_text
+from ..loading import LoadedModel, load_run
 from ..run.layout import (
     CONFIG,
     LOSS_PLOT,
@@ -52,7 +53,6 @@ from ..run.layout import (
     is_run_config,
     run_config_file,
 )
-from ..run.loading import LoadedModel, load_run
 
 # The card's names (publishing/card.py) are imported here too, so that they stay importable from this module.
 from .card import (  # noqa: F401
@@ -157,7 +157,7 @@ def locate_run(name: str | Path) -> tuple[Path, bool]:
 def load(run: str | Path, device: str = "cpu", precision: str = "auto") -> LoadedModel:
     """Load a run in one call: a run directory (config.json, tokenizer.json, model.safetensors), a folder
     written by `tinylm push --dry-run`, or a Hub repo id USER/NAME (the Hub id is resolved first, then the
-    local folder is loaded by tinylm.run.loading.load_run). `device` as in tinylm.machine.devices.resolve_device
+    local folder is loaded by tinylm.loading.load_run). `device` as in tinylm.machine.devices.resolve_device
     ("auto" for the fastest there is); `precision` is what generation uses unless a call says otherwise."""
     from ..machine.devices import check_generation_precision, resolve_device
 

@@ -49,6 +49,7 @@ from ..data import IGNORE, load_split
 from ..errors import TinyLMError, check_types
 from ..folders import check_apart
 from ..io import as_path, atomic_path, read_jsonl, write_json, write_text
+from ..loading import LoadedModel, load_run
 from ..machine.devices import MachineChoice, check_training_precision, resolve_device, settle_machine
 from ..models import family_of
 from ..models.hf import HFCausalLM, HFCausalLMConfig, hf_config_dict
@@ -64,7 +65,6 @@ from ..run.layout import (
     default_sample_prompt,
     is_run,
 )
-from ..run.loading import LoadedModel, load_run
 from ..run.session import RunSession
 from ..tokenizers import Tokenizer, TokenizerConfig
 from .budget import EARLY_STOPPING, PLANNED_EPOCHS

@@ -35,11 +35,11 @@ from ..config import DataConfig, RunConfig, TrainConfig, check_learning_rate
 from ..data import IGNORE, evaluation_examples, load_split, training_examples
 from ..errors import TinyLMError
 from ..evaluation.scoring import summarize, token_losses
+from ..loading import LoadedModel, load_run
 from ..machine.devices import MachineChoice, PrecisionChoice
 from ..models import LanguageModel, build_model, config_to_dict, model_config
 from ..models.weights import load_weights, save_weights
 from ..run.layout import CONFIG, RUN_FOLDER, WEIGHTS, default_sample_prompt
-from ..run.loading import LoadedModel, load_run
 from ..run.session import RunSession
 from ..tokenizers import TokenizerConfig, build_tokenizer
 from .presets import PRESETS

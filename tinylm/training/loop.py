@@ -33,10 +33,10 @@ from ..errors import NonFiniteScores, TinyLMError
 from ..evaluation.scoring import score
 from ..folders import clean_stale
 from ..io import as_path
+from ..loading import LoadedModel, load_run
 from ..machine.devices import MachineChoice, PrecisionChoice, process_age, resolve_device, settle_machine
 from ..models import build_model, model_name
 from ..run.layout import CONFIG, SUMMARY, WEIGHTS, check_run_output, data_source, default_run_dir, default_sample_prompt
-from ..run.loading import LoadedModel, load_run
 from ..run.session import Progress, RunSession
 from ..tokenizers import Tokenizer
 from . import distributed

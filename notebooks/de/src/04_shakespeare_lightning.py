@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, random_split
 from tinylm import course
 from tinylm.data import load_corpus
 from tinylm.evaluation.memorisation import generated_words
-from tinylm.generation.temperature import real_words, unrecognisable_from
+from tinylm.lab.temperature import real_words, unrecognisable_from
 
 MAXLEN, STEP, PATIENCE = 40, 3, 5
 MAX_EPOCHS = 2 if QUICK else 30

@@ -21,13 +21,13 @@ from typing import Any
 
 from ..config import RunConfig
 from ..errors import TinyLMError
+from ..evaluation.memorisation import MemorisationResult, TrainingWords, memorisation
 from ..folders import OutputKind
 from ..io import write_json, write_text
+from ..loading import LoadedModel
 from ..models import MODEL_NAMES, model_config
 from ..plots import plot_compare
 from ..run.layout import SUMMARY
-from ..run.loading import LoadedModel
-from .memorisation import MemorisationResult, TrainingWords, memorisation
 
 
 @dataclass

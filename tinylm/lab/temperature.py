@@ -20,11 +20,11 @@ import torch
 from ..errors import TinyLMError
 from ..evaluation.memorisation import WORD, generated_words
 from ..folders import OutputKind
+from ..generation.sampling import tempered_softmax
 from ..io import write_json, write_text
+from ..loading import LoadedModel
 from ..plots import plot_distributions, plot_temperature
 from ..publishing.hub import load
-from ..run.loading import LoadedModel
-from .sampling import tempered_softmax
 
 SOFTMAX_TEMPERATURES = (0.2, 0.5, 1.0, 2.0, 5.0)
 REPORT_TEMPERATURES = (0.3, 0.8, 1.0, 1.3, 1.8)

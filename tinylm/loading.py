@@ -1,4 +1,5 @@
-"""A run directory, loaded: model + tokenizer + config, ready to generate and evaluate.
+"""A run directory, loaded: model + tokenizer + config, ready to generate and evaluate. It lies above generation
+and evaluation (it calls both) and below what loads runs: training returns one, publishing and the lab load them.
 
     run = tinylm.load("runs/shakespeare-lstm")
     print(run.generate("ROMEO:", max_new_tokens=200, temperature=0.8))
@@ -14,18 +15,18 @@ from typing import Iterator
 
 import torch
 
-from ..config import RunConfig
-from ..data import TrainingData
-from ..data.sources import nfc
-from ..errors import TinyLMError
-from ..evaluation.scoring import EvalResult, evaluate_text
-from ..generation.sampling import SamplingConfig, generate_ids
-from ..io import read_jsonl
-from ..machine.devices import check_generation_precision, resolve_device
-from ..models import LanguageModel, build_model
-from ..models.weights import load_weights
-from ..tokenizers import Tokenizer
-from .layout import METRICS, WEIGHTS, data_source, run_config_file
+from .config import RunConfig
+from .data import TrainingData
+from .data.sources import nfc
+from .errors import TinyLMError
+from .evaluation.scoring import EvalResult, evaluate_text
+from .generation.sampling import SamplingConfig, generate_ids
+from .io import read_jsonl
+from .machine.devices import check_generation_precision, resolve_device
+from .models import LanguageModel, build_model
+from .models.weights import load_weights
+from .run.layout import METRICS, WEIGHTS, data_source, run_config_file
+from .tokenizers import Tokenizer
 
 
 class LoadedModel:
@@ -121,7 +122,7 @@ class LoadedModel:
                                 top: int | None = None) -> list[tuple[str, float]]:
         """The model's next-token probabilities after `prompt` at `temperature`, most likely first
         (the `top` most likely when given). Tokens are shown as text (special tokens by name)."""
-        from ..generation.sampling import tempered_softmax
+        from .generation.sampling import tempered_softmax
 
         ids = torch.tensor([self.prompt_ids(prompt, warn=False)], device=self.device)
         self.module.eval()
@@ -141,7 +142,7 @@ class LoadedModel:
             self.check_data()
             data = TrainingData.open(self.config.data)
             if data.prepared is not None:  # a prepared token folder: its val.bin
-                from ..evaluation.scoring import score
+                from .evaluation.scoring import score
 
                 return score(self.module, data.validation(self.tokenizer, self.config.data), batch_size,
                              self.config.data.block_size, self.tokenizer.vocab_size, self.device)

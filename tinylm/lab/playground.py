@@ -1,6 +1,6 @@
 """The web playground: a local Gradio page to try one or more runs side by side.
 
-    demo = tinylm.generation.playground.build_app(["runs/lstm", "runs/gru"])     # a gr.Blocks, queue configured
+    demo = tinylm.lab.playground.build_app(["runs/lstm", "runs/gru"])     # a gr.Blocks, queue configured
     tinylm.serve(["runs/lstm", "runs/gru"], port=7860)         # what `tinylm serve` runs
 
 One shared prompt and set of sampling controls; one column per run with its name, description and parameter
@@ -20,9 +20,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..errors import TinyLMError
+from ..generation.sampling import SamplingConfig
+from ..loading import LoadedModel
 from ..publishing.hub import load
-from ..run.loading import LoadedModel
-from .sampling import SamplingConfig
 
 # Gradio reads this when it is imported and otherwise contacts its telemetry and version-check hosts.
 # The playground is a local tool: forced off, not just defaulted, whatever the environment says.
