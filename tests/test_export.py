@@ -127,7 +127,9 @@ def test_export_refuses_non_gpt_runs_and_bad_targets(tmp_path, gpt_run, shakespe
     with pytest.raises(TinyLMError, match="GPT runs only"):
         tinylm.export_run(tmp_path / "lstm", tmp_path / "out")
     with pytest.raises(TinyLMError, match="unknown export format"):
-        tinylm.export_run(gpt_run, tmp_path / "out", format="onnx")
+        tinylm.export_run(gpt_run, tmp_path / "out", format="tflite")
+    with pytest.raises(TinyLMError, match="--outtype applies to --format gguf only"):
+        tinylm.export_run(gpt_run, tmp_path / "out", format="transformers", outtype="q8_0")
     with pytest.raises(TinyLMError, match="not empty"):
         tinylm.export_run(gpt_run, tmp_path / "lstm")
     with pytest.raises(TinyLMError, match="which this command reads"):

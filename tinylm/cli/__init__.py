@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Packages of the optional extras: a command that needs one that is not installed says which extra to install.
 EXTRAS = {"transformers": "hf", "datasets": "hf", "accelerate": "hf", "huggingface_hub": "hf", "wandb": "tracking",
           "tensorboard": "tracking", "gradio": "app", "lightning": "lightning", "nbclient": "notebooks",
-          "nbformat": "notebooks", "ipykernel": "notebooks"}
+          "nbformat": "notebooks", "ipykernel": "notebooks", "gguf": "gguf", "onnx": "onnx", "onnxruntime": "onnx",
+          "onnxruntime_genai": "onnx", "peft": "lora"}
 # What the filesystem says when tinylm cannot write (or read) where the user pointed it.
 FILESYSTEM_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR,
                      errno.EBUSY, errno.ENAMETOOLONG, errno.ELOOP, errno.EFBIG, errno.EMFILE}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -118,6 +119,19 @@ def gpt_from_gpt2_file(path: Path, model: GPT) -> GPT:
     return model
 
 
+def check_gpt2_shaped(run: LoadedModel, format: str) -> GPT:
+    """`run`'s model if every export format can write it (a GPT built like GPT-2), else a one-line TinyLMError
+    that names the families the format takes. Every format writes GPT-2's graph: transformers' GPT2LMHeadModel,
+    llama.cpp's `gpt2` architecture, the ONNX decoder."""
+    if not isinstance(run.module, GPT):
+        raise TinyLMError(f"--format {format} exports GPT runs only (family gpt; markov, rnn, gru and lstm runs "
+                          f"have no {format} form); {run.run_dir} holds a {run.module.describe()} model")
+    if options := run.module.config.gpt2_incompatibilities():
+        raise TinyLMError(f"--format {format} needs a GPT built like GPT-2; {run.run_dir} uses "
+                          f"{', '.join(options)}, which GPT-2's layout cannot represent")
+    return run.module
+
+
 def gpt2_config(model: GPT, tokenizer) -> dict:
     """config.json of a GPT2LMHeadModel with the same architecture (readable by transformers 4 and 5)."""
     c = model.config
@@ -149,14 +163,13 @@ def gpt2_config(model: GPT, tokenizer) -> dict:
     }
 
 
+TRANSFORMERS_ENTRIES = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
+                        "tokenizer_config.json", "special_tokens_map.json"}
+
+
 def export_transformers(run: LoadedModel, out: Path) -> None:
     """Write `run` (a GPT run) as a transformers GPT2LMHeadModel folder."""
-    if not isinstance(run.module, GPT):
-        raise TinyLMError(f"--format transformers exports GPT runs only; {run.run_dir} holds a "
-                          f"{run.module.describe()} model")
-    if options := run.module.config.gpt2_incompatibilities():
-        raise TinyLMError(f"--format transformers needs a GPT-2-compatible GPT; {run.run_dir} uses "
-                          f"{', '.join(options)}, which GPT2LMHeadModel cannot represent")
+    check_gpt2_shaped(run, "transformers")
     config = gpt2_config(run.module, run.tokenizer)
     # transformers 4 refuses safetensors files without metadata format "pt"
     save_tensors(gpt2_state_dict(run.module), out / "model.safetensors", metadata={"format": "pt"})
@@ -171,47 +184,78 @@ def export_transformers(run: LoadedModel, out: Path) -> None:
     run.tokenizer.save(out)
 
 
-EXPORT_FORMATS: dict[str, Callable[[LoadedModel, Path], None]] = {"transformers": export_transformers}
+@dataclass(frozen=True)
+class ExportFormat:
+    """One target format of `tinylm export`: the function that writes a run into a staging folder (with the
+    options it takes) and the files it writes, by which an earlier export of this format is recognised."""
+
+    write: Callable[..., None]
+    entries: frozenset[str]
+    about: str
+    """What OUT holds, for --help and the last line of `tinylm export`."""
+    options: tuple[str, ...] = ()
 
 
-EXPORT_ENTRIES = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
-                  "tokenizer_config.json", "special_tokens_map.json"}
+def _lazy(module: str, function: str) -> Callable[..., None]:
+    """A writer imported only when used: the gguf and onnx packages are optional extras."""
+
+    def write(run: LoadedModel, out: Path, **options) -> None:
+        import importlib
+
+        getattr(importlib.import_module(module, __package__), function)(run, out, **options)
+
+    return write
+
+
+EXPORT_FORMATS: dict[str, ExportFormat] = {
+    "transformers": ExportFormat(export_transformers, frozenset(TRANSFORMERS_ENTRIES),
+                                 "a GPT2LMHeadModel folder: transformers.AutoModelForCausalLM.from_pretrained(OUT)"),
+    "gguf": ExportFormat(_lazy(".gguf", "export_gguf"), frozenset({"model.gguf", "Modelfile", "README.md"}),
+                         "OUT/model.gguf for llama.cpp, Ollama and LM Studio (llama-cli -m OUT/model.gguf)",
+                         options=("outtype",)),
+    "onnx": ExportFormat(_lazy(".onnx", "export_onnx"), frozenset({
+        "model.onnx", "model.onnx.data", "genai_config.json", "config.json", "generation_config.json",
+        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}),
+        "OUT/model.onnx with a KV cache for ONNX Runtime (onnxruntime-genai: og.Model(OUT))"),
+}
 
 
 def _is_export(folder: Path) -> bool:
-    """Whether `folder` holds an export (a transformers config that is not a tinylm run's)."""
-    import json
-
+    """Whether `folder` holds an earlier export: only files one format writes, and not a tinylm run."""
     from ..run.layout import is_run
 
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        names = {p.name for p in folder.iterdir()}
+    except OSError:
         return False
-    return isinstance(config, dict) and "model_type" in config and not is_run(folder)
+    return bool(names) and not is_run(folder) and any(names <= f.entries for f in EXPORT_FORMATS.values())
 
 
-EXPORT_FOLDER = OutputKind("an export", _is_export, frozenset(EXPORT_ENTRIES))
+EXPORT_FOLDER = OutputKind("an export", _is_export, frozenset().union(*(f.entries for f in EXPORT_FORMATS.values())))
 """An export as an output folder (tinylm.folders); its messages name the format."""
 
 
 def export_run(run_dir: str | Path, out: str | Path, format: str = "transformers", *,
-               overwrite: bool = False) -> Path:
+               overwrite: bool = False, **options) -> Path:
     """Write the run in the folder `run_dir` to the folder `out` in `format`; return `out` (`tinylm export` finds
     the folder of a pushed run or a Hub id first: tinylm.publishing.hub.locate_run).
 
     `out` must be absent or empty, or (with `overwrite`) an earlier export, which is replaced whole; a run or a
     folder holding other files never is. The folder is written beside `out` and renamed into place, so a kill
-    leaves the old folder or the new one, never half of one."""
+    leaves the old folder or the new one, never half of one. `options` are the format's own (gguf: outtype)."""
     from ..folders import check_apart, writing_output
 
     if format not in EXPORT_FORMATS:
         raise TinyLMError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    options = {name: value for name, value in options.items() if value is not None}
+    if extra := sorted(set(options) - set(EXPORT_FORMATS[format].options)):
+        owners = " / ".join(name for name, f in EXPORT_FORMATS.items() if extra[0] in f.options)
+        raise TinyLMError(f"--{extra[0]} applies to --format {owners} only, not {format}")
     run_dir, out = as_path(run_dir, "run_dir"), as_path(out, "out")
     check_apart(out, run_dir, "OUT", "the run")
     kind = dataclasses.replace(EXPORT_FOLDER, what=f"a {format} export")
     kind.check(out, overwrite, flag="OUT")  # before the run is loaded
     run = load_run(run_dir)
     with writing_output(kind, out, overwrite=overwrite, flag="OUT") as staging:
-        EXPORT_FORMATS[format](run, staging)
+        EXPORT_FORMATS[format].write(run, staging, **options)
     return out
