@@ -2,7 +2,8 @@
 
 It speaks the few endpoints a small upload and a file download use (see /work/shared/notes/ecosystem.md):
 create a repo, validate a model card's YAML, pre-upload (always "regular": no LFS or xet), commit (ndjson with
-base64 files), and HEAD/GET `/<repo>/resolve/<revision>/<path>`. Repos live in memory as a list of commits;
+base64 files), and HEAD/GET `/<repo>/resolve/<revision>/<path>`; uploads to Spaces too (a repo keeps the type
+and SDK it was created with). Repos live in memory as a list of commits;
 writes need `Authorization: Bearer <token>`; a private repo is invisible without it. Every request is
 recorded, and any request it does not know is answered 404 and kept in `unknown`, so a test can show what
 a newer client asked for.
@@ -30,6 +31,8 @@ import yaml
 @dataclass
 class Repo:
     private: bool
+    type: str = "model"  # or "space"
+    sdk: str | None = None  # a Space's SDK, as create_repo sent it
     commits: list[tuple[str, dict[str, bytes]]] = field(default_factory=list)  # (oid, files), oldest first
 
     def snapshot(self, revision: str) -> tuple[str, dict[str, bytes]] | None:
@@ -73,8 +76,8 @@ _REPO = r"(?P<repo>[^/]+/[^/]+)"
 _ROUTES = [
     ("POST", re.compile(r"/api/repos/create"), "create"),
     ("POST", re.compile(r"/api/validate-yaml"), "validate_yaml"),
-    ("POST", re.compile(rf"/api/models/{_REPO}/preupload/(?P<rev>[^/]+)"), "preupload"),
-    ("POST", re.compile(rf"/api/models/{_REPO}/commit/(?P<rev>[^/]+)"), "commit"),
+    ("POST", re.compile(rf"/api/(?P<kind>models|spaces)/{_REPO}/preupload/(?P<rev>[^/]+)"), "preupload"),
+    ("POST", re.compile(rf"/api/(?P<kind>models|spaces)/{_REPO}/commit/(?P<rev>[^/]+)"), "commit"),
     ("HEAD", re.compile(rf"/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)"), "resolve"),
     ("GET", re.compile(rf"/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)"), "resolve"),
 ]
@@ -132,9 +135,9 @@ def _handler_for(hub: HubServer):
             self._reply(401, {"error": "Invalid credentials in Authorization header"})
             return False
 
-        def _visible_repo(self, repo_id: str) -> Repo | None:
+        def _visible_repo(self, repo_id: str, kind: str = "models") -> Repo | None:
             repo = hub.repos.get(repo_id)
-            if repo is None or (repo.private and not self._authorized()):
+            if repo is None or (repo.private and not self._authorized()) or f"{repo.type}s" != kind:
                 self._reply(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
                 return None
             return repo
@@ -145,11 +148,14 @@ def _handler_for(hub: HubServer):
                 return
             body = json.loads(self._body())
             repo_id = f"{body.get('organization')}/{body['name']}"
-            url = f"{hub.url}/{repo_id}"
+            kind = body.get("type") or "model"
+            url = f"{hub.url}/{'spaces/' if kind == 'space' else ''}{repo_id}"
+            # huggingface_hub 1.x+ sends `visibility`, earlier versions `private`.
+            private = bool(body.get("private")) or body.get("visibility") == "private"
             with hub._lock:
                 if repo_id in hub.repos:
-                    return self._reply(409, {"error": "You already created this model repo", "url": url})
-                hub.repos[repo_id] = Repo(private=bool(body.get("private")))
+                    return self._reply(409, {"error": f"You already created this {kind} repo", "url": url})
+                hub.repos[repo_id] = Repo(private=private, type=kind, sdk=body.get("sdk"))
             self._reply(200, {"url": url, "name": repo_id})
 
         def validate_yaml(self) -> None:
@@ -163,17 +169,17 @@ def _handler_for(hub: HubServer):
                 errors.append({"message": f"invalid YAML: {e}"})
             self._reply(200, {"errors": errors, "warnings": []})
 
-        def preupload(self, repo: str, rev: str) -> None:
-            if not self._require_auth() or self._visible_repo(repo) is None:
+        def preupload(self, repo: str, rev: str, kind: str) -> None:
+            if not self._require_auth() or self._visible_repo(repo, kind) is None:
                 return
             files = json.loads(self._body())["files"]
             self._reply(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
                                          "oid": None} for f in files]})
 
-        def commit(self, repo: str, rev: str) -> None:
+        def commit(self, repo: str, rev: str, kind: str) -> None:
             if not self._require_auth():
                 return
-            target = self._visible_repo(repo)
+            target = self._visible_repo(repo, kind)
             if target is None:
                 return
             lines = [json.loads(line) for line in self._body().decode().splitlines() if line.strip()]

@@ -301,3 +301,140 @@ def test_finetune_logs_the_keys_tinylm_train_logs(tiny_base, corpus, tmp_path):
     assert set(records[0]) == set(trained_records[0]) - {"wall_seconds"}
     samples = [read_jsonl(run / "samples.jsonl") for run in (tuned, trained)]
     assert [set(r) for r in samples[0]] == [set(r) for r in samples[1]]
+
+
+# -- LoRA (peft) ------------------------------------------------------------------------------------------
+LORA = {**FAST, "lr": 2e-2, "lora": True, "lora_rank": 4, "lora_alpha": 8}
+
+
+@pytest.fixture(scope="module")
+def lora_finetuned(tiny_base, corpus, tmp_path_factory):
+    pytest.importorskip("peft")
+    out = tmp_path_factory.mktemp("lora") / "run"
+    lines: list[str] = []
+    run = tinylm.finetune(tiny_base, corpus, out=out, config=FinetuneConfig(epochs=2, **LORA), progress=False,
+                          echo=lines.append)
+    return run, out, lines
+
+
+def test_lora_trains_only_the_adapters_and_keeps_adapter_and_merged_model(lora_finetuned, tiny_base):
+    from transformers import AutoModelForCausalLM
+
+    run, out, lines = lora_finetuned
+    assert sorted(p.name for p in (out / "adapter").iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    summary = json.loads((out / "summary.json").read_text())
+    # GPT-2's default target: c_attn, a (32 -> 96) Conv1D in each of 2 layers: rank 4 x (32 + 96) x 2 parameters
+    assert summary["lora"] == {"rank": 4, "alpha": 8, "dropout": 0.05, "targets": ["c_attn"], "layers": 2,
+                               "adapter": "adapter"}
+    assert summary["trainable_parameters"] == 4 * (32 + 96) * 2
+    base = AutoModelForCausalLM.from_pretrained(tiny_base).state_dict()
+    assert summary["parameters"] == sum(t.numel() for name, t in base.items() if name != "lm_head.weight")
+    assert any(line.startswith("  lora ") and "1,024 trainable parameters" in line for line in lines)
+    assert summary["val_loss_after"] < summary["val_loss_before"] - 0.05
+    # The merged model is the base but for the adapted layers' weights (their biases are not adapted).
+    merged = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert merged.keys() == base.keys()
+    changed = {name for name in base if not torch.equal(base[name], merged[name])}
+    assert changed == {f"transformer.h.{i}.attn.c_attn.weight" for i in range(2)}
+    # The run returned is a plain transformers model again, every weight trainable as in a loaded run.
+    assert run.num_parameters() == tinylm.load(out).num_parameters() == summary["parameters"]
+    assert not any("lora" in name for name, _ in run.module.named_modules())
+
+
+@pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")  # peft asks transformers 5.24
+def test_the_lora_adapter_loads_with_peft_and_gives_the_merged_logits(lora_finetuned, tiny_base):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    run, out, _ = lora_finetuned
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), out / "adapter").eval()
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()
+    ids = torch.tensor([run.tokenizer.encode("ROMEO: and so to bed")])
+    with torch.no_grad():
+        want = merged(ids).logits
+        assert torch.allclose(adapted(ids).logits, want, atol=1e-5)
+        assert torch.allclose(run.module(ids)[0], want, atol=1e-5)
+        assert not torch.allclose(AutoModelForCausalLM.from_pretrained(tiny_base)(ids).logits, want, atol=1e-3)
+
+
+def test_a_lora_run_samples_with_tinylm_and_the_transformers_pipeline(lora_finetuned):
+    from transformers import pipeline
+
+    run, out, _ = lora_finetuned
+    generator = pipeline("text-generation", model=str(out))
+    text = generator("ROMEO:", max_new_tokens=12, do_sample=False)[0]["generated_text"]
+    assert text == tinylm.load(out).generate("ROMEO:", max_new_tokens=12, greedy=True, stop_at_eos=False)
+    assert len(text) > len("ROMEO:")
+
+
+def test_the_model_card_of_a_lora_run_names_lora_rank_and_base(lora_finetuned, tiny_base):
+    pytest.importorskip("huggingface_hub")
+    from tinylm.publishing.card import build_card, card_facts
+
+    card = build_card(card_facts(lora_finetuned[1], "alice/tiny-lora"))
+    metadata, body = card.split("\n---\n", 1)
+    assert "- lora" in metadata and "- peft" in metadata
+    assert f"fine-tuned from {tiny_base.name} with tinylm on corpus.txt by LoRA (rank 4, alpha 8 on c_attn: " \
+           "1,024 parameters trained, then merged into the weights)" in body
+    assert "| LoRA | rank 4, alpha 8 on c_attn, dropout 0.05: 1,024 parameters trained" in body
+
+
+def test_lora_mistakes_are_one_line_errors_and_the_cli_exits_2(tiny_base, corpus, tmp_path, capsys):
+    pytest.importorskip("peft")
+    from tinylm.cli import main
+
+    def error(**config) -> str:
+        with pytest.raises(tinylm.TinyLMError) as e:
+            tinylm.finetune(tiny_base, corpus, out=tmp_path / "x", config=FinetuneConfig(**{**LORA, **config}),
+                            progress=False, echo=lambda s: None)
+        assert "\n" not in str(e.value)
+        return str(e.value)
+
+    assert "--lora-rank must be at least 1" in error(lora_rank=0)
+    assert "--lora-alpha must be positive" in error(lora_alpha=0)
+    assert "--lora-dropout must be in [0, 1)" in error(lora_dropout=1.0)
+    missing = error(lora_targets=["q_proj"])
+    assert "no such layer" in missing and "c_attn, c_fc, c_proj, lm_head" in missing
+    assert "takes no LoRA adapter" in error(lora_targets=["ln_1"])
+    assert "shared with another layer" in error(lora_targets=["c_attn", "lm_head"])
+    assert "add --lora" in error(lora=False, lora_rank=16)
+    assert not (tmp_path / "x").exists()  # refused before the run directory is made
+    command = ["finetune", "--base", str(tiny_base), "--data", str(corpus), "--out", str(tmp_path / "x"), "--lora",
+               "--quiet"]
+    capsys.readouterr()
+    assert main([*command, "--lora-targets", "c_attn,qkv"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --lora-targets qkv: ") and err.count("\n") == 1
+    assert main([*command, "--lora-rank", "0"]) == 2
+    assert capsys.readouterr().err == "error: --lora-rank must be at least 1, got 0\n"
+
+
+def test_without_peft_the_cli_says_which_extra_to_install(tiny_base, corpus, tmp_path, monkeypatch, capsys):
+    from tinylm.cli import main
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # `import peft` raises ModuleNotFoundError
+    assert main(["finetune", "--base", str(tiny_base), "--data", str(corpus), "--lora",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "pip install 'tinylm[lora]'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_lora_settings_round_trip_through_json():
+    import dataclasses
+
+    config = FinetuneConfig(lora=True, lora_rank=16, lora_alpha=32, lora_targets=["c_attn", "c_proj"],
+                            lora_dropout=0.0)
+    assert FinetuneConfig(**json.loads(json.dumps(dataclasses.asdict(config)))) == config
+    older = {k: v for k, v in dataclasses.asdict(FinetuneConfig()).items() if not k.startswith("lora")}
+    assert FinetuneConfig(**older) == FinetuneConfig()  # settings saved before LoRA: its defaults, off
+    assert FinetuneConfig(lora=True, lora_targets=[" c_attn", "c_attn"]).lora_targets == ["c_attn"]
+
+
+def test_a_lora_run_can_be_overwritten(lora_finetuned, tiny_base, corpus, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(lora_finetuned[1], out)
+    tinylm.finetune(tiny_base, corpus, out=out, config=FinetuneConfig(epochs=1, **FAST), overwrite=True,
+                    progress=False, echo=lambda s: None)
+    assert not (out / "adapter").exists()

@@ -32,6 +32,7 @@ _EXPORTS = {
     "plot_softmax": "lab.temperature", "temperature_report": "lab.temperature",
     "prepare": "data.tokenfile", "open_prepared": "data.tokenfile", "environment": "machine.report",
     "serve": "lab.playground",  # the web playground needs gradio (optional, slow to import)
+    "build_space": "publishing.space", "push_space": "publishing.space",
 }
 
 # The modules' earlier paths, kept for one release (0.1 -> 0.2): `import tinylm.hub` is tinylm.publishing.hub itself
@@ -44,7 +45,7 @@ __all__ = [
     "__version__", "PRESETS", "DataConfig", "RunConfig", "TrainConfig", "TokenizerConfig", "TinyLMError",
     "EvalResult", "FinetuneConfig", "finetune", "SamplingConfig", "tempered_softmax", "model_config", "LoadedModel",
     "export_run", "load", "push", "resume", "train", "compare", "memorisation", "plot_softmax",
-    "temperature_report", "prepare", "open_prepared", "environment", "serve",
+    "temperature_report", "prepare", "open_prepared", "environment", "serve", "build_space", "push_space",
 ]
 
 
@@ -81,12 +82,14 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from .evaluation.scoring import EvalResult
     from .generation.sampling import SamplingConfig, tempered_softmax
     from .lab.compare import compare
+    from .lab.playground import serve
     from .lab.temperature import plot_softmax, temperature_report
     from .loading import LoadedModel
     from .machine.report import environment
     from .models import model_config
     from .publishing.export import export_run
     from .publishing.hub import load, push
+    from .publishing.space import build_space, push_space
     from .tokenizers import TokenizerConfig
     from .training import resume, train
     from .training.finetune import FinetuneConfig, finetune

@@ -1,6 +1,7 @@
 """`tinylm finetune`: fine-tune a pretrained causal LM (GPT-2, a Hub model, a folder, a GPT run) on a text.
 
-The flags are generated from FinetuneConfig and the text's part of DataConfig (cli/_fields.py)."""
+The flags are generated from FinetuneConfig and the text's part of DataConfig (cli/_fields.py); --lora-targets, a
+list, is written by hand (comma-separated)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,13 @@ def add_parser(sub) -> None:
     flags |= add_config_flags(p.add_argument_group("data"), DataConfig, "data", only=DATA_FIELDS,
                               names={"source": ["--data"], "val_source": ["--val-data"]},
                               extra={"source": {"required": True}})
-    flags |= add_config_flags(p.add_argument_group("training"), FinetuneConfig, "finetune", skip=MACHINE_FLAGS)
+    training = p.add_argument_group("training")
+    flags |= add_config_flags(training, FinetuneConfig, "finetune", skip=(*MACHINE_FLAGS, "lora_targets"))
+    # A list field (generated flags take tuples only), written comma-separated as module names read best.
+    training.add_argument("--lora-targets", type=_names, metavar="NAMES", default=None,
+                          help="names of the modules that get adapters, comma-separated (with --lora; default: "
+                               "peft's choice for the architecture, GPT-2: c_attn)")
+    flags["lora_targets"] = ("finetune", "lora_targets")
     g = p.add_argument_group("run directory")
     g.add_argument("--out", help="run directory (default runs/<data>-<base>-<time>)")
     g.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
@@ -35,6 +42,11 @@ def add_parser(sub) -> None:
     add_machine_flags(p, training=True, defaults=False)
     flags |= {name: ("finetune", name) for name in MACHINE_FLAGS}
     p.set_defaults(_config_flags=flags)
+
+
+def _names(text: str) -> list[str]:
+    """`c_attn,c_proj` -> ["c_attn", "c_proj"] (FinetuneConfig refuses empty names)."""
+    return text.split(",")
 
 
 def configs_from_args(args: argparse.Namespace):

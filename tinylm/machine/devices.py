@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from ..errors import TinyLMError
+from . import llama_engine
 from .store import TRAINING_CHOICES, model_fingerprint
 
 CPU_BF16_ENV = "TINYLM_CPU_BF16"
@@ -411,7 +412,7 @@ def _first_line(error: BaseException) -> str:
 
 
 # -- precision for generation -----------------------------------------------------------------------------------
-GENERATION_PRECISIONS = ("auto", "fp32", "bf16", "int8")
+GENERATION_PRECISIONS = ("auto", "fp32", "bf16", "int8", "llama.cpp")
 
 
 def check_generation_precision(requested: str, device: torch.device | str) -> None:
@@ -419,8 +420,12 @@ def check_generation_precision(requested: str, device: torch.device | str) -> No
     nothing: what auto picks is decided when generating, and only for a model large enough to measure."""
     if requested not in GENERATION_PRECISIONS:
         raise TinyLMError(f"--precision must be one of {', '.join(GENERATION_PRECISIONS)}, got {requested!r}")
-    if requested == "int8" and torch.device(device).type != "cpu":
-        raise TinyLMError(f"--precision int8 runs on CPUs only (this model is on {device}); use bf16 or fp32")
+    if requested in ("int8", "llama.cpp") and torch.device(device).type != "cpu":
+        raise TinyLMError(f"--precision {requested} runs on CPUs only (this model is on {device}); use bf16 or "
+                          "fp32")
+    if requested == "llama.cpp" and not llama_engine.available():
+        raise TinyLMError("--precision llama.cpp needs llama.cpp and the gguf package: pip install "
+                          "llama-cpp-python 'tinylm[gguf]' (llama-cpp-python compiles llama.cpp, ~20 minutes)")
 
 
 def generation_candidates(requested: str, device: torch.device | str) -> tuple[str, ...]:
@@ -442,6 +447,8 @@ def generation_candidates(requested: str, device: torch.device | str) -> tuple[s
         candidates.append("int8")
     if bf16_packing_supported():
         candidates.append("bf16")
+    if llama_engine.available():  # GPTs only: fast_inference drops it for other models
+        candidates.append("llama.cpp")
     return tuple(candidates)
 
 

@@ -69,7 +69,7 @@ MEASURE_TOKENS = 16
 MEASURE_ROUNDS = 5
 """Timed passes per candidate, taking turns; the fastest counts (under a second in all for gpt-gpu's model)."""
 
-TOLERANCES = {"bf16": 2e-2, "int8": 4e-2}
+TOLERANCES = {"bf16": 2e-2, "int8": 4e-2, "llama.cpp": 4e-2}  # llama.cpp: q8_0 weights (tinylm.machine.llama_engine)
 """Max |logit difference| against fp32, as a share of the largest |fp32 logit|, that a copy may show to be
 used by auto, and that the tests allow (measured on small random models: bf16 up to ~1.2%, int8 up to ~1.6%)."""
 
@@ -92,10 +92,24 @@ def resolve_precision(model: nn.Module, precision: str, device: torch.device | s
     (`auto_ranking`)."""
     if _small_on_cpu(model, precision, device):
         return "fp32"
-    candidates = devices.generation_candidates(precision, device)
+    candidates = candidates_for(model, precision, device)
     if len(candidates) == 1:
         return candidates[0]
     return auto_ranking(model, candidates)[0]
+
+
+def candidates_for(model: nn.Module, precision: str, device: torch.device | str) -> tuple[str, ...]:
+    """devices.generation_candidates for this model: llama.cpp runs GPTs built like GPT-2 only (an explicit
+    request for another model is a TinyLMError; auto leaves it out)."""
+    from . import llama_engine
+
+    candidates = devices.generation_candidates(precision, device)
+    if "llama.cpp" not in candidates or llama_engine.runs_model(model):
+        return candidates
+    if precision == "llama.cpp":
+        raise TinyLMError("--precision llama.cpp runs GPTs built like GPT-2 whose width is a multiple of 32; "
+                          f"this model is {model.describe() if hasattr(model, 'describe') else type(model).__name__}")
+    return tuple(c for c in candidates if c != "llama.cpp")
 
 
 def _small_on_cpu(model: nn.Module, precision: str, device: torch.device | str) -> bool:
@@ -240,8 +254,13 @@ def inference_copy(model: nn.Module, precision: str = "bf16") -> nn.Module:
     """An inference-only copy of `model` in eval mode, its nn.Linear layers computing in `precision`
     ("bf16" or "int8"; "fp32" gives a plain frozen copy). The original is not modified. Generic: the copy
     follows the same `logits, state = model(ids, state)` contract whatever the family."""
-    if precision not in ("fp32", "bf16", "int8"):
-        raise TinyLMError(f"inference_copy takes fp32, bf16 or int8, got {precision!r} (resolve 'auto' first)")
+    if precision not in ("fp32", "bf16", "int8", "llama.cpp"):
+        raise TinyLMError(f"inference_copy takes fp32, bf16, int8 or llama.cpp, got {precision!r} (resolve 'auto' "
+                          "first)")
+    if precision == "llama.cpp":
+        from .llama_engine import LlamaCppGPT
+
+        return LlamaCppGPT(model)
     # Each Linear is converted from the original and handed to deepcopy as its copy (the memo), so that the
     # fp32 weights of the Linear layers are never copied: no moment with two fp32 models in memory.
     memo: dict[int, Any] = {}
@@ -319,7 +338,7 @@ def model_for_generation(model: nn.Module, precision: str = "auto", device: torc
     does not); an explicit bf16 or int8 that cannot run here is a TinyLMError."""
     if hasattr(model, "inference_precision") or _small_on_cpu(model, precision, device):
         return model
-    candidates = devices.generation_candidates(precision, device)
+    candidates = candidates_for(model, precision, device)
     if len(candidates) == 1:
         if candidates[0] == "fp32":
             return model

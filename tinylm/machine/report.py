@@ -14,7 +14,7 @@ from .._version import __version__
 from . import devices
 
 EXTRAS = ("transformers", "huggingface_hub", "datasets", "accelerate", "wandb", "tensorboard", "gradio",
-          "lightning", "nbclient")
+          "lightning", "nbclient", "gguf", "onnxruntime", "peft")
 """Optional packages, by distribution name, that some commands use."""
 
 PROBE_FAMILIES = {"lstm": {"embed": 64, "hidden": 256, "layers": 2}, "gru": {"embed": 64, "hidden": 256},
@@ -47,6 +47,7 @@ def environment_report(probe: bool = True) -> dict:
                                                 "OMP_NUM_THREADS")
                       if (value := os.environ.get(name)) is not None},
         "extras": {name: _version(name) for name in EXTRAS},
+        "engines": {"torch": torch.__version__, "llama.cpp": _version("llama_cpp_python")},
     }
     if torch.cuda.is_available():
         report["devices"]["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -90,6 +91,10 @@ def format_environment(report: dict) -> str:
     ]
     if report["overrides"]:
         lines.append("overrides       " + ", ".join(f"{k}={v}" for k, v in report["overrides"].items()))
+    llama = report["engines"]["llama.cpp"]
+    lines.append("engines         torch (fp32, bf16, int8); " + (
+        f"llama.cpp {llama} (q8_0 GPT generation: a candidate of auto, measured and checked against fp32)" if llama
+        else "llama.cpp not installed (faster GPT generation: pip install llama-cpp-python, ~20 minutes)"))
     for name, choice in report.get("auto", {}).items():
         lines.append(f"auto, {name:<9} training {choice['training']} ({choice['training_reason']}); "
                      f"generation {choice['generation']}")

@@ -260,7 +260,8 @@ def _metadata(facts: CardFacts) -> str:
         pipeline_tag="text-generation", datasets=facts.datasets, metrics=["perplexity"],
         base_model=facts.base_id, tags=list(dict.fromkeys(t for t in [  # the user's first: they say what it is about
             *facts.user_tags, "tinylm", "text-generation", _level(facts)[1], facts.model_tag,
-            "fine-tuned" if facts.finetuned else None, "pytorch", "safetensors"] if t)),
+            "fine-tuned" if facts.finetuned else None, *(["lora", "peft"] if _lora(facts) else []), "pytorch",
+            "safetensors"] if t)),
         model_name=facts.name,
         # The Hub's inference widget starts from the run's own sample prompt (an empty one is no use there).
         widget=[{"text": facts.prompt or "The"}] if facts.transformers else None,
@@ -281,8 +282,9 @@ def _level(facts: CardFacts) -> tuple[str, str | None]:
 
 def _intro(facts: CardFacts) -> list[str]:
     """The title, the user's description, and one paragraph: what the model is and its best scores."""
-    best = facts.best
-    origin = (f"fine-tuned from {facts.base_name} with tinylm on {facts.corpus}" if facts.finetuned
+    best, lora = facts.best, _lora(facts)
+    method = f" by LoRA ({_lora_text(lora)}: {_trained(facts)} trained, then merged into the weights)" if lora else ""
+    origin = (f"fine-tuned from {facts.base_name} with tinylm on {facts.corpus}{method}" if facts.finetuned
               else f"trained from scratch with tinylm on {facts.corpus}")
     return [
         f"# {facts.name}",
@@ -322,6 +324,11 @@ def _training_section(facts: CardFacts) -> list[str]:
             ["early stopping", f"patience {tc.patience}" if tc.patience else "off"],
             ["precision", tc.precision],
         ]
+        lora = _lora(facts)
+        if lora:  # a LoRA fine-tune: only the adapter trained, from the base named here
+            rows.append(["LoRA", f"{_lora_text(lora)}, dropout {lora.get('dropout')}: {_trained(facts)} trained, "
+                                 f"the base's {facts.summary.get('parameters', facts.parameters):,} frozen; the "
+                                 f"adapter is merged into {WEIGHTS}"])
     else:  # counting models (n-grams) have no optimizer: the loop fits them in one pass
         rows.append(["training", "one counting pass over the training tokens (no gradient steps)"])
     train_seconds = summary.get("train_seconds", facts.metrics[-1].get("elapsed_seconds"))
@@ -471,6 +478,24 @@ def _files_section(facts: CardFacts) -> list[str]:
 
 
 # -- the card's small formatters --------------------------------------------------------------------------
+def _lora(facts: CardFacts) -> dict[str, Any] | None:
+    """The LoRA adapter a fine-tune trained (summary.json's `lora`: rank, alpha, dropout, targets, layers), None
+    for a full fine-tune or a run trained from scratch."""
+    lora = facts.summary.get("lora") if facts.finetuned else None
+    return lora if isinstance(lora, dict) else None
+
+
+def _lora_text(lora: dict[str, Any]) -> str:
+    """The adapter's settings as the card names them: "rank 8, alpha 16 on c_attn"."""
+    return f"rank {lora.get('rank')}, alpha {lora.get('alpha')} on {', '.join(map(str, lora.get('targets', [])))}"
+
+
+def _trained(facts: CardFacts) -> str:
+    """The parameters a LoRA fine-tune trained, as a number when the run recorded it."""
+    trainable = facts.summary.get("trainable_parameters")
+    return f"{trainable:,} parameters" if isinstance(trainable, int) else "the adapter's parameters"
+
+
 def _fence(text: str) -> str:
     """A Markdown code fence longer than any run of backticks in `text`, so samples cannot break out."""
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)

@@ -21,6 +21,7 @@ SAMPLES = "samples.jsonl"  # the sample written after each epoch
 SUMMARY = "summary.json"  # written once, when training ends
 LOSS_PLOT = "loss.png"
 CHECKPOINT = "checkpoint"  # weights, optimizer, RNG and state.json: what --resume continues from
+ADAPTER = "adapter"  # a LoRA fine-tune's adapter (peft's save_pretrained), beside the merged weights
 
 # What a run directory may hold: the files and folders tinylm writes into it (training, its loggers, fine-tunes,
 # the Lightning bridge). A folder holding anything else is someone's, and is never replaced.
@@ -29,7 +30,7 @@ RUN_ENTRIES = frozenset({
     "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja",
     "generation_config.json", METRICS, SAMPLES, SUMMARY, LOSS_PLOT, "steps.csv",
     "epochs.csv", CHECKPOINT, f"{CHECKPOINT}.tmp", f"{CHECKPOINT}.old", "tensorboard", "wandb", "trainer",
-    "lightning_logs", "lightning", "README.md", "tinylm",
+    "lightning_logs", "lightning", "README.md", "tinylm", ADAPTER,
 })
 
 

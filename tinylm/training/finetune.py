@@ -25,10 +25,16 @@ so `tinylm sample`, `eval`, `push` and `serve` treat it like any other (RunConfi
 tinylm_config.json when it is there; runs of earlier versions, with tinylm's config as config.json and
 weights prefixed `model.`, still load). summary.json adds the base model and the validation perplexity
 before and after fine-tuning.
+
+With `lora` (peft), the base stays frozen and only low-rank adapters train. The run then holds the best
+epoch's adapter in adapter/ (adapter_config.json, adapter_model.safetensors: `PeftModel.from_pretrained(base,
+RUN/adapter)`) and, where a full fine-tune keeps its weights, the base with that adapter merged in, so
+everything downstream reads a LoRA run as it reads any fine-tune. summary.json records the adapter's settings.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -37,9 +43,11 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import tokenizers
 import torch
@@ -56,6 +64,7 @@ from ..models.hf import HFCausalLM, HFCausalLMConfig, hf_config_dict
 from ..models.weights import load_weights
 from ..publishing.hub import is_hub_name
 from ..run.layout import (
+    ADAPTER,
     CONFIG,
     METRICS,
     TINYLM_CONFIG,
@@ -113,6 +122,17 @@ class FinetuneConfig:
     compute bf16 natively where a probe step of the model is faster)."""
     threads: int | None = None
     """CPU threads for torch (default: as the process has them)."""
+    lora: bool = False
+    """Train LoRA adapters (peft) instead of every weight. The base stays frozen; the run keeps the adapter
+    (adapter/) and the base with the adapter merged in."""
+    lora_rank: int = 8
+    """Rank of each LoRA update (with --lora)."""
+    lora_alpha: int = 16
+    """LoRA's scale numerator: an update is scaled by alpha / rank (with --lora)."""
+    lora_targets: list[str] | None = None
+    """Names of the modules that get adapters (default: peft's choice for the architecture; GPT-2: c_attn)."""
+    lora_dropout: float = 0.05
+    """Dropout on the adapters' input during training (with --lora)."""
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -130,6 +150,27 @@ class FinetuneConfig:
         check_training_precision(self.precision)
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise TinyLMError(f"--threads must be a whole number >= 1, got {self.threads!r}")
+        self._check_lora()
+
+    def _check_lora(self) -> None:
+        """The adapter's settings within their ranges, and none set without `lora` (a forgotten --lora would
+        otherwise train every weight while the user believes an adapter is trained)."""
+        if self.lora_rank < 1:
+            raise TinyLMError(f"--lora-rank must be at least 1, got {self.lora_rank}")
+        if self.lora_alpha <= 0:
+            raise TinyLMError(f"--lora-alpha must be positive, got {self.lora_alpha}")
+        if not (math.isfinite(self.lora_dropout) and 0 <= self.lora_dropout < 1):
+            raise TinyLMError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.lora_targets is not None:
+            self.lora_targets = list(dict.fromkeys(name.strip() for name in self.lora_targets))
+            if not self.lora_targets or not all(self.lora_targets):
+                raise TinyLMError("--lora-targets needs module names, comma-separated (e.g. c_attn,c_proj)")
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
+        changed = [name for name in ("lora_rank", "lora_alpha", "lora_targets", "lora_dropout")
+                   if getattr(self, name) != defaults[name]]
+        if changed and not self.lora:
+            flags = ", ".join("--" + name.replace("_", "-") for name in changed)
+            raise TinyLMError(f"{flags} set the LoRA adapter: add --lora (or leave them out)")
 
 
 def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | None = None,
@@ -148,11 +189,14 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
     data = data if isinstance(data, DataConfig) else DataConfig(source=str(as_path(data, "data")))
     if run_dir is not None:
         check_apart(run_dir, base, "--out", "--base")  # the base is read: never written into or replaced
+    if config.lora:
+        import peft  # noqa: F401  (tinylm[lora]: a missing peft stops the run before anything is read)
     train_text, val_text = load_split(data)  # fail on bad data before loading a large model
     hf_model, hf_tokenizer = _load_base(base)
     tokenizer = _tinylm_tokenizer(hf_tokenizer)
     module = HFCausalLM(HFCausalLMConfig(tokenizer.vocab_size, hf_config_dict(hf_model.config)), hf_model)
     block_size, train_examples, val_examples = _examples(base, data, config, tokenizer, module, train_text, val_text)
+    lora = _add_lora(hf_model, config, base) if config.lora else None  # changes hf_model's layers in place
 
     run_dir = run_dir if run_dir is not None else default_run_dir(data.source, base)
     check_run_output(run_dir, overwrite, resumable=False)
@@ -165,7 +209,7 @@ def finetune(base: str | Path, data: str | Path | DataConfig, out: str | Path | 
 
     with session.open_new(overwrite, write_start, resumable=False):  # held: a second writer is refused
         try:
-            return _train(session, config, base, module, tokenizer, train_examples, val_examples, val_text,
+            return _train(session, config, base, module, lora, tokenizer, train_examples, val_examples, val_text,
                           device, progress)
         finally:
             shutil.rmtree(run_dir / TRAINER_DIR, ignore_errors=True)  # the Trainer's own checkpoints
@@ -189,8 +233,8 @@ def _examples(base: str, data: DataConfig, config: FinetuneConfig, tokenizer: To
     return block_size, train_examples, val_examples
 
 
-def _train(session: RunSession, config: FinetuneConfig, base: str, module: HFCausalLM, tokenizer: Tokenizer,
-           train_examples: list, val_examples: list, val_text: str, device: torch.device,
+def _train(session: RunSession, config: FinetuneConfig, base: str, module: HFCausalLM, lora: _Lora | None,
+           tokenizer: Tokenizer, train_examples: list, val_examples: list, val_text: str, device: torch.device,
            progress: bool) -> LoadedModel:
     """Settle the machine, start the session, let the Trainer train (its callback reports each epoch to the
     session), reload the best epoch and finish the session."""
@@ -199,26 +243,33 @@ def _train(session: RunSession, config: FinetuneConfig, base: str, module: HFCau
     machine = settle_machine(device, config.precision, config.threads, module.to(device),
                              lambda: _probe_batch(train_examples, config.batch_size, device))
     run_config.train.precision = machine.precision.name
-    trainer = _make_trainer(session, config, module, tokenizer, train_examples, val_examples, val_text,
+    trainer = _make_trainer(session, config, module, lora, tokenizer, train_examples, val_examples, val_text,
                             steps_per_epoch, progress, machine)
     run = LoadedModel(module.to(device), tokenizer, run_config, run_dir, device)
     train_tokens, val_tokens = (_targets(examples) for examples in (train_examples, val_examples))
+    trainable, parameters = _parameter_counts(module)
+    parameters -= trainable if lora else 0  # the model that is published: the base's size, the adapter merged
+    model_row = f"{module.describe()}: {parameters:,} parameters" + (", frozen" if lora else "")
     session.start(f"tinylm finetune {base} -> {run_dir}", [
         ("data", f"{run_config.data.source}: {train_tokens:,} training / {val_tokens:,} validation targets in "
                  f"{len(train_examples):,} / {len(val_examples):,} {'lines' if config.lines else 'blocks'} of at "
                  f"most {run_config.data.block_size} tokens (vocabulary {tokenizer.vocab_size})"),
-        ("model", f"{module.describe()}: {module.num_parameters():,} parameters"),
+        ("model", model_row),
+        *([("lora", lora.describe(trainable, parameters))] if lora else []),
         ("training", f"{config.epochs} epochs x {steps_per_epoch:,} steps (batch {config.batch_size}); adamw lr "
                      f"{config.lr:g} cosine, warm-up {config.warmup_steps}, patience {config.patience or 'off'}"),
-    ], {"base_model": base, "base_model_id": _hub_id(base), "parameters": module.num_parameters(),
+    ], {"base_model": base, "base_model_id": _hub_id(base), "parameters": parameters,
+        "trainable_parameters": trainable, **({"lora": lora.facts()} if lora else {}),
         "train_tokens": train_tokens, "val_tokens": val_tokens, "steps_per_epoch": steps_per_epoch},
-        machine, title=f"{module.describe()} on {run_config.data.source}")
+        machine, title=f"{module.describe()}{' + LoRA' if lora else ''} on {run_config.data.source}")
     before = run.evaluate(val_text)
     session.echo(f"  before      val loss {before.loss:.4f}  ppl {before.perplexity:.2f}  "
                  f"bpc {before.bits_per_char:.3f}")
     outcome, t0 = {"finished": False}, time.perf_counter()
     try:
         trainer.train()
+        if lora:
+            lora.merge()  # a plain transformers model again, into which the best merged weights are read
         load_weights(module, run_dir / WEIGHTS, device)  # the best epoch's weights
         after = run.evaluate(val_text)
         stopped = EARLY_STOPPING if session.progress.out_of_patience(config.patience) else PLANNED_EPOCHS
@@ -324,6 +375,140 @@ def _check_base_weights(name: str, model, loading: dict) -> None:
                 if tensor.is_floating_point() and not torch.isfinite(tensor).all()), None)
     if bad is not None:
         raise TinyLMError(f"--base {name}: its weights hold NaN or infinite values ({bad}); it cannot be fine-tuned")
+
+
+# -- LoRA ---------------------------------------------------------------------------------------------
+@dataclass
+class _Lora:
+    """The base wrapped in peft's LoRA adapters while it trains (`_add_lora`), and what the run records of it."""
+
+    model: Any  # peft's PeftModelForCausalLM; the base inside it is the module's model, changed in place
+    config: FinetuneConfig
+    targets: list[str]  # the module names given, or the architecture's defaults
+    layers: int  # layers that got an adapter
+
+    def describe(self, trainable: int, parameters: int) -> str:
+        """The startup line: the adapter's settings and its share of the base's parameters."""
+        c = self.config
+        return (f"rank {c.lora_rank}, alpha {c.lora_alpha}, dropout {c.lora_dropout:g} on {','.join(self.targets)} "
+                f"({self.layers} layers): {trainable:,} trainable parameters ({trainable / parameters:.2%} of the "
+                f"base's)")
+
+    def facts(self) -> dict:
+        """summary.json's `lora`: the settings the model card and a reader of the run need (tinylm_config.json
+        has no place for them)."""
+        c = self.config
+        return {"rank": c.lora_rank, "alpha": c.lora_alpha, "dropout": c.lora_dropout, "targets": self.targets,
+                "layers": self.layers, "adapter": ADAPTER}
+
+    def save(self, run_dir: Path) -> None:
+        """Keep an improving epoch: its adapter in adapter/, and the base with it merged where a full fine-tune
+        keeps its weights, so the folder holds a complete model at every moment (a killed run loads too). The
+        merge works on a copy: the training goes on from the unmerged adapter (the copy costs the base's
+        weights once more in memory while it is written)."""
+        _save_adapter(self.model, run_dir / ADAPTER)
+        _save_transformers(copy.deepcopy(self.model).merge_and_unload(), run_dir)
+
+    def merge(self) -> None:
+        """After training: fold the adapter into the base's weights and remove peft's layers, so the module is a
+        plain transformers model whose weights are all trainable, as a run loaded from disk is."""
+        self.model.merge_and_unload().requires_grad_(True)
+
+
+def _add_lora(hf_model, config: FinetuneConfig, base: str) -> _Lora:
+    """Give the base's target layers LoRA adapters (peft changes hf_model in place) and freeze everything else.
+    The targets are checked against the base first, so a typo names the layers that exist instead of failing
+    inside peft."""
+    from peft import LoraConfig, get_peft_model  # tinylm[lora]
+    from transformers.pytorch_utils import Conv1D
+
+    targets = config.lora_targets or _default_lora_targets(hf_model, base)
+    layers = _lora_layers(hf_model, targets, base)
+    lora_config = LoraConfig(
+        task_type="CAUSAL_LM", r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        # GPT-2's Conv1D stores its weight (in, out), transposed from nn.Linear's; peft must know to merge it.
+        fan_in_fan_out=any(isinstance(layer, Conv1D) for layer in layers))
+    # The adapters' random start (lora_A) comes from the run's seed, so that a run repeats exactly.
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        torch.manual_seed(config.seed)
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing")  # peft asks transformers 5.24
+        model = get_peft_model(hf_model, lora_config)
+    # adapter_config.json names the base as the user gave it (not a temporary export folder of a GPT run)
+    model.peft_config["default"].base_model_name_or_path = _hub_id(base) or base
+    return _Lora(model, config, targets, len(layers))
+
+
+def _default_lora_targets(hf_model, base: str) -> list[str]:
+    """peft's default targets for the architecture (GPT-2: c_attn, the attention's query/key/value layer)."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+    model_type = hf_model.config.model_type
+    if model_type not in DEFAULTS:
+        raise TinyLMError(f"peft has no default LoRA targets for {model_type} models ({base}): name them with "
+                          f"--lora-targets (its layers: {', '.join(_adaptable_names(hf_model))})")
+    return list(DEFAULTS[model_type])
+
+
+def _lora_layers(hf_model, targets: list[str], base: str) -> list[torch.nn.Module]:
+    """The layers `targets` name (as peft matches them: a module's full name, or its last parts), each one peft
+    can adapt and none sharing its weight with another module (a tied lm_head: merging its update would change
+    the embedding too)."""
+    named, shared, layers = dict(hf_model.named_modules()), _tied_weights(hf_model), []
+    choices = ", ".join(_adaptable_names(hf_model))
+    for target in targets:
+        found = [module for name, module in named.items() if name == target or name.endswith("." + target)]
+        if not found:
+            raise TinyLMError(f"--lora-targets {target}: {base} has no such layer; its layers are {choices}")
+        kind = next((type(m).__name__ for m in found if not isinstance(m, _adaptable_types())), None)
+        if kind is not None:
+            raise TinyLMError(f"--lora-targets {target}: a {kind} takes no LoRA adapter; choose among {choices}")
+        if any(id(getattr(m, "weight", None)) in shared for m in found):
+            raise TinyLMError(f"--lora-targets {target}: its weight is shared with another layer (as GPT-2's "
+                              f"embedding and output layer share one), so its adapter could not be merged; leave "
+                              f"it out")
+        layers += found
+    return layers
+
+
+def _adaptable_types() -> tuple[type, ...]:
+    """The layer types peft's LoRA adapts (the common ones: peft also knows a few rarer kinds)."""
+    from transformers.pytorch_utils import Conv1D
+
+    nn = torch.nn
+    return nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, Conv1D
+
+
+def _adaptable_names(hf_model) -> list[str]:
+    """The distinct last names of the base's layers that LoRA can adapt (c_attn, c_proj, ...): what to offer."""
+    return sorted({name.rsplit(".", 1)[-1] for name, module in hf_model.named_modules()
+                   if name and isinstance(module, _adaptable_types())})
+
+
+def _tied_weights(model: torch.nn.Module) -> set[int]:
+    """ids of the parameters that more than one module holds."""
+    holders: dict[int, int] = {}
+    for _, module in model.named_modules(remove_duplicate=False):
+        for parameter in module.parameters(recurse=False):
+            holders[id(parameter)] = holders.get(id(parameter), 0) + 1
+    return {key for key, count in holders.items() if count > 1}
+
+
+def _parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, all) parameters, each shared (tied) tensor counted once."""
+    parameters = list(model.parameters())  # shared tensors are listed once
+    return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
+
+
+def _save_adapter(peft_model, folder: Path) -> None:
+    """adapter_config.json and adapter_model.safetensors as peft writes them (PeftModel.from_pretrained reads
+    them), each replacing the earlier one atomically; peft's template README is left out."""
+    folder.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".save-") as staging:
+        # the vocabulary is the base's: no embedding is saved whole (and no Hub look-up decides it)
+        peft_model.save_pretrained(staging, save_embedding_layers=False)
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            os.replace(Path(staging) / name, folder / name)
 
 
 # -- tokenizer and examples -----------------------------------------------------------------------
@@ -438,9 +623,9 @@ def _shared_fields(config, kind: type) -> dict:
 
 
 # -- the Trainer ----------------------------------------------------------------------------------
-def _make_trainer(session: RunSession, config: FinetuneConfig, module: HFCausalLM, tokenizer: Tokenizer,
-                  train_examples: list, val_examples: list, val_text: str, steps_per_epoch: int, progress: bool,
-                  machine: MachineChoice):
+def _make_trainer(session: RunSession, config: FinetuneConfig, module: HFCausalLM, lora: _Lora | None,
+                  tokenizer: Tokenizer, train_examples: list, val_examples: list, val_text: str, steps_per_epoch: int,
+                  progress: bool, machine: MachineChoice):
     from transformers import Trainer, TrainerCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -475,7 +660,8 @@ def _make_trainer(session: RunSession, config: FinetuneConfig, module: HFCausalL
     )
     # transformers is imported only when fine-tuning (it takes seconds), so the classes get their base here.
     run_dir_callback = type("RunDirCallback", (_RunDirEvents, TrainerCallback), {})
-    callbacks = [run_dir_callback(session, module, tokenizer, train_examples, steps_per_epoch)]
+    save_best = lora.save if lora else (lambda folder: _save_transformers(module.model, folder))
+    callbacks = [run_dir_callback(session, module, tokenizer, train_examples, steps_per_epoch, save_best)]
 
     class TinyLMTrainer(Trainer):
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
@@ -488,7 +674,9 @@ def _make_trainer(session: RunSession, config: FinetuneConfig, module: HFCausalL
                                                              metrics=metrics, result=result)
             return metrics
 
-    trainer = TinyLMTrainer(model=module.model, args=args, train_dataset=train_examples,
+    # With LoRA the Trainer gets peft's wrapper (it optimizes the adapters only); module.model is the base
+    # inside it, whose adapted layers tinylm's evaluation and samples run through.
+    trainer = TinyLMTrainer(model=lora.model if lora else module.model, args=args, train_dataset=train_examples,
                             eval_dataset=val_examples,  # unused (see evaluate), but eval_strategy needs one
                             data_collator=_collate, compute_loss_func=_next_token_loss, callbacks=callbacks)
     # Our per-epoch lines replace the log dicts the Trainer prints; its progress bar stays, without them.
@@ -506,8 +694,9 @@ class _RunDirEvents:
     train/tokens_per_s; the training stops when the session's Progress is out of patience."""
 
     def __init__(self, session: RunSession, module: HFCausalLM, tokenizer: Tokenizer, train_examples: list,
-                 steps_per_epoch: int):
+                 steps_per_epoch: int, save_best: Callable[[Path], None]):
         self.session, self.module, self.tokenizer = session, module, tokenizer
+        self.save_best = save_best  # writes the model into the run directory it is given
         self.steps_per_epoch = steps_per_epoch
         self.train_tokens = sum(map(len, train_examples))  # tokens read per epoch
         self.last_logged_step, self.loss_sum, self.loss_steps = 0, 0.0, 0
@@ -549,7 +738,7 @@ class _RunDirEvents:
         session = self.session
         session.end_epoch(
             model=LoadedModel(self.module, self.tokenizer, session.config, session.run_dir, args.device),
-            keep_best=lambda path: _save_transformers(self.module.model, path.parent),
+            keep_best=lambda path: self.save_best(path.parent),
             epoch=round(state.epoch), step=state.global_step, train_loss=self.loss_sum / max(self.loss_steps, 1),
             result=result, lr=self.lr, tokens=self.train_tokens, epoch_seconds=self.epoch_seconds,
             eval_seconds=time.perf_counter() - self.eval_started, elapsed_seconds=self.elapsed_seconds,
