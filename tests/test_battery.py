@@ -481,19 +481,26 @@ def test_two_trainings_into_one_folder(world, tmp_path):
     """The second is refused while the first runs; after the first is killed, its stale lock is taken over."""
     out = tmp_path / "run"
     lock = tmp_path / ".run.lock"
-    first = _tinylm("train", "--data", world["corpus"], "--out", out, *TINY_TRAIN, "--epochs", "1000",
-                    "--time-budget", "60")
-    deadline = time.time() + 60
-    while not (lock.exists() and (out / "config.json").exists()) and time.time() < deadline:
-        time.sleep(0.05)
-    second = subprocess.run([sys.executable, "-m", "tinylm", "train", "--data", str(world["corpus"]), "--out",
-                             str(out), "--overwrite", *TINY_TRAIN], capture_output=True, text=True, timeout=120)
-    assert second.returncode == 2 and "is being written by process" in second.stderr, second.stderr
-    assert str(first.pid) in second.stderr
-    assert len(second.stderr.strip().splitlines()) == 1
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=30)
-    assert lock.exists()  # left by the killed process: stale
+    # far longer than the test (it is killed below): on a busy machine the second process may take a minute
+    # to start, and a first one that had finished by then would have released its lock
+    first = _tinylm("train", "--data", world["corpus"], "--out", out, *TINY_TRAIN, "--epochs", "100000",
+                    "--time-budget", "1800")
+    try:
+        deadline = time.time() + 60
+        while not (lock.exists() and (out / "config.json").exists()) and time.time() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run([sys.executable, "-m", "tinylm", "train", "--data", str(world["corpus"]), "--out",
+                                 str(out), "--overwrite", *TINY_TRAIN], capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and "is being written by process" in second.stderr, second.stderr
+        assert str(first.pid) in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+        assert first.poll() is None, "the first training ended before it was killed"
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        assert lock.exists()  # left by the killed process: stale
+    finally:
+        first.kill()  # whatever failed above, no training is left running
+        first.wait(timeout=30)
     again = subprocess.run([sys.executable, "-m", "tinylm", "train", "--data", str(world["corpus"]), "--out",
                             str(out), "--overwrite", *TINY_TRAIN], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr

@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -377,6 +378,19 @@ def test_the_model_card_of_a_lora_run_names_lora_rank_and_base(lora_finetuned, t
     assert f"fine-tuned from {tiny_base.name} with tinylm on corpus.txt by LoRA (rank 4, alpha 8 on c_attn: " \
            "1,024 parameters trained, then merged into the weights)" in body
     assert "| LoRA | rank 4, alpha 8 on c_attn, dropout 0.05: 1,024 parameters trained" in body
+
+
+def test_a_pushed_lora_run_carries_its_adapter(lora_finetuned, tiny_base, tmp_path):
+    """The repo holds the merged model and adapter/, which peft loads onto the base from the repo's folder."""
+    pytest.importorskip("huggingface_hub")
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    folder = Path(tinylm.push(lora_finetuned[1], "alice/tiny-lora", dry_run=tmp_path / "repo"))
+    assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"} <= \
+        {str(p.relative_to(folder)) for p in folder.rglob("*")}
+    assert "adapter/adapter_model.safetensors" in (folder / "README.md").read_text(encoding="utf-8")
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), folder / "adapter")
 
 
 def test_lora_mistakes_are_one_line_errors_and_the_cli_exits_2(tiny_base, corpus, tmp_path, capsys):

@@ -45,6 +45,7 @@ from ..folders import OutputKind
 from ..io import as_path, write_text
 from ..loading import LoadedModel, load_run
 from ..run.layout import (
+    ADAPTER,
     CONFIG,
     LOSS_PLOT,
     TINYLM_CONFIG,
@@ -276,6 +277,8 @@ def _write_repo_folder(run_dir: Path, config: dict[str, Any], folder: Path, repo
             shutil.copyfile(run_dir / name, files / name)
     if (run_dir / LOSS_PLOT).is_file():
         shutil.copyfile(run_dir / LOSS_PLOT, folder / LOSS_PLOT)
+    if (run_dir / ADAPTER).is_dir():  # a LoRA fine-tune's adapter: PeftModel.from_pretrained(base, repo, subfolder=)
+        shutil.copytree(run_dir / ADAPTER, folder / ADAPTER)
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     files = ["README.md", *files]  # the card lists exactly what the folder holds
     write_text(folder / "README.md", model_card(run_dir, repo_id, info, transformers=transformers, files=files))
