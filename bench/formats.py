@@ -65,7 +65,7 @@ def llama_runner(path: Path, n_ctx: int, prompt: list[int], n: int, threads: int
     import llama_cpp
 
     llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=n_ctx,
-                          verbose=False)
+                          verbose=bool(os.environ.get("VERBOSE")))
 
     def run() -> list[int]:
         out = []

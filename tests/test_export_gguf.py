@@ -44,9 +44,15 @@ def bpe_run(tmp_path_factory, shakespeare_text):
                   tinylm.TokenizerConfig(kind="bpe", vocab_size=300))
 
 
-@pytest.fixture(scope="module", params=["char", "bpe"])
-def run_dir(request, char_run, bpe_run):
-    return {"char": char_run, "bpe": bpe_run}[request.param]
+@pytest.fixture(scope="module")
+def ascii_run(tmp_path_factory, shakespeare_text):
+    """A char vocabulary without a character of more than one byte: no merges at all."""
+    return _train(tmp_path_factory.mktemp("ascii"), shakespeare_text[:6_000], tinylm.TokenizerConfig(kind="char"))
+
+
+@pytest.fixture(scope="module", params=["char", "bpe", "ascii"])
+def run_dir(request, char_run, bpe_run, ascii_run):
+    return {"char": char_run, "bpe": bpe_run, "ascii": ascii_run}[request.param]
 
 
 def _export(run_dir, tmp_path, outtype="f32"):
@@ -119,7 +125,18 @@ def _byte_level_bpe(fields) -> tokenizers.Tokenizer:
     backend = tokenizers.Tokenizer(tokenizers.models.BPE(vocab, merges))
     backend.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = tokenizers.decoders.ByteLevel()
+    control = [t for t, kind in zip(fields["tokenizer.ggml.tokens"], fields["tokenizer.ggml.token_type"])
+               if kind in (gguf.TokenType.CONTROL, gguf.TokenType.UNKNOWN)]
+    backend.add_special_tokens(control)  # matched in the text first, as llama.cpp does with special=True
     return backend
+
+
+def _texts_of(run) -> list[str]:
+    """Test texts made of the run's characters only (the ASCII run has no umlauts)."""
+    texts = [GERMAN, GERMAN[::-1], "Über  Öl\n\nßüß—😀😀 ", "First Citizen:\nBefore we proceed", "<eos>Be it so."]
+    texts = [t for t in texts if not run.tokenizer.unknown_symbols(t)]
+    assert len(texts) >= 2
+    return texts
 
 
 def test_the_vocabulary_gives_tinylms_ids_for_german_text(run_dir, tmp_path):
@@ -127,11 +144,10 @@ def test_the_vocabulary_gives_tinylms_ids_for_german_text(run_dir, tmp_path):
     its characters (umlauts, ß, dashes, emoji), and decode them back to the text."""
     run = tinylm.load(run_dir)
     backend = _byte_level_bpe(_fields(gguf.GGUFReader(_export(run_dir, tmp_path))))
-    for text in (GERMAN, GERMAN[::-1], "Über  Öl\n\nßüß—😀😀 ", "First Citizen:\nBefore we proceed"):
+    for text in _texts_of(run):
         ids = run.tokenizer.encode(text)
-        assert run.tokenizer.unk_id not in ids
         assert backend.encode(text).ids == ids
-        assert backend.decode(ids) == text
+        assert backend.decode(ids, skip_special_tokens=False) == text
 
 
 def test_word_tokenizers_and_recurrent_runs_are_refused_in_one_line(tmp_path, shakespeare_text):
@@ -179,8 +195,8 @@ def test_llama_cpp_tokenizes_and_generates_as_tinylm(run_dir, tmp_path):
                                                         "llama-cpp-python; it compiles for ~20 minutes)")
     run = tinylm.load(run_dir)
     llm = llama_cpp.Llama(str(_export(run_dir, tmp_path)), n_ctx=run.module.config.block_size, n_threads=1,
-                          verbose=False, logits_all=False)
-    for text in (GERMAN[:60], "Über  Öl\nßüß—😀 "):
+                          verbose=False, logits_all=True)  # scores are kept only with logits_all
+    for text in _texts_of(run):
         assert llm.tokenize(text.encode(), add_bos=False, special=True) == run.tokenizer.encode(text)
     prompt = run.tokenizer.encode("Da steh ich")
     new = run.module.config.block_size - len(prompt)

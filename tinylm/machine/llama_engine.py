@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import weakref
 
 import torch
 from torch import nn
@@ -52,6 +53,7 @@ class LlamaCppGPT(nn.Module):
     def __init__(self, model: nn.Module, outtype: str = "q8_0"):
         super().__init__()
         import llama_cpp
+        from llama_cpp._utils import suppress_stdout_stderr
 
         from ..models.gguf_file import write_gguf
 
@@ -62,15 +64,21 @@ class LlamaCppGPT(nn.Module):
         try:
             write_gguf(model, path, outtype)
             # read into memory (no mmap), so that the file can go at once
-            self.llm = llama_cpp.Llama(path, n_ctx=self.block, n_batch=self.block, n_ubatch=self.block,
-                                       n_threads=torch.get_num_threads(), use_mmap=False, logits_all=True,
-                                       verbose=False)
+            with suppress_stdout_stderr(disable=False):  # llama.cpp's own log lines, e.g. about its context size
+                self.llm = llama_cpp.Llama(path, n_ctx=self.block, n_batch=self.block, n_ubatch=self.block,
+                                           n_threads=torch.get_num_threads(), use_mmap=False, logits_all=True,
+                                           verbose=False)
+                self.llm.eval([0])  # the context is made on the first evaluation: quietly, here
+                self.llm.n_tokens = 0
         except ValueError as e:  # llama-cpp-python's word for "llama.cpp could not load it"
             raise RuntimeError(f"llama.cpp cannot load this GPT ({e})") from None
         finally:
             os.unlink(path)
+        # freed before the interpreter tears down the modules llama-cpp-python's own finaliser needs
+        weakref.finalize(self, self.llm.close)
         self._threads = torch.get_num_threads()
         self._context: list[int] = []
+        super().train(False)
 
     @property
     def context_window(self) -> int:

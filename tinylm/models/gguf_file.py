@@ -22,6 +22,7 @@ from ..errors import TinyLMError
 from .gpt import GPT
 
 OUTTYPES = ("f32", "f16", "q8_0")
+NO_MERGE = "<no-merge>"
 
 # tinylm's parameter names -> llama.cpp's gpt2 tensor names (per block: blk.{i}.*); the head is tied.
 _GLOBAL_TENSORS = {
@@ -108,7 +109,10 @@ def write_gguf(model: GPT, path: Path, outtype: str = "f32", vocabulary: GGUFVoc
     writer.add_tokenizer_pre("gpt-2")
     writer.add_token_list(vocabulary.tokens)
     writer.add_token_types(vocabulary.types)
-    writer.add_token_merges(vocabulary.merges)
+    # llama.cpp requires the merges key, and the writer leaves an empty list out (a char vocabulary of ASCII text
+    # has no merges): then one merge that never applies, as BPE starts from single characters and no merge
+    # makes its two pieces
+    writer.add_token_merges(vocabulary.merges or [f"{NO_MERGE} {NO_MERGE}"])
     for name, token_id in vocabulary.special_ids.items():
         getattr(writer, f"add_{name}_token_id")(token_id)
     writer.add_add_bos_token(False)  # tinylm's texts start as they are: no token is put before a prompt
