@@ -228,3 +228,13 @@ def test_cli_export(gpt_run, tmp_path, capsys):
     assert main(["export", str(gpt_run), str(tmp_path / "onnx"), "--format", "onnx"]) == 0
     assert "model.onnx" in capsys.readouterr().out
     assert (tmp_path / "onnx" / "model.onnx").is_file()
+
+
+def test_a_missing_onnx_package_names_the_extra(gpt_run, tmp_path, capsys, monkeypatch):
+    import sys
+
+    run_dir = gpt_run
+    monkeypatch.setitem(sys.modules, "onnx", None)  # what an environment without the package raises
+    assert main(["export", str(run_dir), str(tmp_path / "o"), "--format", "onnx"]) == 2
+    assert "pip install 'tinylm[onnx]'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

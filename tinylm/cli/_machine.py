@@ -12,7 +12,8 @@ MACHINE_FLAGS = ("device", "precision", "threads")
 TRAINING_HELP = ("training autocast: auto (default: bf16 on GPUs that support it and on CPUs that compute bf16 "
                  "natively, checked by a probe step; else fp32), bf16, fp32")
 GENERATION_HELP = ("generation: auto (default: the fastest path that agrees with fp32 on this machine), fp32 "
-                   "(exact), bf16 (Linear layers in bf16), int8 (int8 weights, CPUs)")
+                   "(exact), bf16 (Linear layers in bf16), int8 (int8 weights, CPUs), llama.cpp (a GPT's q8_0 weights "
+                   "run by llama.cpp, where llama-cpp-python is installed)")
 
 
 def add_machine_flags(p: argparse.ArgumentParser, *, training: bool = False, defaults: bool = True,

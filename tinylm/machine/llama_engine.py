@@ -16,13 +16,15 @@ The state is the tuple of token ids in llama.cpp's context; a call whose state i
 from an earlier state) rewinds to their common prefix first. The context slides as the GPT's does
 (tinylm.models.gpt): when it holds block_size tokens and another comes, the last block_size // 2 are
 re-encoded from position 0, so texts longer than the block equal the torch path's too. Batch 1 only (a
-llama.cpp context holds one sequence here).
+llama.cpp context holds one sequence here); texts generated at the same time take turns, each call rewinding
+to its own state.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import weakref
 
 import torch
@@ -78,6 +80,7 @@ class LlamaCppGPT(nn.Module):
         weakref.finalize(self, self.llm.close)
         self._threads = torch.get_num_threads()
         self._context: list[int] = []
+        self._lock = threading.Lock()
         super().train(False)
 
     @property
@@ -94,9 +97,13 @@ class LlamaCppGPT(nn.Module):
         if ids.dim() != 2 or ids.size(0) != 1:
             raise RuntimeError(f"the llama.cpp engine generates one sequence at a time, got ids of shape "
                                f"{tuple(ids.shape)}")
+        with self._lock:  # one llama.cpp context: texts generated at once (the playground's users) take turns
+            return self._forward(ids[0].tolist(), list(state or ()))
+
+    def _forward(self, pending: list[int], state: list[int]):
         self._follow_threads()
-        self._rewind(list(state or ()))
-        pending, rows = ids[0].tolist(), []
+        self._rewind(state)
+        rows = []
         while pending:
             if len(self._context) == self.block:  # the GPT's slide: the last half, re-encoded from position 0
                 kept = self._context[-(self.block // 2):]
@@ -106,7 +113,8 @@ class LlamaCppGPT(nn.Module):
             self._eval(take)
             end = self.llm.n_tokens
             rows.append(torch.from_numpy(self.llm.scores[end - len(take): end].copy()))
-        return torch.cat(rows).unsqueeze(0), tuple(self._context)
+        logits = rows[0] if len(rows) == 1 else torch.cat(rows)  # one row: every generation step
+        return logits.unsqueeze(0), tuple(self._context)
 
     def _eval(self, tokens: list[int]) -> None:
         self.llm.eval(tokens)
@@ -114,13 +122,13 @@ class LlamaCppGPT(nn.Module):
 
     def _rewind(self, wanted: list[int]) -> None:
         """Make llama.cpp's context `wanted`: keep the common prefix, evaluate the rest."""
+        if wanted == self._context:  # generation's every step: the state this engine returned last
+            return
         common = 0
         for a, b in zip(self._context, wanted):
             if a != b:
                 break
             common += 1
-        if common == len(self._context) == len(wanted):
-            return
         self.llm.n_tokens = common  # llama.cpp drops its cache past n_tokens on the next eval
         self._context = self._context[:common]
         if wanted[common:]:

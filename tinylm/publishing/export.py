@@ -177,11 +177,15 @@ def export_transformers(run: LoadedModel, out: Path) -> None:
     # The default length is max_new_tokens, half the context (room for a prompt as long), not max_length:
     # with max_length in this file, transformers warns on every call that passes max_new_tokens. Past
     # block_size, prompt included, GPT2LMHeadModel fails (IndexError): see docs/tracking-and-hub.md.
-    write_json(out / "generation_config.json", {
-        "bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"],
-        "pad_token_id": config["pad_token_id"], "max_new_tokens": max(1, run.module.config.block_size // 2),
-    })
+    write_json(out / "generation_config.json", generation_config(run.module, config))
     run.tokenizer.save(out)
+
+
+def generation_config(model: GPT, config: dict) -> dict:
+    """generation_config.json beside a GPT-2 config.json (the transformers and ONNX exports): the special ids, and
+    half the context as the default length."""
+    return {"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"],
+            "pad_token_id": config["pad_token_id"], "max_new_tokens": max(1, model.config.block_size // 2)}
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from ..errors import TinyLMError
 from ..io import write_json
 from ..loading import LoadedModel
 from ..models.gpt import GPT
-from .export import check_gpt2_shaped, gpt2_config
+from .export import check_gpt2_shaped, generation_config, gpt2_config
 
 OPSET = 17  # LayerNormalization is a single op from opset 17 on
 EXTERNAL_DATA_BYTES = 1_800_000_000  # weights beyond this go to model.onnx.data: a protobuf file stops at 2 GB
@@ -113,10 +113,7 @@ def export_onnx(run: LoadedModel, out: Path) -> None:
     config = gpt2_config(model, run.tokenizer)
     write_graph(model, out / "model.onnx")
     write_json(out / "config.json", config)
-    write_json(out / "generation_config.json", {
-        "bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"],
-        "pad_token_id": config["pad_token_id"], "max_new_tokens": max(1, model.config.block_size // 2),
-    })
+    write_json(out / "generation_config.json", generation_config(model, config))
     write_json(out / "genai_config.json", genai_config(model, config))
     run.tokenizer.save(out)
 
