@@ -27,6 +27,7 @@ import tempfile
 import threading
 import weakref
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -81,6 +82,8 @@ class LlamaCppGPT(nn.Module):
         self._threads = torch.get_num_threads()
         self._context: list[int] = []
         self._lock = threading.Lock()
+        self.vocab = model.config.vocab_size
+        self._token = (llama_cpp.llama_token * 1)()
         super().train(False)
 
     @property
@@ -110,11 +113,28 @@ class LlamaCppGPT(nn.Module):
                 self._rewind([])
                 self._eval(kept)
             take, pending = pending[: self.block - len(self._context)], pending[self.block - len(self._context):]
+            if len(take) == 1:
+                rows.append(self._step(take[0]))
+                continue
             self._eval(take)
             end = self.llm.n_tokens
             rows.append(torch.from_numpy(self.llm.scores[end - len(take): end].copy()))
         logits = rows[0] if len(rows) == 1 else torch.cat(rows)  # one row: every generation step
         return logits.unsqueeze(0), tuple(self._context)
+
+    def _step(self, token: int) -> torch.Tensor:
+        """One token, straight through llama.cpp's C API: generation's every step, where llama-cpp-python's eval()
+        (a batch built in Python, every position's logits kept) cost as much as tinylm's own loop. The position is
+        the next after the cache's, which _rewind keeps at the context's length."""
+        import llama_cpp
+
+        self._token[0] = token
+        if llama_cpp.llama_decode(self.llm.ctx, llama_cpp.llama_batch_get_one(self._token, 1)) != 0:
+            raise RuntimeError("llama.cpp could not evaluate a token")
+        self.llm.n_tokens += 1
+        self._context.append(token)
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.vocab,))
+        return torch.from_numpy(logits.copy()).view(1, -1)  # a copy: llama.cpp reuses the buffer
 
     def _eval(self, tokens: list[int]) -> None:
         self.llm.eval(tokens)
@@ -129,7 +149,8 @@ class LlamaCppGPT(nn.Module):
             if a != b:
                 break
             common += 1
-        self.llm.n_tokens = common  # llama.cpp drops its cache past n_tokens on the next eval
+        self.llm.n_tokens = common
+        self.llm._ctx.kv_cache_seq_rm(-1, common, -1)  # now: _step places its token after the cache's last
         self._context = self._context[:common]
         if wanted[common:]:
             self._eval(wanted[common:])
