@@ -11,7 +11,7 @@ Shakespeare through `tinylm train` (so that its text is text and its greedy choi
 then exported with `tinylm export` to each format. From the prompt "ROMEO:", --tokens new tokens (200), greedy:
 - parity: whether each runtime's greedy ids equal tinylm's fp32 greedy ids (the exact model), and from
   which token on they part if not (q8_0 and tinylm's auto fast path round the weights: they may);
-- tokens/s: the median of --rounds timed generations, the runtimes taking turns, new tokens / wall seconds
+- tokens/s: the median of --rounds (7) timed generations, the runtimes taking turns, new tokens / wall seconds
   from the prompt to the last token (prompt processing included, the same for all).
 Runtimes not installed are left out with the command that installs them. Needs the corpora
 (TINYLM_DATA_DIR) for training.
@@ -173,17 +173,21 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=60, help="training steps before the export (60)")
     p.add_argument("--tokens", type=int, default=200, help="new tokens per generation (200)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--rounds", type=int, default=3, help="timed generations per runtime (median; 3)")
+    p.add_argument("--rounds", type=int, default=7, help="timed generations per runtime (median; 7)")
     p.add_argument("--runs", nargs="*", type=Path, help="trained GPT runs to use instead of training new ones")
+    p.add_argument("--keep", type=Path, help="train the runs into this folder and keep them (reused when there)")
     args = p.parse_args()
     import transformers
 
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     print(f"batch 1, greedy; {cpu_model()} ({platform.machine()}, {os.cpu_count()} CPUs), capability "
           f"{cpu_capability()}, native bf16: {native_bf16_cpu()}; torch {torch.__version__}")
     np.set_printoptions(precision=3)
     with tempfile.TemporaryDirectory() as tmp:
-        runs = args.runs or [train(Path(tmp), kind, args.shape, args.steps) for kind in args.tokenizers]
+        folder = args.keep or Path(tmp)
+        runs = args.runs or [folder / f"{kind}-run" if (folder / f"{kind}-run" / "summary.json").is_file()
+                             else train(folder, kind, args.shape, args.steps) for kind in args.tokenizers]
         for run_dir in runs:
             bench(run_dir, args.tokens, args.threads, args.rounds)
 
