@@ -48,7 +48,7 @@ TOKENIZER_LEVELS = {"char": ("character-level", "char-level"), "word": ("word-le
                     "bpe": ("subword (byte-level BPE)", "bpe"), "pretrained": ("subword", None)}
 
 
-def _huggingface_hub():
+def import_huggingface_hub():
     """The huggingface_hub module, or a one-line TinyLMError saying how to install it."""
     try:
         return importlib.import_module("huggingface_hub")
@@ -249,7 +249,7 @@ def build_card(facts: CardFacts) -> str:
 def _metadata(facts: CardFacts) -> str:
     """The card's YAML metadata (huggingface_hub's ModelCardData): licence, languages, datasets, tags, the
     inference widget and the model-index with the best epoch's validation scores."""
-    hub = _huggingface_hub()
+    hub = import_huggingface_hub()
     best = facts.best
     scores = [("perplexity", "Validation perplexity", round(best["val_perplexity"], 4)),
               ("loss", "Validation loss (nats/token)", round(best["val_loss"], 5)),
@@ -306,7 +306,7 @@ def _model_section(facts: CardFacts) -> list[str]:
     # Nested settings (a transformers config) would swamp the table: config.json has them.
     rows += [[f"`{name}`", f"{len(value)} settings (see config.json)" if isinstance(value, (dict, list)) else value]
              for name, value in facts.model_settings]
-    return ["## Model", "", _table(["", ""], rows), ""]
+    return ["## Model", "", markdown_table(["", ""], rows), ""]
 
 
 def _training_section(facts: CardFacts) -> list[str]:
@@ -341,7 +341,7 @@ def _training_section(facts: CardFacts) -> list[str]:
         ["seed", tc.seed],
         ["tinylm version", facts.run_version],
     ]
-    return ["## Training", "", _table(["", ""], rows), ""]
+    return ["## Training", "", markdown_table(["", ""], rows), ""]
 
 
 def _validation(facts: CardFacts) -> str:
@@ -368,7 +368,8 @@ def _epochs_section(facts: CardFacts) -> list[str]:
         "The whole validation split is scored after every epoch; bits per character divide the total bits "
         "by the characters of the text, so models with different tokenizers compare fairly.",
         "",
-        _table(["epoch", "step", "train loss", "val loss", "val perplexity", "val bits/char", "tokens/s"], rows),
+        markdown_table(["epoch", "step", "train loss", "val loss", "val perplexity", "val bits/char", "tokens/s"],
+                       rows),
         "",
         "![Training and validation loss per epoch](loss.png)",
         "",
@@ -502,7 +503,7 @@ def _fence(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     """A Markdown table of `rows` under `header`."""
     def cell(value: Any) -> str:
         """One cell's text: its | escaped and its line breaks made spaces, so it cannot split the table."""

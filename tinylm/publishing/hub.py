@@ -72,12 +72,12 @@ from .card import (  # noqa: F401
     _fence,
     _file_role,
     _hub_base_model,
-    _huggingface_hub,
     _repo_files,
-    _table,
     _wandb_line,
     build_card,
     card_facts,
+    import_huggingface_hub,
+    markdown_table,
 )
 
 # The run's files tinylm.load cannot do without (RUN_FILES, all a repo carries, is in card.py, whose card lists them).
@@ -85,9 +85,9 @@ REQUIRED = [CONFIG, WEIGHTS, "tokenizer.json"]
 REBUILT_RUNS = "rebuilt-runs"  # in tinylm's cache: GPT repos' runs with tinylm's weights rebuilt from GPT-2's
 
 
-def _endpoint() -> str:
+def hub_endpoint() -> str:
     # huggingface_hub reads HF_ENDPOINT once, when imported; reading it here too honours a value set later.
-    _huggingface_hub()  # a missing package is a one-line error
+    import_huggingface_hub()  # a missing package is a one-line error
     constants = importlib.import_module("huggingface_hub.constants")  # not an attribute of the package in 1.x+
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
@@ -245,12 +245,12 @@ def model_card(run_dir: str | Path, repo_id: str, info: CardInfo | None = None, 
     """README.md for the run in `run_dir` published as `repo_id`: YAML metadata, then the description. `info`:
     what the user adds (CardInfo); `files`: the repo's files, listed in the card (default: what a push of this
     run uploads)."""
-    _huggingface_hub()  # a missing package fails at once, before the run is loaded and sampled
+    import_huggingface_hub()  # a missing package fails at once, before the run is loaded and sampled
     return build_card(card_facts(run_dir, repo_id, info, transformers=transformers, files=files))
 
 
 # -- the folder that is uploaded -----------------------------------------------------------------------
-def _check_run(run_dir: Path) -> dict[str, Any]:
+def check_pushable(run_dir: Path) -> dict[str, Any]:
     if not run_dir.is_dir():
         raise TinyLMError(f"run directory {run_dir} does not exist")
     missing = [name for name in REQUIRED if not (run_dir / name).is_file()]
@@ -312,7 +312,7 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 
 
 @contextmanager
-def _hub_errors(repo_id: str, endpoint: str, action: str, not_found: str) -> Iterator[None]:
+def hub_errors(repo_id: str, endpoint: str, action: str, not_found: str) -> Iterator[None]:
     """Turn huggingface_hub's exceptions into one-line TinyLMErrors; `not_found` says a missing repo."""
     from huggingface_hub.utils import (
         HfHubHTTPError,
@@ -359,24 +359,24 @@ def push(run_dir: str | Path, repo_id: str, *, private: bool = False, token: str
     if not isinstance(repo_id, str) or not is_hub_name(repo_id):
         raise TinyLMError(f"--repo {repo_id!r} is not a Hub repo id; use USER/NAME (letters, digits, - _ .)")
     info = CardInfo(license, language, datasets, description, tags)
-    config = _check_run(run_dir)
-    hub = _huggingface_hub()
+    config = check_pushable(run_dir)
+    hub = import_huggingface_hub()
     if dry_run is not None:
         _write_dry_run(run_dir, config, as_path(dry_run, "dry_run"), repo_id, info)
         return str(dry_run)
     token = token or hub.get_token()
     if not token:
         raise TinyLMError("no Hugging Face token: pass --token, set HF_TOKEN, or log in with `hf auth login`")
-    endpoint = _endpoint()
+    endpoint = hub_endpoint()
     api = hub.HfApi(endpoint=endpoint, token=token)
     action, not_found = f"push to {repo_id}", f"cannot push: no model repo {repo_id} on {endpoint}"
-    with _hub_errors(repo_id, endpoint, action, not_found):
+    with hub_errors(repo_id, endpoint, action, not_found):
         # First, so a bad token or an unreachable Hub fails at once, before the card's samples are generated.
         url = api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tinylm-push-") as tmp:
         folder = Path(tmp) / "repo"
         _write_repo_folder(run_dir, config, folder, repo_id, info)
-        with _hub_errors(repo_id, endpoint, action, not_found):
+        with hub_errors(repo_id, endpoint, action, not_found):
             api.upload_folder(repo_id=repo_id, folder_path=str(folder),
                               commit_message=f"Upload tinylm run {run_dir.resolve().name}")
     return str(url)
@@ -384,10 +384,10 @@ def push(run_dir: str | Path, repo_id: str, *, private: bool = False, token: str
 
 def read_card(repo_id: str):
     """The model card (a huggingface_hub.ModelCard) of the Hub repo `repo_id`, downloaded (or from the cache)."""
-    hub = _huggingface_hub()
-    endpoint = _endpoint()
+    hub = import_huggingface_hub()
+    endpoint = hub_endpoint()
     action, not_found = f"read the model card of {repo_id}", f"no model repo {repo_id} (or no README.md) on {endpoint}"
-    with _hub_errors(repo_id, endpoint, action, not_found):
+    with hub_errors(repo_id, endpoint, action, not_found):
         return hub.ModelCard.load(hub.hf_hub_download(repo_id, "README.md", endpoint=endpoint))
 
 
@@ -397,10 +397,10 @@ def download_run(repo_id: str, revision: str | None = None) -> Path:
     the local folder holding it, ready for `tinylm.load`. Only the run's files are fetched. A GPT repo's
     tinylm/ holds no weights: they are rebuilt from the root's GPT-2 weights, once per repo and commit, in
     tinylm's cache."""
-    hub = _huggingface_hub()
+    hub = import_huggingface_hub()
     from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
 
-    endpoint = _endpoint()
+    endpoint = hub_endpoint()
 
     def fetch(name: str, subfolder: str | None, revision: str | None, required: bool) -> Path | None:
         """The cached file, or None when the repo has no such file and it is not `required`."""
@@ -419,7 +419,7 @@ def download_run(repo_id: str, revision: str | None = None) -> Path:
             return None
 
     not_found = f"{repo_id} is neither a local run directory nor a model repo on {endpoint}"
-    with _hub_errors(repo_id, endpoint, f"load {repo_id}", not_found):
+    with hub_errors(repo_id, endpoint, f"load {repo_id}", not_found):
         root_config = fetch("config.json", None, revision, True)
         snapshot = root_config.parent
         # The cache names snapshot folders by commit: the other files are pinned to that commit, so a push

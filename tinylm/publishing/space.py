@@ -33,8 +33,8 @@ from ..io import as_path, write_text
 from ..loading import LoadedModel, load_run
 from ..models import family_of
 from ..run.layout import METRICS, SAMPLES, SUMMARY
-from .card import RUN_FILES, _huggingface_hub, _table
-from .hub import _check_run, _endpoint, _hub_errors, is_hub_name, locate_run
+from .card import RUN_FILES, import_huggingface_hub, markdown_table
+from .hub import check_pushable, hub_endpoint, hub_errors, is_hub_name, locate_run
 
 SPACE_ENTRIES = frozenset({"README.md", "app.py", "requirements.txt", "runs"})
 RUNS_FOLDER = "runs"
@@ -80,7 +80,7 @@ def gather_runs(runs: Sequence[str | Path]) -> list[SpaceRun]:
     for given in runs:
         path = as_path(given, "run")
         run_dir, from_hub = locate_run(path)
-        _check_run(run_dir)  # a folder that is not a trained run says so in one line
+        check_pushable(run_dir)  # a folder that is not a trained run says so in one line
         hub_id = str(given) if from_hub and not path.is_dir() else None
         name = _unique(hub_id.split("/")[1] if hub_id else path.resolve().name, taken)
         gathered.append(SpaceRun(name, run_dir, hub_id, load_run(run_dir, from_hub=from_hub)))
@@ -156,7 +156,7 @@ def requirements(runs: Sequence[SpaceRun]) -> str:
 def readme(runs: Sequence[SpaceRun], repo_id: str, license: str = "mit") -> str:
     """README.md: the Space's YAML metadata (huggingface_hub's SpaceCardData), then the models and how to run
     the folder locally."""
-    hub = _huggingface_hub()
+    hub = import_huggingface_hub()
     title = repo_id.split("/")[1]
     short = f"tinylm playground: {', '.join(run.name for run in runs)}"
     if len(short) > SHORT_DESCRIPTION_CHARS:
@@ -172,7 +172,7 @@ def readme(runs: Sequence[SpaceRun], repo_id: str, license: str = "mit") -> str:
         f"---\n{metadata.to_yaml()}\n---", "", f"# {title}", "",
         f"A playground for {count} made with tinylm: type a prompt, choose "
         "the sampling settings and watch each model continue it, with its most likely next tokens.", "",
-        _table(["model", "family", "architecture", "parameters", "best validation loss"],
+        markdown_table(["model", "family", "architecture", "parameters", "best validation loss"],
                [_model_row(run) for run in runs]), "",
         "## Run it locally", "",
         "```bash", "pip install -r requirements.txt", "python app.py     # http://127.0.0.1:7860", "```", "",
@@ -232,7 +232,7 @@ def push_space(runs: Sequence[str | Path], repo_id: str, private: bool = False, 
     upload the folder for `runs` in one commit and return the Space's URL. The folder is written in a
     temporary folder, or kept in `out`. The token is `token`, else HF_TOKEN, else `hf auth login`'s."""
     check_repo_id(repo_id)
-    hub = _huggingface_hub()
+    hub = import_huggingface_hub()
     token = token or hub.get_token()
     if not token:
         raise TinyLMError("no Hugging Face token: pass --token, set HF_TOKEN, or log in with `hf auth login`")
@@ -246,10 +246,10 @@ def push_space(runs: Sequence[str | Path], repo_id: str, private: bool = False, 
 
 def _upload(folder: Path, repo_id: str, private: bool, token: str) -> str:
     """Create the Space (if new) and upload `folder` to it as one commit; its URL."""
-    hub = _huggingface_hub()
-    endpoint = _endpoint()
+    hub = import_huggingface_hub()
+    endpoint = hub_endpoint()
     api = hub.HfApi(endpoint=endpoint, token=token)
-    with _hub_errors(repo_id, endpoint, f"push the Space {repo_id}", f"cannot push: no Space {repo_id} on {endpoint}"):
+    with hub_errors(repo_id, endpoint, f"push the Space {repo_id}", f"cannot push: no Space {repo_id} on {endpoint}"):
         url = api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
         api.upload_folder(repo_id=repo_id, repo_type="space", folder_path=str(folder),
                           commit_message="Upload the tinylm playground (tinylm space)")
