@@ -22,6 +22,7 @@ to its own state.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import tempfile
 import threading
@@ -84,6 +85,8 @@ class LlamaCppGPT(nn.Module):
         self._lock = threading.Lock()
         self.vocab = model.config.vocab_size
         self._token = (llama_cpp.llama_token * 1)()
+        self._one_token = llama_cpp.llama_batch_get_one(self._token, 1)  # a view of _token: made once
+        self._logits_address, self._logits = None, None
         super().train(False)
 
     @property
@@ -129,12 +132,15 @@ class LlamaCppGPT(nn.Module):
         import llama_cpp
 
         self._token[0] = token
-        if llama_cpp.llama_decode(self.llm.ctx, llama_cpp.llama_batch_get_one(self._token, 1)) != 0:
+        if llama_cpp.llama_decode(self.llm.ctx, self._one_token) != 0:
             raise RuntimeError("llama.cpp could not evaluate a token")
         self.llm.n_tokens += 1
         self._context.append(token)
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.vocab,))
-        return torch.from_numpy(logits.copy()).view(1, -1)  # a copy: llama.cpp reuses the buffer
+        pointer = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        if ctypes.addressof(pointer.contents) != self._logits_address:  # llama.cpp moved its output buffer
+            self._logits_address = ctypes.addressof(pointer.contents)
+            self._logits = torch.from_numpy(np.ctypeslib.as_array(pointer, shape=(1, self.vocab)))
+        return self._logits.clone()  # a copy: llama.cpp writes the next step's logits there
 
     def _eval(self, tokens: list[int]) -> None:
         self.llm.eval(tokens)
