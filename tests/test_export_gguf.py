@@ -174,6 +174,10 @@ def test_cli_export_gguf(char_run, tmp_path, capsys):
     assert main(["export", str(char_run), str(out), "--format", "gguf"]) == 2
     assert "not empty" in capsys.readouterr().err
     assert main(["export", str(char_run), str(out), "--format", "gguf", "--overwrite"]) == 0
+    (out / "notes.txt").write_text("mine")  # a file no export writes: the folder is someone's now
+    assert main(["export", str(char_run), str(out), "--format", "gguf", "--overwrite"]) == 2
+    assert "notes.txt" in capsys.readouterr().err and (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
     assert main(["export", str(char_run), str(tmp_path / "t"), "--outtype", "f16"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--outtype applies to --format gguf only" in err

@@ -195,6 +195,8 @@ class ExportFormat:
 
     write: Callable[..., None]
     entries: frozenset[str]
+    marker: str
+    """The file that shows a folder holds an export of this format."""
     about: str
     """What OUT holds, for --help and the last line of `tinylm export`."""
     options: tuple[str, ...] = ()
@@ -212,27 +214,24 @@ def _lazy(module: str, function: str) -> Callable[..., None]:
 
 
 EXPORT_FORMATS: dict[str, ExportFormat] = {
-    "transformers": ExportFormat(export_transformers, frozenset(TRANSFORMERS_ENTRIES),
+    "transformers": ExportFormat(export_transformers, frozenset(TRANSFORMERS_ENTRIES), "model.safetensors",
                                  "a GPT2LMHeadModel folder: transformers.AutoModelForCausalLM.from_pretrained(OUT)"),
-    "gguf": ExportFormat(_lazy(".gguf", "export_gguf"), frozenset({"model.gguf", "Modelfile", "README.md"}),
+    "gguf": ExportFormat(_lazy(".gguf", "export_gguf"), frozenset({"model.gguf", "README.md"}), "model.gguf",
                          "OUT/model.gguf for llama.cpp, Ollama and LM Studio (llama-cli -m OUT/model.gguf)",
                          options=("outtype",)),
     "onnx": ExportFormat(_lazy(".onnx", "export_onnx"), frozenset({
         "model.onnx", "model.onnx.data", "genai_config.json", "config.json", "generation_config.json",
-        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}),
+        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}), "model.onnx",
         "OUT/model.onnx with a KV cache for ONNX Runtime (onnxruntime-genai: og.Model(OUT))"),
 }
 
 
 def _is_export(folder: Path) -> bool:
-    """Whether `folder` holds an earlier export: only files one format writes, and not a tinylm run."""
+    """Whether `folder` holds an earlier export (of any format) and is not a tinylm run. Files no format writes
+    are found by the folder check (EXPORT_FOLDER.allowed), which names them."""
     from ..run.layout import is_run
 
-    try:
-        names = {p.name for p in folder.iterdir()}
-    except OSError:
-        return False
-    return bool(names) and not is_run(folder) and any(names <= f.entries for f in EXPORT_FORMATS.values())
+    return any((folder / f.marker).is_file() for f in EXPORT_FORMATS.values()) and not is_run(folder)
 
 
 EXPORT_FOLDER = OutputKind("an export", _is_export, frozenset().union(*(f.entries for f in EXPORT_FORMATS.values())))
