@@ -127,7 +127,7 @@ def check_gpt2_shaped(run: LoadedModel, format: str) -> GPT:
         raise TinyLMError(f"--format {format} exports GPT runs only (family gpt; markov, rnn, gru and lstm runs "
                           f"have no {format} form); {run.run_dir} holds a {run.module.describe()} model")
     if options := run.module.config.gpt2_incompatibilities():
-        raise TinyLMError(f"--format {format} needs a GPT built like GPT-2; {run.run_dir} uses "
+        raise TinyLMError(f"--format {format} needs a GPT-2-compatible GPT; {run.run_dir} uses "
                           f"{', '.join(options)}, which GPT-2's layout cannot represent")
     return run.module
 
