@@ -2,7 +2,7 @@
 recipe from the moment `tinylm train` is typed to the moment it exits.
 
     python bench/cpu_budget.py                                  # cpu-best and the best small GPT, ~215 s each
-    python bench/cpu_budget.py --recipes cpu-best --repeats 2   # one recipe, twice (seeds 1337, 1338)
+    python bench/cpu_budget.py --recipes cpu-best --seeds 1-5   # one recipe, seeds 1 to 5: median, mean, sd, worst
     python bench/cpu_budget.py --recipes "my-lstm=--model lstm --hidden 320 --time-budget 200"
     python bench/cpu_budget.py --recipes default --sides native avx2   # the README's first command, both CPU kinds
 
@@ -16,8 +16,10 @@ Each recipe runs `python -m tinylm train RECIPE --data shakespeare --out TMP --q
 validation split). The clock starts just before the process is launched, so interpreter start-up,
 imports, data loading and the final evaluation and save are all inside the budget. Printed per recipe:
 parameters, epochs, tokens/s, the best full-validation loss, the wall time of the whole command, and when
-the best checkpoint was saved; then the nanoGPT reference measured on this kind of machine (its CPU
-config: 0.80M parameters, 215 s, val 1.898) for the ratio.
+the best checkpoint was saved; then, per recipe and side, the median, mean, standard deviation and worst of the
+best validation losses over the seeds and the median and longest wall time (a recipe's figure is its median
+over seeds: one seed can sit 0.04 above or below it); last the nanoGPT reference measured on this kind of
+machine (its CPU config: 0.80M parameters, 215 s, val 1.898) for the ratio.
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ import argparse
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from tinylm.config import parse_seeds
+from tinylm.errors import TinyLMError
 
 NANOGPT_CPU = {"seconds": 215.0, "val_loss": 1.898}  # nanoGPT's CPU config on a 2-core machine like CI's
 
@@ -95,11 +101,30 @@ def run_recipe(name: str, flags: str, seed: int, threads: int | None, data: str,
     }
 
 
+def print_over_seeds(results: list[dict]) -> None:
+    """Per recipe and side: the best validation losses' median, mean, sd and worst over the seeds."""
+    print(f"\n{'recipe':<14} {'side':<6} {'prec':<4} {'seeds':>5} {'median':>7} {'mean':>7} {'sd':>6} {'worst':>7} "
+          f"{'best':>7} {'wall med':>8} {'wall max':>8}")
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["recipe"], r["side"]), []).append(r)
+    for (recipe, side), runs in groups.items():
+        losses = [r["best_val_loss"] for r in runs]
+        walls = [r["wall_seconds"] for r in runs]
+        sd = statistics.stdev(losses) if len(losses) > 1 else 0.0
+        precisions = "/".join(sorted({r["precision"] or "-" for r in runs}))
+        print(f"{recipe:<14} {side:<6} {precisions:<4} {len(runs):>5} {statistics.median(losses):>7.4f} "
+              f"{statistics.mean(losses):>7.4f} {sd:>6.4f} {max(losses):>7.4f} {min(losses):>7.4f} "
+              f"{statistics.median(walls):>8.1f} {max(walls):>8.1f}")
+    print(f"CPU: {results[0]['cpu']}" if results else "no runs")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipes", nargs="+", default=list(RECIPES),
                    help="recipe names (cpu-best, gpt-cpu-best), other presets, or NAME=FLAGS")
-    p.add_argument("--repeats", type=int, default=1, help="runs per recipe, seeds 1337, 1338, ...")
+    p.add_argument("--seeds", default="1", help="a count from 1337 (3), a range (1-5) or a list (1,7,42): one run "
+                                                "per seed, one process at a time (default: 1, the seed 1337)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice, all cores)")
     p.add_argument("--data", default="shakespeare")
     p.add_argument("--sides", nargs="+", choices=list(SIDES), default=["native"],
@@ -107,6 +132,10 @@ def main() -> None:
     p.add_argument("--show-sample", action="store_true", help="print each run's last sample")
     p.add_argument("--json", action="store_true", help="also print the results as JSON lines")
     args = p.parse_args()
+    try:
+        seeds = parse_seeds(args.seeds)
+    except TinyLMError as e:
+        p.error(str(e))
     os.environ.setdefault("TINYLM_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     print(f"{os.cpu_count()} cores; budget recipes on {args.data}; nanoGPT CPU reference: val "
           f"{NANOGPT_CPU['val_loss']} in {NANOGPT_CPU['seconds']:.0f} s")
@@ -119,8 +148,8 @@ def main() -> None:
         name, _, flags = recipe.partition("=")
         flags = flags or RECIPES.get(name) or f"--preset {name}"
         for side in args.sides:
-            for i in range(args.repeats):
-                r = run_recipe(name, flags, 1337 + i, args.threads, args.data, side)
+            for seed in seeds:
+                r = run_recipe(name, flags, seed, args.threads, args.data, side)
                 results.append(r)
                 print(f"{r['recipe']:<14} {r['side']:<6} {r['precision'] or '-':<4} "
                       f"{r['seed']:>5} {r['parameters']:>9,} {r['epochs']:>6} {r['tokens_per_s']:>7,} "
@@ -132,6 +161,7 @@ def main() -> None:
                     print("    " + r["last_sample"].replace("\n", "\n    "))
                 if args.json:
                     print(json.dumps(r))
+    print_over_seeds(results)
     for r in results:
         gap = NANOGPT_CPU["val_loss"] - r["best_val_loss"]
         print(f"{r['recipe']} ({r['side']}: {r['cpu']}, seed {r['seed']}): {gap:+.3f} nats/char below "

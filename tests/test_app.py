@@ -97,6 +97,17 @@ def test_import_tinylm_leaves_gradio_alone_and_its_absence_is_a_clear_error():
     assert tinylm.serve is serve
 
 
+def test_each_column_names_its_best_validation_loss_with_the_seed_it_was_trained_with(runs):
+    info = {block.elem_id: block.value for block in build_app(runs, limits=LIMITS).blocks.values()
+            if getattr(block, "elem_id", None)}
+    trained, untrained = runs
+    best = min(r["val_loss"] for r in trained.metrics)
+    assert trained.best_validation().startswith(f"val loss {best:.4f} (epoch ")
+    assert f"val loss {best:.4f}" in info["run-0-info"]
+    assert f"seed {trained.config.train.seed})" in info["run-0-info"]
+    assert untrained.best_validation() is None and "val loss" not in info["run-1-info"]  # never evaluated
+
+
 def test_tokens_are_labelled_visibly_and_never_merge():
     assert [visible_token(t) for t in [" ", "\n", "\t", "a b\n", "<eos>", "\x00", ""]] == \
         ["␣", "⏎", "⇥", "a␣b⏎", "<eos>", "\\x00", "∅"]

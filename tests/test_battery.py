@@ -68,19 +68,20 @@ def cli(capsys, *args) -> tuple[int, str, str]:
     try:
         code = cli_main([str(a) for a in args])
     except BaseException:
-        _record("traceback")
+        _record("traceback", args)
         raise
     out = capsys.readouterr()
     one_line = code == 2 and len(out.err.strip().splitlines()) == 1 and out.err.startswith("error: ")
-    _record("one-line exit 2" if one_line else f"exit {code}")
+    _record("one-line exit 2" if one_line else f"exit {code}", args, out.err.strip().splitlines()[-1:])
     return code, out.out, out.err
 
 
-def _record(outcome: str) -> None:
-    """With TINYLM_BATTERY_COUNTS=FILE, each in-process command's outcome is appended to FILE (see __main__)."""
+def _record(outcome: str, args=(), answer=()) -> None:
+    """With TINYLM_BATTERY_COUNTS=FILE, each in-process command's outcome, arguments and last stderr line are
+    appended to FILE as a JSON line (see __main__)."""
     if os.environ.get("TINYLM_BATTERY_COUNTS"):
         with open(os.environ["TINYLM_BATTERY_COUNTS"], "a") as f:
-            f.write(outcome + "\n")
+            f.write(json.dumps({"outcome": outcome, "args": [str(a) for a in args], "answer": list(answer)}) + "\n")
 
 
 def assert_refused(result, *needles: str) -> str:
@@ -866,9 +867,13 @@ def test_the_python_api_refuses_bad_arguments_in_words(world, tmp_path):
 if __name__ == "__main__":  # the counts, as the closing note of the reliability issue reports them
     import tempfile
 
-    with tempfile.NamedTemporaryFile("r", suffix=".txt") as counts:
+    with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as counts:
         os.environ["TINYLM_BATTERY_COUNTS"] = counts.name
         status = pytest.main([__file__, "-q", "-p", "no:cacheprovider"])
-        outcomes = Counter(line.strip() for line in counts)
-    print(f"in-process commands: {sum(outcomes.values())}; " + ", ".join(f"{k}: {v}" for k, v in outcomes.items()))
+        records = [json.loads(line) for line in counts if line.strip()]
+    if "--answers" in sys.argv:  # each command and what it answered
+        for r in records:
+            print(f"{r['outcome']:<16} tinylm {' '.join(r['args'])[:110]}\n{'':<16} {' '.join(r['answer'])[:200]}")
+    outcomes = Counter(r["outcome"] for r in records)
+    print(f"in-process commands: {len(records)}; " + ", ".join(f"{k}: {v}" for k, v in outcomes.items()))
     raise SystemExit(status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import statistics
 import subprocess
 import sys
 
@@ -53,6 +54,42 @@ def test_compare_trains_each_model_on_the_same_split_and_budget(small_corpus, tm
     markdown = (out / "compare.md").read_text()
     assert "| model |" in markdown and "### markov" in markdown and "compare.png" in markdown
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_over_seeds_reports_the_median_the_spread_and_each_seed(small_corpus, tmp_path):
+    out = tmp_path / "compare"
+    template = tiny_config(small_corpus, epochs=1, seed=11)
+    rows = tinylm.compare(["lstm", "markov"], budget_seconds=None, out=out, config=template, seeds=3,
+                          model_settings={"embed": 16, "hidden": 48, "layers": 1, "order": 3}, prompt="ROMEO:",
+                          samples=1, max_new_tokens=40, progress=False, echo=lambda s: None)
+    lstm = rows[0]
+    assert lstm.seeds == [11, 12, 13]
+    runs = {seed: tinylm.load(out / "runs" / f"lstm-seed{seed}") for seed in lstm.seeds}
+    assert [run.config.train.seed for run in runs.values()] == lstm.seeds
+    assert lstm.val_losses == [min(r["val_loss"] for r in runs[seed].metrics) for seed in lstm.seeds]
+    assert len(set(lstm.val_losses)) == 3  # the seeds trained different models
+    assert lstm.val_loss == sorted(lstm.val_losses)[1] and lstm.val_loss_worst == max(lstm.val_losses)
+    assert lstm.val_loss_std == pytest.approx(statistics.stdev(lstm.val_losses))
+    assert tinylm.load(lstm.run_dir).config.train.seed == lstm.run_seed  # the median seed's run
+    assert min(r["val_loss"] for r in tinylm.load(lstm.run_dir).metrics) == lstm.val_loss
+    with open(out / "compare.csv", newline="") as f:
+        table = {t["model"]: t for t in csv.DictReader(f)}
+    assert table["lstm"]["seeds"] == "11-13"
+    assert table["lstm"]["val_loss_spread"].startswith(f"{min(lstm.val_losses):.4f} - {max(lstm.val_losses):.4f}")
+    markdown = (out / "compare.md").read_text()
+    assert "once per seed (11-13)" in markdown and f"### lstm (seed {lstm.run_seed}, the median run)" in markdown
+
+
+def test_one_seed_is_named_beside_the_loss(small_corpus, tmp_path):
+    rows = tinylm.compare(["markov"], budget_seconds=None, out=tmp_path / "c", config=tiny_config(small_corpus),
+                          model_settings={"order": 3}, samples=1, max_new_tokens=20, progress=False,
+                          echo=lambda s: None)
+    assert rows[0].seeds == [1337] and rows[0].val_loss_std is None
+    markdown = (tmp_path / "c" / "compare.md").read_text()
+    assert "Seed 1337: another seed moves the validation loss" in markdown
+    with pytest.raises(TinyLMError, match="--seeds takes a count"):
+        tinylm.compare(["markov"], out=tmp_path / "d", config=tiny_config(small_corpus), seeds="3-1",
+                       progress=False, echo=lambda s: None)
 
 
 def test_cli_compare_rejects_an_unknown_model_in_one_line():

@@ -125,7 +125,8 @@ def test_the_native_bf16_side_runs_a_real_probe():
     assert logits.dtype == (torch.bfloat16 if choice.bf16 else torch.float32)
 
 
-def test_threads_follow_physical_cores_and_refuse_nonsense():
+def test_threads_follow_physical_cores_and_refuse_nonsense(monkeypatch):
+    monkeypatch.setattr(devices, "cpus_taken_by_others", lambda *args: 0.0)  # a quiet machine
     cores = devices.physical_cores()
     assert 1 <= cores <= (os.cpu_count() or 1)
     assert devices.default_threads() == cores and devices.default_threads(processes=cores * 4) == 1
@@ -139,6 +140,35 @@ def test_threads_follow_physical_cores_and_refuse_nonsense():
     finally:
         torch.set_num_threads(before)
     assert devices.plural(1, "thread") == "1 thread" and devices.plural(2, "process") == "2 processes"
+
+
+def test_threads_leave_the_cores_other_processes_keep_busy():
+    assert devices.threads_beside(0.0, 2) == 2 and devices.threads_beside(0.4, 2) == 2  # a quiet machine: all
+    assert devices.threads_beside(0.6, 2) == 1 and devices.threads_beside(1.0, 2) == 1  # one core taken
+    assert devices.threads_beside(2.0, 2) == 1 and devices.threads_beside(7.0, 2) == 1  # never fewer than one
+    assert devices.threads_beside(3.5, 16) == 12 and devices.threads_beside(1.0, 8, processes=2) == 3
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the load is read from Linux's /proc/stat")
+def test_a_busy_loop_beside_tinylm_is_measured_and_its_core_left_to_it(monkeypatch):
+    monkeypatch.setattr(devices, "_LOAD", None)
+    loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.5)  # the interpreter has started and spins
+        taken = devices.cpus_taken_by_others(0.3)
+        assert taken >= 0.6, taken  # one CPU kept busy (more when the machine has other work too)
+        assert devices.cpus_taken_by_others() == taken  # measured once, then remembered for a minute
+        cores = devices.physical_cores()
+        assert devices.default_threads() == devices.threads_beside(taken, cores)
+        if cores > 1:
+            assert devices.default_threads() < cores
+            assert "other processes keep" in devices.hardware_description(CPU)
+            assert devices.hardware_summary(CPU)["cpus_taken_by_others"] == round(taken, 2)
+    finally:
+        loop.kill()
+        loop.wait()
 
 
 def test_hardware_summary_names_what_every_figure_depends_on():

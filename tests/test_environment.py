@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from tinylm.machine.report import environment_report, format_environment
+from tinylm.machine.devices import threads_beside
+from tinylm.machine.report import environment_report, format_environment, load_line
 
 
 def tinylm_env(*args, **env):
@@ -25,7 +26,8 @@ def test_env_json_reports_versions_devices_cpu_choices_and_extras():
     for choice in report["auto"].values():
         assert choice["training"] in ("bf16", "fp32") and choice["generation"] in ("fp32", "bf16", "int8")
     assert "transformers" in report["extras"] and "wandb" in report["extras"]
-    assert report["threads"]["default"] == report["cpu"]["physical_cores"]
+    cores, taken = report["cpu"]["physical_cores"], report["load"]["cpus_taken_by_others"]
+    assert report["threads"]["default"] == threads_beside(taken, cores)  # all cores on a quiet machine
 
 
 @pytest.mark.parametrize("forced", ["0", "1"])
@@ -37,6 +39,15 @@ def test_env_shows_the_forced_side(forced):
         assert "native bf16: no" in text and "training fp32 (no native bf16" in lstm
     else:
         assert "native bf16: yes" in text
+
+
+def test_env_says_when_other_processes_keep_the_machine_busy():
+    busy = load_line({"cpus_taken_by_others": 1.0, "load_average_1min": 3.2}, 2)
+    assert busy.startswith("load            BUSY: other processes keep 1.0 of 2 cores busy; load average 3.2")
+    assert "cores left free" in busy
+    quiet = load_line({"cpus_taken_by_others": 0.1, "load_average_1min": None}, 2)
+    assert quiet == "load            quiet: other processes keep 0.1 of 2 cores busy"
+    assert "load            " in format_environment(environment_report(probe=False))
 
 
 def test_text_form_without_probing():

@@ -28,6 +28,31 @@ from .tokenizers import TokenizerConfig
 
 FORMAT_VERSION = migrations.CURRENT[migrations.CONFIG_JSON]  # config.json's format (see tinylm/run/migrations.py)
 
+MAX_SEED = 2**32 - 1  # the epochs' batch orders derive from the seed (seed x 1,000,003 + epoch fits 64 bits)
+MAX_SEEDS = 100  # runs one --seeds may ask for
+
+
+def parse_seeds(text: str | int, start: int = 1337) -> list[int]:
+    """The seeds of `--seeds`: "N" is N seeds counted from `start`, "A-B" the seeds A to B, "A,B,C" those
+    three. A figure of this field is a median over seeds; these are the runs it is taken over."""
+    spec = str(text).strip()
+    try:
+        if spec.isascii() and spec.isdigit():
+            count = int(spec)
+            seeds = list(range(start, start + count)) if 0 < count <= MAX_SEEDS else []
+        elif "-" in spec and "," not in spec:
+            low, high = (int(part) for part in spec.split("-"))
+            seeds = list(range(low, high + 1)) if high - low < MAX_SEEDS else []
+        else:
+            seeds = [int(part) for part in spec.split(",") if part.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(seeds) > MAX_SEEDS or len(set(seeds)) != len(seeds) \
+            or not all(0 <= s <= MAX_SEED for s in seeds):
+        raise TinyLMError(f"--seeds takes a count (5), a range (1-5) or a list (1,7,42) of up to {MAX_SEEDS} "
+                          f"different seeds from 0 to {MAX_SEED}, got {str(text)!r}")
+    return seeds
+
 
 @dataclass
 class DataConfig:
@@ -203,9 +228,8 @@ class TrainConfig:
             raise TinyLMError(f"--eval-batch-size must be at least 1, got {self.eval_batch_size}")
         if self.time_budget is not None and not (math.isfinite(self.time_budget) and self.time_budget > 0):
             raise TinyLMError(f"--time-budget must be a positive number of seconds, got {self.time_budget}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
-            # the epochs' batch orders derive from it (seed x 1,000,003 + epoch must fit torch's 64-bit seeds)
-            raise TinyLMError(f"--seed must be a whole number from 0 to {2**32 - 1}, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise TinyLMError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {self.seed!r}")
         if self.processes < 1:
             raise TinyLMError(f"--processes must be at least 1, got {self.processes}")
         if self.patience < 0 or self.warmup_steps < 0 or self.checkpoint_every < 0:

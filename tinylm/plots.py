@@ -124,19 +124,25 @@ def plot_temperature(temperatures: list[float], series: dict[str, list[float | N
 
 
 def plot_compare(names: list[str], bits_per_char: list[float], curves: dict[str, list[tuple[float, float]]],
-                 path: str | Path, *, counted: set[str] = frozenset(), title: str = "") -> None:
-    """Left: validation bits per character per model. Right: validation bits per character against training
-    time, one point per evaluation; the `counted` models (fitted in one pass) are also drawn as a level."""
+                 path: str | Path, *, counted: set[str] = frozenset(), title: str = "",
+                 ranges: list[tuple[float, float]] | None = None) -> None:
+    """Left: validation bits per character per model (with `ranges`, medians over seeds with a bar from the
+    best to the worst seed). Right: validation bits per character against training time, one point per
+    evaluation (the median seed's run); the `counted` models (fitted in one pass) are also drawn as a level."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110,
                                       gridspec_kw={"width_ratios": [1, 1.4]})
     colors = [plt.cm.tab10(i % 10) for i in range(len(names))]
     bars = left.bar(names, bits_per_char, color=colors)
+    if ranges:
+        below = [value - low for value, (low, _) in zip(bits_per_char, ranges)]
+        above = [high - value for value, (_, high) in zip(bits_per_char, ranges)]
+        left.errorbar(names, bits_per_char, yerr=[below, above], fmt="none", ecolor="black", capsize=4, lw=1)
     for bar, value in zip(bars, bits_per_char):
         left.annotate(f"{value:.3f}", (bar.get_x() + bar.get_width() / 2, value), textcoords="offset points",
                       xytext=(0, 3), ha="center", fontsize=9)
     left.set_ylabel("validation bits per character (lower is better)")
-    left.set_ylim(0, max(bits_per_char, default=1) * 1.15)
+    left.set_ylim(0, max([high for _, high in ranges or []] + bits_per_char, default=1) * 1.15)
     left.grid(alpha=0.3, axis="y")
     for color, name in zip(colors, names):
         points = curves.get(name, [])

@@ -14,12 +14,13 @@ import csv
 import io
 import json
 import math
+import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig
+from ..config import RunConfig, parse_seeds
 from ..errors import TinyLMError
 from ..evaluation.memorisation import MemorisationResult, TrainingWords, memorisation
 from ..folders import OutputKind
@@ -48,11 +49,22 @@ class CompareRow:
     novel_4grams: float | None
     """Share of the samples' word 4-grams absent from the training text."""
     run_dir: str
+    """The run of the median seed (the lower middle one for an even number of seeds)."""
     sample: str
+    seeds: list[int] = field(default_factory=list)
+    """The seeds the model was trained with; the figures above are medians over their runs."""
+    val_losses: list[float] = field(default_factory=list)
+    """Best validation loss of each seed's run, in the order of `seeds`."""
+    val_loss_std: float | None = None
+    """Standard deviation of `val_losses` (None for one seed)."""
+    val_loss_worst: float | None = None
+    run_seed: int | None = None
+    """The seed of the run that `run_dir` and `sample` come from."""
 
 
 COLUMNS = [("model", "model"), ("description", "description"), ("parameters", "parameters"),
-           ("train_seconds", "train time (s)"), ("tokens_per_s", "tokens/s"), ("val_loss", "val loss"),
+           ("train_seconds", "train time (s)"), ("tokens_per_s", "tokens/s"), ("seeds", "seeds"),
+           ("val_loss", "val loss"), ("val_loss_spread", "val loss over seeds"),
            ("bits_per_char", "bits/char"), ("perplexity", "perplexity"),
            ("longest_copy", "longest copy (words)"), ("novel_4grams", "novel 4-grams")]
 
@@ -83,13 +95,31 @@ def _row(name: str, run: LoadedModel, mem: MemorisationResult, sample: str) -> C
         tokens_per_s=round(tokens_per_s, 1),
         val_loss=best["val_loss"], bits_per_char=best["val_bits_per_char"], perplexity=best["val_perplexity"],
         longest_copy=mem.longest_copy, novel_4grams=mem.novel_ngrams.get(4), run_dir=str(run.run_dir),
-        sample=sample,
+        sample=sample, seeds=[run.config.train.seed], val_losses=[best["val_loss"]],
+        val_loss_worst=best["val_loss"], run_seed=run.config.train.seed,
     )
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    """1337; 1-5; 1,7,42."""
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds))
+
+
+def _spread_text(row: dict) -> str:
+    """Best - worst (sd) of the seeds' validation losses; "-" for one seed."""
+    losses = row["val_losses"]
+    if len(losses) < 2:
+        return "-"
+    return f"{min(losses):.4f} - {max(losses):.4f} (sd {row['val_loss_std']:.4f})"
 
 
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return "-"
+    if key == "seeds":
+        return _seeds_text(value)
     if key == "novel_4grams":
         return f"{value:.1%}"
     if key in ("parameters", "tokens_per_s"):
@@ -104,11 +134,13 @@ def _markdown(rows: list[CompareRow], header: str, prompt: str, temperature: flo
              "|" + " --- |" * len(COLUMNS)]
     for row in rows:
         values = asdict(row)
+        values["val_loss_spread"] = _spread_text(values)
         lines.append("| " + " | ".join(_cell(key, values[key]) for key, _ in COLUMNS) + " |")
     lines += ["", "![validation bits per character](compare.png)", "",
               f"## Samples (prompt {prompt!r}, temperature {temperature:g}, seed 0)"]
     for row in rows:
-        lines += ["", f"### {row.model}", "", "```text", row.sample, "```"]
+        seed = f" (seed {row.run_seed}, the median run)" if len(row.seeds) > 1 else ""
+        lines += ["", f"### {row.model}{seed}", "", "```text", row.sample, "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -118,8 +150,28 @@ def _csv(rows: list[CompareRow]) -> str:
     writer.writerow([key for key, _ in COLUMNS] + ["run_dir"])
     for row in rows:
         values = asdict(row)
+        values["seeds"], values["val_loss_spread"] = _seeds_text(row.seeds), _spread_text(values)
         writer.writerow([values[key] for key, _ in COLUMNS] + [row.run_dir])
     return buffer.getvalue()
+
+
+def _over_seeds(runs: list[tuple[CompareRow, LoadedModel]], seeds: list[int]) -> tuple[CompareRow, LoadedModel]:
+    """One row for a model trained once per seed: each figure the median over the seeds, the sample and the
+    run directory those of the median seed's run (the lower middle one for an even count)."""
+    rows = [row for row, _ in runs]
+    losses = [row.val_loss for row in rows]
+    middle = sorted(range(len(rows)), key=lambda i: losses[i])[(len(rows) - 1) // 2]
+
+    def median(key: str):
+        values = [getattr(row, key) for row in rows]
+        return None if None in values else statistics.median(values)
+
+    numeric = ("train_seconds", "tokens_per_s", "val_loss", "bits_per_char", "perplexity",
+               "longest_copy", "novel_4grams")
+    row = replace(rows[middle], **{key: median(key) for key in numeric}, seeds=list(seeds), val_losses=losses,
+                  val_loss_worst=max(losses),
+                  val_loss_std=statistics.stdev(losses) if len(losses) > 1 else None)
+    return row, runs[middle][1]
 
 
 COMPARISON_FOLDER = OutputKind("a comparison", lambda folder: (folder / "compare.md").is_file()
@@ -132,8 +184,9 @@ so the folder is checked (not staged) and its report files replaced one by one."
 def compare(models: str | list[str], data: str | None = None, *, budget_seconds: float | None = 60.0,
             out: str | Path = "compare", config: RunConfig | None = None,
             model_settings: dict[str, Any] | None = None, prompt: str | None = None, samples: int = 3,
-            max_new_tokens: int = 300, temperature: float = 0.8, overwrite: bool = False,
-            progress: bool = True, echo: Callable[[str], None] = print) -> list[CompareRow]:
+            max_new_tokens: int = 300, temperature: float = 0.8, seeds: int | str | list[int] | None = None,
+            overwrite: bool = False, progress: bool = True,
+            echo: Callable[[str], None] = print) -> list[CompareRow]:
     """Train each of `models` on the same data for the same training time and write compare.md, compare.csv,
     compare.json and compare.png to `out` (the runs themselves go to out/runs/NAME).
 
@@ -159,25 +212,34 @@ def compare(models: str | list[str], data: str | None = None, *, budget_seconds:
     out = Path(out)
     COMPARISON_FOLDER.check(out, overwrite=True)  # never `.`, a parent, a mount point, a folder of other files
 
+    seed_list = [base.train.seed] if seeds is None else parse_seeds(
+        ",".join(map(str, seeds)) if isinstance(seeds, list) else seeds, start=base.train.seed)
     rows: list[CompareRow] = []
+    ranges: list[tuple[float, float]] = []  # bits per character, best and worst seed
     curves: dict[str, list[tuple[float, float]]] = {}
     counted = set()
     for name in names:
-        run_config = RunConfig(
-            data=copy.deepcopy(base.data), tokenizer=copy.deepcopy(base.tokenizer),
-            model=model_config(name, **(model_settings or {})),
-            train=replace(base.train, time_budget=budget_seconds,
-                          sample_prompt=prompt if prompt is not None else base.train.sample_prompt,
-                          epochs=None if budget_seconds is not None else base.train.epochs),  # None: the budget decides
-        )
-        echo(f"== {name} ==")
-        run = train(run_config, out / "runs" / name, overwrite=overwrite, progress=progress, echo=echo)
-        prompt = run.config.train.sample_prompt  # fixed by the first run when not given: the same for all
-        texts = [run.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=i)
-                 for i in range(samples)]
-        rows.append(_row(name, run, memorisation(texts, training_words, prompt), texts[0]))
-        curves[name] = [(r["elapsed_seconds"], r["val_bits_per_char"]) for r in run.metrics]
-        if not run.module.trainable:
+        runs = []
+        for seed in seed_list:
+            run_config = RunConfig(
+                data=copy.deepcopy(base.data), tokenizer=copy.deepcopy(base.tokenizer),
+                model=model_config(name, **(model_settings or {})),
+                train=replace(base.train, time_budget=budget_seconds, seed=seed,
+                              sample_prompt=prompt if prompt is not None else base.train.sample_prompt,
+                              epochs=None if budget_seconds is not None else base.train.epochs),  # the budget decides
+            )
+            echo(f"== {name} ==" if len(seed_list) == 1 else f"== {name}, seed {seed} ==")
+            folder = out / "runs" / (name if len(seed_list) == 1 else f"{name}-seed{seed}")
+            run = train(run_config, folder, overwrite=overwrite, progress=progress, echo=echo)
+            prompt = run.config.train.sample_prompt  # fixed by the first run when not given: the same for all
+            texts = [run.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=i)
+                     for i in range(samples)]
+            runs.append((_row(name, run, memorisation(texts, training_words, prompt), texts[0]), run))
+        row, median_run = _over_seeds(runs, seed_list)
+        rows.append(row)
+        ranges.append((min(r.bits_per_char for r, _ in runs), max(r.bits_per_char for r, _ in runs)))
+        curves[name] = [(r["elapsed_seconds"], r["val_bits_per_char"]) for r in median_run.metrics]
+        if not median_run.module.trainable:
             counted.add(name)
 
     budget = (f"{budget_seconds:g} s of training each" if budget_seconds is not None
@@ -186,11 +248,16 @@ def compare(models: str | list[str], data: str | None = None, *, budget_seconds:
     header = (f"# Model comparison on {base.data.source}\n\nSame split, {base.tokenizer.kind} tokenizer, "
               f"windows of {base.data.block_size} tokens, {budget} on {hardware}; validation figures over "
               f"the whole validation split (best evaluation). Memorisation over {samples} samples of "
-              f"{max_new_tokens} tokens.")
+              f"{max_new_tokens} tokens."
+              + (f" Each model trained once per seed ({_seeds_text(seed_list)}): every figure is the median over "
+                 f"the seeds, the next column their best - worst validation loss and standard deviation."
+                 if len(seed_list) > 1 else f" Seed {seed_list[0]}: another seed moves the validation loss; "
+                 f"--seeds N gives the median over N seeds."))
     write_text(out / "compare.md", _markdown(rows, header, prompt, temperature))
     write_text(out / "compare.csv", _csv(rows))
     write_json(out / "compare.json", [asdict(r) for r in rows])
     plot_compare([r.model for r in rows], [r.bits_per_char for r in rows], curves, out / "compare.png",
-                 counted=counted, title=f"{', '.join(names)} on {base.data.source} ({budget})")
+                 counted=counted, title=f"{', '.join(names)} on {base.data.source} ({budget})",
+                 ranges=ranges if len(seed_list) > 1 else None)
     echo(f"report: {out / 'compare.md'}")
     return rows

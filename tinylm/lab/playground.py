@@ -19,6 +19,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ..config import MAX_SEED
 from ..errors import TinyLMError
 from ..generation.sampling import SamplingConfig
 from ..loading import LoadedModel
@@ -92,9 +93,6 @@ def run_labels(runs: Sequence[LoadedModel]) -> list[str]:
 def _error(message: str) -> str:
     # Messages name tokens like <eos>: escaped, or the Markdown renderer drops them as HTML tags.
     return f"**Error:** {html.escape(message, quote=False)}"
-
-
-MAX_SEED = 2**32 - 1
 
 
 def _number(value, label: str, whole: bool = False) -> float:
@@ -266,8 +264,9 @@ def _run_columns(runs: Sequence[LoadedModel], labels: Sequence[str]) -> tuple[li
     with gr.Row(equal_height=False):
         for i, (label, run) in enumerate(zip(labels, runs)):
             with gr.Column(min_width=280):
+                quality = f" · {run.best_validation()}" if run.best_validation() else ""
                 gr.Markdown(f"### {html.escape(label)}\n{html.escape(run.module.describe())} · "
-                            f"{run.num_parameters():,} parameters", elem_id=f"run-{i}-info")
+                            f"{run.num_parameters():,} parameters{quality}", elem_id=f"run-{i}-info")
                 texts.append(gr.Textbox(label="Text", lines=10, max_lines=20, interactive=False,
                                         elem_id=f"output-{i}"))
                 # y from 0: bars must compare as lengths (the default axis starts near the smallest bar).

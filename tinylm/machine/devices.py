@@ -213,9 +213,57 @@ def physical_cores() -> int:
 
 # -- threads ----------------------------------------------------------------------------------------------------
 _CAPPED: set[int] = set()  # --threads values already said to be capped
+LOAD_SAMPLE_SECONDS = 0.1  # 10 clock ticks a CPU: enough to tell a busy core from an idle one
+_LOAD: tuple[float, float] | None = None  # (when, CPUs taken by others): one measurement serves a minute
+
+
+def _cpu_ticks(cpus: set[int] | None) -> tuple[int, int] | None:
+    """(busy, all) clock ticks of the CPUs `cpus` (None: all) since boot, from /proc/stat; None elsewhere."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    busy = total = 0
+    for line in lines:
+        name, *values = line.split()
+        if not (name.startswith("cpu") and name[3:].isdigit()) or (cpus is not None and int(name[3:]) not in cpus):
+            continue
+        ticks = [int(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
+        total += sum(ticks)
+        busy += sum(ticks) - ticks[3] - ticks[4]
+    return (busy, total) if total else None
+
+
+def cpus_taken_by_others(seconds: float = LOAD_SAMPLE_SECONDS) -> float:
+    """How many of the CPUs this process may use other processes keep busy, measured over `seconds` (this
+    process's own work left out); 0.0 where the system does not say (not Linux)."""
+    global _LOAD
+    if _LOAD is not None and time.monotonic() - _LOAD[0] < 60:
+        return _LOAD[1]
+    cpus = _allowed_cpus()
+    first, own, start = _cpu_ticks(cpus), time.process_time(), time.monotonic()
+    time.sleep(seconds)
+    last, own, elapsed = _cpu_ticks(cpus), time.process_time() - own, time.monotonic() - start
+    if first is None or last is None or last[1] <= first[1]:
+        return 0.0
+    busy_share = (last[0] - first[0]) / (last[1] - first[1])
+    taken = max(0.0, busy_share * logical_cpus() - own / elapsed)
+    _LOAD = (time.monotonic(), taken)
+    return taken
+
+
+def threads_beside(taken: float, cores: int, processes: int = 1) -> int:
+    """Threads per process on `cores` cores of which other processes keep `taken` busy: the cores left free,
+    shared among the processes. A thread on a taken core waits for its turn while the others wait for it at
+    every parallel step (BUSY_MACHINE in bench/README.md), so fewer threads go faster on a busy machine."""
+    free = cores - int(taken + 0.5)  # a core counts as taken when others keep it at least half busy
+    return max(1, free // max(1, processes))
+
+
 def default_threads(processes: int = 1) -> int:
-    """Threads per process: the physical cores shared among the processes."""
-    return max(1, physical_cores() // max(1, processes))
+    """Threads per process: the physical cores other processes leave free (measured at start-up), shared among
+    the processes."""
+    return threads_beside(cpus_taken_by_others(), physical_cores(), processes)
 
 
 def check_processes(processes: int) -> None:
@@ -461,6 +509,8 @@ def hardware_summary(device: torch.device, threads: int | None = None, processes
         info["gpu"] = torch.cuda.get_device_name(device)
     info.update(cpu=cpu_model(), cpu_capability=cpu_capability(), native_bf16=native_bf16_cpu(),
                 physical_cores=physical_cores())
+    if _LOAD is not None:  # the default thread count was measured against the load
+        info["cpus_taken_by_others"] = round(_LOAD[1], 2)
     return info
 
 
@@ -470,7 +520,9 @@ def hardware_description(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return f"Apple GPU (MPS), {cpu_model()}"
-    return (f"{cpu_model()}, {plural(physical_cores(), 'core')}, {plural(torch.get_num_threads(), 'thread')}, "
+    busy = (f" (other processes keep {_LOAD[1]:.1f} busy)" if _LOAD is not None
+            and threads_beside(_LOAD[1], physical_cores()) < physical_cores() else "")
+    return (f"{cpu_model()}, {plural(physical_cores(), 'core')}{busy}, {plural(torch.get_num_threads(), 'thread')}, "
             f"capability {cpu_capability()}")
 
 

@@ -43,6 +43,8 @@ def environment_report(probe: bool = True) -> dict:
                 "int8_matmul": devices.int8_kernel_available(), "physical_cores": devices.physical_cores(),
                 "logical_cpus": os.cpu_count()},
         "threads": {"default": devices.default_threads(), "torch_now": torch.get_num_threads()},
+        "load": {"cpus_taken_by_others": round(devices.cpus_taken_by_others(), 2),
+                 "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None},
         "overrides": {name: value for name in (devices.CPU_BF16_ENV, "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
                                                 "OMP_NUM_THREADS")
                       if (value := os.environ.get(name)) is not None},
@@ -74,6 +76,16 @@ def _auto_choices(device: torch.device) -> dict:
     return choices
 
 
+def load_line(load: dict, cores: int) -> str:
+    """Whether other processes keep the machine busy, and what tinylm does about it."""
+    taken, average = load["cpus_taken_by_others"], load["load_average_1min"]
+    since = f"; load average {average:g}" if average is not None else ""
+    if devices.threads_beside(taken, cores) < cores:
+        return (f"load            BUSY: other processes keep {taken:.1f} of {devices.plural(cores, 'core')} busy"
+                f"{since}; tinylm uses the cores left free (--threads N sets it)")
+    return f"load            quiet: other processes keep {taken:.1f} of {devices.plural(cores, 'core')} busy{since}"
+
+
 def format_environment(report: dict) -> str:
     """The report as lines for people."""
     cpu, dev, threads = report["cpu"], report["devices"], report["threads"]
@@ -88,6 +100,7 @@ def format_environment(report: dict) -> str:
         f"cpu capability  {cpu['capability']}; native bf16: {'yes' if cpu['native_bf16'] else 'no'}; bf16 kernels: "
         f"{'yes' if cpu['bf16_kernels'] else 'no'}; int8 matmul: {'yes' if cpu['int8_matmul'] else 'no'}",
         f"threads         {threads['default']} by default (torch now: {threads['torch_now']})",
+        load_line(report["load"], cpu["physical_cores"]),
     ]
     if report["overrides"]:
         lines.append("overrides       " + ", ".join(f"{k}={v}" for k, v in report["overrides"].items()))

@@ -279,5 +279,6 @@ run = tinylm.train(config, out=Path(OUT) / "zeilenmodus", overwrite=True)
 # %%
 for temperature in [0.3, 0.8, 1.0, 1.3, 1.8]:
     print(f"\n--- Temperatur = {temperature}")
-    for start in words:
-        print(run.generate(start, max_new_tokens=60 if QUICK else 300, temperature=temperature, seed=1))
+    # ein Seed je Anfang: mit demselben Seed zöge jeder Anfang dieselben Zufallszahlen
+    for seed, start in enumerate(words):
+        print(run.generate(start, max_new_tokens=60 if QUICK else 300, temperature=temperature, seed=seed))
