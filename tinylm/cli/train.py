@@ -64,16 +64,13 @@ def config_from_args(args: argparse.Namespace):
     from ..data.sources import is_line_corpus
     from ..models import model_config
     from ..tokenizers import TokenizerConfig
-    from ..training.presets import DEFAULT_PRESET, PRESETS, resolve_preset
+    from ..training.presets import DEFAULT_PRESET, PRESETS
 
     name = args.preset or (DEFAULT_PRESET if not args.model else None)
     preset = {}
     if name:
         if name not in PRESETS:
             raise TinyLMError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        name, note = resolve_preset(name, args.precision)
-        if note and os.environ.get("RANK", "0") == "0":
-            print(note)
         preset = PRESETS[name]
     flags = given(args, args._config_flags)
     source = flags.get("data", {}).get("source") or preset.get("data", {}).get("source") or DataConfig.source

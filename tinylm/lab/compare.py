@@ -174,6 +174,25 @@ def _over_seeds(runs: list[tuple[CompareRow, LoadedModel]], seeds: list[int]) ->
     return row, runs[middle][1]
 
 
+def _run_config(base: RunConfig, name: str, seed: int, budget_seconds: float | None, prompt: str | None,
+                model_settings: dict[str, Any] | None) -> RunConfig:
+    """The run of model `name` with `seed`: the template's data, tokenizer and training, the comparison's budget."""
+    return RunConfig(
+        data=copy.deepcopy(base.data), tokenizer=copy.deepcopy(base.tokenizer),
+        model=model_config(name, **(model_settings or {})),
+        train=replace(base.train, time_budget=budget_seconds, seed=seed,
+                      sample_prompt=prompt if prompt is not None else base.train.sample_prompt,
+                      epochs=None if budget_seconds is not None else base.train.epochs),  # None: the budget decides
+    )
+
+
+def _seeds_sentence(seeds: list[int]) -> str:
+    if len(seeds) > 1:
+        return (f"Each model trained once per seed ({_seeds_text(seeds)}): every figure is the median over the "
+                f"seeds, the next column their best - worst validation loss and standard deviation.")
+    return f"Seed {seeds[0]}: another seed moves the validation loss; --seeds N gives the median over N seeds."
+
+
 COMPARISON_FOLDER = OutputKind("a comparison", lambda folder: (folder / "compare.md").is_file()
                                or (folder / "runs").is_dir(),
                                frozenset({"compare.md", "compare.csv", "compare.json", "compare.png", "runs"}))
@@ -193,7 +212,12 @@ def compare(models: str | list[str], data: str | None = None, *, budget_seconds:
     `config` is the template of every run (data, tokenizer, training settings; its model is ignored),
     `data` replaces its source, and `model_settings` (e.g. {"hidden": 128, "order": 5}) sets the fields of
     each model's config that it has. Memorisation and the table's sample come from `samples` texts sampled
-    from `prompt` (default: the start of the training text)."""
+    from `prompt` (default: the start of the training text).
+
+    `seeds` trains each model once per seed (a count from the template's seed, "1-5" or a list, as
+    config.parse_seeds reads them; runs in out/runs/NAME-seedS): every figure of the table is then the median
+    over the seeds, with each seed's validation loss, their spread and the worst beside it, so that a
+    comparison of models is not a comparison of seeds."""
     from ..data import load_split
     from ..training import train
 
@@ -221,16 +245,10 @@ def compare(models: str | list[str], data: str | None = None, *, budget_seconds:
     for name in names:
         runs = []
         for seed in seed_list:
-            run_config = RunConfig(
-                data=copy.deepcopy(base.data), tokenizer=copy.deepcopy(base.tokenizer),
-                model=model_config(name, **(model_settings or {})),
-                train=replace(base.train, time_budget=budget_seconds, seed=seed,
-                              sample_prompt=prompt if prompt is not None else base.train.sample_prompt,
-                              epochs=None if budget_seconds is not None else base.train.epochs),  # the budget decides
-            )
             echo(f"== {name} ==" if len(seed_list) == 1 else f"== {name}, seed {seed} ==")
             folder = out / "runs" / (name if len(seed_list) == 1 else f"{name}-seed{seed}")
-            run = train(run_config, folder, overwrite=overwrite, progress=progress, echo=echo)
+            run = train(_run_config(base, name, seed, budget_seconds, prompt, model_settings), folder,
+                        overwrite=overwrite, progress=progress, echo=echo)
             prompt = run.config.train.sample_prompt  # fixed by the first run when not given: the same for all
             texts = [run.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=i)
                      for i in range(samples)]
@@ -248,11 +266,7 @@ def compare(models: str | list[str], data: str | None = None, *, budget_seconds:
     header = (f"# Model comparison on {base.data.source}\n\nSame split, {base.tokenizer.kind} tokenizer, "
               f"windows of {base.data.block_size} tokens, {budget} on {hardware}; validation figures over "
               f"the whole validation split (best evaluation). Memorisation over {samples} samples of "
-              f"{max_new_tokens} tokens."
-              + (f" Each model trained once per seed ({_seeds_text(seed_list)}): every figure is the median over "
-                 f"the seeds, the next column their best - worst validation loss and standard deviation."
-                 if len(seed_list) > 1 else f" Seed {seed_list[0]}: another seed moves the validation loss; "
-                 f"--seeds N gives the median over N seeds."))
+              f"{max_new_tokens} tokens. {_seeds_sentence(seed_list)}")
     write_text(out / "compare.md", _markdown(rows, header, prompt, temperature))
     write_text(out / "compare.csv", _csv(rows))
     write_json(out / "compare.json", [asdict(r) for r in rows])

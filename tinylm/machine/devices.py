@@ -4,7 +4,7 @@ This module is the one owner of those choices; training, evaluation, generation,
 the playground ask it and decide nothing themselves.
 
     device = resolve_device("auto")                 # cuda, then mps, then cpu
-    threads = apply_threads(None)                   # physical cores (// processes), or what --threads says
+    threads = apply_threads(None)                   # free physical cores (// processes), or what --threads says
     choice = training_precision("auto", device, model, batch)   # PrecisionChoice("fp32", "why ...")
     with choice.autocast(device): logits, state = model(x, state)
 

@@ -23,10 +23,11 @@ _BUDGET_LSTM_TRAIN = {"batch_size": 32, "lr": 1.6e-2, "optimizer": "adamw", "bet
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The first run: what `tinylm train` does with no --preset and no --model. The budget LSTM in one process (no
-    # launcher) for 190 s: 194 s from launch to exit and full-val 1.407 (bf16) / 1.434 (fp32, as an AVX2-only
-    # CPU) on 2 cores (bench/README.md; the old default, LSTM 2x256 at a constant 3e-3 for 5 epochs, took 408 s
-    # to 1.558 in fp32). It stops early on a small text that stops improving; --stateful is left out with
-    # --lines or --target last, which read no single stream.
+    # launcher) for 190 s: 194 s from launch to exit; full-val over seeds 1-5 on a 2-core AMD EPYC (Zen 4,
+    # bench/cpu_budget.py --seeds 1-5): median 1.4187, worst 1.4276 in bf16 (native), median 1.4491, worst
+    # 1.4642 in fp32 as an AVX2-only CPU (bench/README.md; the old default, LSTM 2x256 at a constant 3e-3 for 5
+    # epochs, took 408 s to 1.558 in fp32). It stops early on a small text that stops improving; --stateful is
+    # left out with --lines or --target last, which read no single stream.
     "default": {**_BUDGET_LSTM, "train": {**_BUDGET_LSTM_TRAIN, "time_budget": 190.0, "epochs": 30, "patience": 3}},
     # The classic char-RNN exercise: maxlen-40 / step-3 windows, many-to-one LSTM, early stopping.
     "exercise": {
@@ -50,28 +51,22 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                   "betas": (0.9, 0.99), "min_lr_ratio": 0.1},
     },
     # The best < 1M-parameter recipe for a 2-core CPU at a fixed wall-clock budget (215 s from the command to
-    # its exit, start-up and the final evaluation included): a 1-layer LSTM 384 wide with 128-wide embeddings
-    # (824,388 parameters on Tiny Shakespeare; an LSTM runs 2.8x more tokens per second than a GPT of the same
-    # size here), trained by two single-threaded processes (DDP, 1.2x the tokens/s of one process with two
-    # threads), batch 2 x 32, bf16 autocast with oneDNN, the state carried from batch to batch (--stateful) so
-    # it learns from, and is evaluated with, more than one window of context; AdamW 1.6e-2 with beta2 0.99 and
-    # weight decay 0.2, 50 warm-up steps, then a linear decay to zero at the end of the 203 s budget. The
-    # budget is about 9 epochs, enough to overfit (train loss 1.18 against val 1.45 without weight decay):
-    # weight decay is the regulariser that pays, dropout is not. At equal tokens (1,060 steps of 64 x 128),
-    # one lever at a time: lr 4e-3 -> 8e-3 -> 1.2e-2: 1.531 (windows, not stateful) / 1.479 / 1.472; embed
-    # 64 -> 128: 1.472 -> 1.452; then stateful, lr 1.2e-2: no regulariser 1.454, dropout 0.1 1.460, weight
-    # decay 0.1 / 0.25 / 0.5 / 1.0: 1.435 / 1.434 / 1.443 / 1.499; with weight decay 0.2, lr 9e-3 (wd 0.15)
-    # / 1.2e-2 / 1.6e-2 / 2.2e-2: 1.443 / 1.434 / 1.424 / 1.425, and wd 0.3 at 1.6e-2: 1.424. Hidden 448
-    # instead of 384 at equal time: no gain; batch 128 at equal tokens: worse. bench/cpu_budget.py measures it.
-    "cpu-best": {**_BUDGET_LSTM, "train": {**_BUDGET_LSTM_TRAIN, "processes": 2, "time_budget": 203.0,
+    # its exit, start-up and the final evaluation included), the same on every CPU class: the first run's budget
+    # LSTM (1x384, embed 128, 824,388 parameters on Tiny Shakespeare; an LSTM runs 2.8x more tokens per second
+    # than a GPT of the same size here) in one process with all its threads, the state carried from batch to
+    # batch (--stateful), AdamW 1.6e-2 with beta2 0.99 and weight decay 0.2, 50 warm-up steps, then a linear
+    # decay to zero at the end of the 203 s budget. Over seeds 1-5 on a 2-core AMD EPYC (Zen 4,
+    # bench/cpu_budget.py --seeds 1-5): native bf16 full-val median 1.4202, worst 1.4281 (sd 0.007) in 207.5 s;
+    # as an AVX2-only CPU (fp32) median 1.4505, worst 1.4612 in 208 s. Two single-threaded DDP processes (this
+    # preset until then) ran fewer tokens/s there and ended higher: 1.4366 and 1.4606 at seeds 2 and 1. Weight
+    # decay is the regulariser that pays, dropout is not; the one-seed lever table at equal tokens (1,060 steps of
+    # 64 x 128):
+    # lr 4e-3 -> 8e-3 -> 1.2e-2: 1.531 (windows, not stateful) / 1.479 / 1.472; embed 64 -> 128: 1.472 ->
+    # 1.452; then stateful, lr 1.2e-2: no regulariser 1.454, dropout 0.1 1.460, weight decay 0.1 / 0.25 / 0.5
+    # / 1.0: 1.435 / 1.434 / 1.443 / 1.499; with weight decay 0.2, lr 9e-3 (wd 0.15) / 1.2e-2 / 1.6e-2 /
+    # 2.2e-2: 1.443 / 1.434 / 1.424 / 1.425. Seed-to-seed the same recipe moves by 0.01-0.02 (sd 0.007-0.01).
+    "cpu-best": {**_BUDGET_LSTM, "train": {**_BUDGET_LSTM_TRAIN, "processes": 1, "time_budget": 203.0,
                                            "epochs": None, "patience": 0}},
-    # cpu-best for CPUs without native bf16 (fp32 training, 24-26k tokens/s instead of 45-62k): chosen by
-    # `--preset cpu-best` on such a CPU (see resolve_preset). One process with two threads (batch 32: twice the
-    # steps of two processes' 2 x 32) and weight decay 0.2 ends lower there than cpu-best's two processes with
-    # weight decay 0.1 (full-val 1.4356 in 193.7 s against 1.4566 in 211.8 s, as an AVX2-only CPU); the
-    # budget is cpu-best's 203 s. Measured in bench/README.md.
-    "cpu-best-fp32": {**_BUDGET_LSTM, "train": {**_BUDGET_LSTM_TRAIN, "processes": 1, "time_budget": 203.0,
-                                                "epochs": None, "patience": 0}},
     # The fastest recipe to validation loss 1.47 on one GPU (Tiny Shakespeare, char-level), after what the
     # Performance issue's experimental trainer measured: nanoGPT's 6 x 384 shape (10.6M parameters) with the
     # modern options of models/gpt.py (rotary positions, weightless RMSNorm, QK-norm, ReLU^2, an untied head
@@ -93,20 +88,5 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-BY_CPU_CLASS = {"cpu-best": "cpu-best-fp32"}
-"""Presets with a recipe of their own for CPUs that train in fp32 (no native bf16)."""
-
-
-def resolve_preset(name: str, precision: str | None = None) -> tuple[str, str | None]:
-    """The preset `name` means on this machine, and a line saying why when it is another one: cpu-best picks
-    its fp32 recipe on a CPU without native bf16, or when --precision fp32 is asked for."""
-    from ..machine.devices import native_bf16_cpu
-
-    other = BY_CPU_CLASS.get(name)
-    if other is None or precision == "bf16":
-        return name, None
-    if precision == "fp32":
-        return other, f"preset {name}: --precision fp32, so its fp32 recipe {other}"
-    if not native_bf16_cpu():
-        return other, f"preset {name}: this CPU has no native bf16, so its fp32 recipe {other}"
-    return name, None
+PRESETS["cpu-best-fp32"] = PRESETS["cpu-best"]
+"""The name cpu-best had on CPUs without native bf16 while it ran two processes elsewhere: the same recipe now."""
