@@ -90,6 +90,7 @@ def test_one_seed_is_named_beside_the_loss(small_corpus, tmp_path):
     with pytest.raises(TinyLMError, match="--seeds takes a count"):
         tinylm.compare(["markov"], out=tmp_path / "d", config=tiny_config(small_corpus), seeds="3-1",
                        progress=False, echo=lambda s: None)
+    assert not (tmp_path / "d").exists()  # refused before anything is read or written
 
 
 def test_cli_compare_rejects_an_unknown_model_in_one_line():

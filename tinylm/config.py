@@ -32,10 +32,10 @@ MAX_SEED = 2**32 - 1  # the epochs' batch orders derive from the seed (seed x 1,
 MAX_SEEDS = 100  # runs one --seeds may ask for
 
 
-def parse_seeds(text: str | int, start: int = 1337) -> list[int]:
-    """The seeds of `--seeds`: "N" is N seeds counted from `start`, "A-B" the seeds A to B, "A,B,C" those
-    three. A figure of this field is a median over seeds; these are the runs it is taken over."""
-    spec = str(text).strip()
+def parse_seeds(text: str | int | list[int], start: int = 1337) -> list[int]:
+    """The seeds of `--seeds`: "N" is N seeds counted from `start`, "A-B" the seeds A to B, "A,B,C" (or a
+    list) those three. A figure of this field is a median over seeds; these are the runs it is taken over."""
+    spec = ",".join(map(str, text)) if isinstance(text, (list, tuple)) else str(text).strip()
     try:
         if spec.isascii() and spec.isdigit():
             count = int(spec)

@@ -54,15 +54,19 @@ class LoadedModel:
         """The per-epoch records of metrics.jsonl."""
         return read_jsonl(self.run_dir / METRICS) if self.run_dir else []
 
+    def best_record(self) -> dict | None:
+        """The metrics record of the best evaluated epoch (the one whose weights were kept), or None for a model
+        without evaluations."""
+        scored = [r for r in self.metrics if isinstance(r.get("val_loss"), (int, float))]
+        return min(scored, key=lambda r: r["val_loss"]) if scored else None
+
     def best_validation(self) -> str | None:
         """The best validation loss with the seed it was trained with ("val loss 1.4317 (epoch 18, seed
-        1337)"), or None for a model without evaluations. A loss moves with the seed: the seed comes with it."""
-        scored = [r for r in self.metrics if isinstance(r.get("val_loss"), (int, float))]
-        if not scored:
+        1337)"), or None. A loss moves with the seed: the seed comes with it."""
+        best = self.best_record()
+        if best is None:
             return None
-        best = min(scored, key=lambda r: r["val_loss"])
-        epoch = best.get("epoch", len(scored))
-        return f"val loss {best['val_loss']:.4f} (epoch {epoch}, seed {self.config.train.seed})"
+        return f"val loss {best['val_loss']:.4f} (epoch {best.get('epoch', '?')}, seed {self.config.train.seed})"
 
     # -- generation --------------------------------------------------------------------------------
     def prompt_ids(self, prompt: str, warn: bool = True) -> list[int]:

@@ -84,7 +84,7 @@ def parse_models(models: str | list[str]) -> list[str]:
 
 def _row(name: str, run: LoadedModel, mem: MemorisationResult, sample: str) -> CompareRow:
     metrics = run.metrics
-    best = min(metrics, key=lambda r: r["val_loss"])
+    best = run.best_record()
     # the epochs' speeds weighted by their time (rounded to 0.01 s in metrics.jsonl: a fast count shows 0)
     weights = [r["epoch_seconds"] for r in metrics]
     weights = weights if any(weights) else [1] * len(metrics)
@@ -95,8 +95,7 @@ def _row(name: str, run: LoadedModel, mem: MemorisationResult, sample: str) -> C
         tokens_per_s=round(tokens_per_s, 1),
         val_loss=best["val_loss"], bits_per_char=best["val_bits_per_char"], perplexity=best["val_perplexity"],
         longest_copy=mem.longest_copy, novel_4grams=mem.novel_ngrams.get(4), run_dir=str(run.run_dir),
-        sample=sample, seeds=[run.config.train.seed], val_losses=[best["val_loss"]],
-        val_loss_worst=best["val_loss"], run_seed=run.config.train.seed,
+        sample=sample, run_seed=run.config.train.seed,
     )
 
 
@@ -229,6 +228,7 @@ def compare(models: str | list[str], data: str | None = None, *, budget_seconds:
     if not (math.isfinite(temperature) and temperature > 0):  # checked before hours of training, not after
         raise TinyLMError(f"--temperature must be a finite number > 0, got {temperature}")
     base = copy.deepcopy(config) if config is not None else RunConfig()
+    seed_list = [base.train.seed] if seeds is None else parse_seeds(seeds, start=base.train.seed)
     if data is not None:
         base.data.source = data
     train_text, _ = load_split(base.data)  # a bad --data fails here, before any training
@@ -236,8 +236,6 @@ def compare(models: str | list[str], data: str | None = None, *, budget_seconds:
     out = Path(out)
     COMPARISON_FOLDER.check(out, overwrite=True)  # never `.`, a parent, a mount point, a folder of other files
 
-    seed_list = [base.train.seed] if seeds is None else parse_seeds(
-        ",".join(map(str, seeds)) if isinstance(seeds, list) else seeds, start=base.train.seed)
     rows: list[CompareRow] = []
     ranges: list[tuple[float, float]] = []  # bits per character, best and worst seed
     curves: dict[str, list[tuple[float, float]]] = {}

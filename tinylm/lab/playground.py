@@ -264,7 +264,7 @@ def _run_columns(runs: Sequence[LoadedModel], labels: Sequence[str]) -> tuple[li
     with gr.Row(equal_height=False):
         for i, (label, run) in enumerate(zip(labels, runs)):
             with gr.Column(min_width=280):
-                quality = f" · {run.best_validation()}" if run.best_validation() else ""
+                quality = f" · {best}" if (best := run.best_validation()) else ""
                 gr.Markdown(f"### {html.escape(label)}\n{html.escape(run.module.describe())} · "
                             f"{run.num_parameters():,} parameters{quality}", elem_id=f"run-{i}-info")
                 texts.append(gr.Textbox(label="Text", lines=10, max_lines=20, interactive=False,

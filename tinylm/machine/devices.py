@@ -260,6 +260,11 @@ def threads_beside(taken: float, cores: int, processes: int = 1) -> int:
     return max(1, free // max(1, processes))
 
 
+def is_busy(taken: float, cores: int) -> bool:
+    """Whether other processes keeping `taken` CPUs busy leave tinylm fewer than its `cores` threads."""
+    return threads_beside(taken, cores) < cores
+
+
 def default_threads(processes: int = 1) -> int:
     """Threads per process: the physical cores other processes leave free (measured at start-up), shared among
     the processes."""
@@ -520,8 +525,7 @@ def hardware_description(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return f"Apple GPU (MPS), {cpu_model()}"
-    busy = (f" (other processes keep {_LOAD[1]:.1f} busy)" if _LOAD is not None
-            and threads_beside(_LOAD[1], physical_cores()) < physical_cores() else "")
+    busy = f" (other processes keep {_LOAD[1]:.1f} busy)" if _LOAD and is_busy(_LOAD[1], physical_cores()) else ""
     return (f"{cpu_model()}, {plural(physical_cores(), 'core')}{busy}, {plural(torch.get_num_threads(), 'thread')}, "
             f"capability {cpu_capability()}")
 

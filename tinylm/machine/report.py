@@ -80,7 +80,7 @@ def load_line(load: dict, cores: int) -> str:
     """Whether other processes keep the machine busy, and what tinylm does about it."""
     taken, average = load["cpus_taken_by_others"], load["load_average_1min"]
     since = f"; load average {average:g}" if average is not None else ""
-    if devices.threads_beside(taken, cores) < cores:
+    if devices.is_busy(taken, cores):
         return (f"load            BUSY: other processes keep {taken:.1f} of {devices.plural(cores, 'core')} busy"
                 f"{since}; tinylm uses the cores left free (--threads N sets it)")
     return f"load            quiet: other processes keep {taken:.1f} of {devices.plural(cores, 'core')} busy{since}"

@@ -183,8 +183,7 @@ def readme(runs: Sequence[SpaceRun], repo_id: str, license: str = "mit") -> str:
 
 def _model_row(run: SpaceRun) -> list[str]:
     """The README's row of a run: its name (and Hub id), family, architecture, size and best validation loss."""
-    metrics = [record for record in run.model.metrics if record.get("val_loss") is not None]
-    best = min(metrics, key=lambda r: r["val_loss"]) if metrics else None  # the epoch whose weights were kept
+    best = run.model.best_record()  # the epoch whose weights were kept
     loss = (f"{best['val_loss']:.4f} (perplexity {best['val_perplexity']:.2f}, epoch {best['epoch']})"
             if best else "not recorded")
     name = f"{run.name} (`{run.hub_id}`)" if run.hub_id else run.name

@@ -59,12 +59,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # bench/cpu_budget.py --seeds 1-5): native bf16 full-val median 1.4202, worst 1.4281 (sd 0.007) in 207.5 s;
     # as an AVX2-only CPU (fp32) median 1.4505, worst 1.4612 in 208 s. Two single-threaded DDP processes (this
     # preset until then) ran fewer tokens/s there and ended higher: 1.4366 and 1.4606 at seeds 2 and 1. Weight
-    # decay is the regulariser that pays, dropout is not; the one-seed lever table at equal tokens (1,060 steps of
-    # 64 x 128):
-    # lr 4e-3 -> 8e-3 -> 1.2e-2: 1.531 (windows, not stateful) / 1.479 / 1.472; embed 64 -> 128: 1.472 ->
-    # 1.452; then stateful, lr 1.2e-2: no regulariser 1.454, dropout 0.1 1.460, weight decay 0.1 / 0.25 / 0.5
-    # / 1.0: 1.435 / 1.434 / 1.443 / 1.499; with weight decay 0.2, lr 9e-3 (wd 0.15) / 1.2e-2 / 1.6e-2 /
-    # 2.2e-2: 1.443 / 1.434 / 1.424 / 1.425. Seed-to-seed the same recipe moves by 0.01-0.02 (sd 0.007-0.01).
+    # decay is the regulariser that pays, dropout is not; the one-seed lever table at equal tokens (1,060 steps
+    # of 64 x 128): lr 4e-3 -> 8e-3 -> 1.2e-2: 1.531 (windows, not stateful) / 1.479 / 1.472; embed 64 -> 128:
+    # 1.472 -> 1.452; then stateful, lr 1.2e-2: no regulariser 1.454, dropout 0.1 1.460, weight decay 0.1 /
+    # 0.25 / 0.5 / 1.0: 1.435 / 1.434 / 1.443 / 1.499; with weight decay 0.2, lr 9e-3 (wd 0.15) / 1.2e-2 /
+    # 1.6e-2 / 2.2e-2: 1.443 / 1.434 / 1.424 / 1.425. Between seeds its best and worst run differ by 0.013-0.028
+    # (sd 0.005-0.011), more than several of these levers did.
     "cpu-best": {**_BUDGET_LSTM, "train": {**_BUDGET_LSTM_TRAIN, "processes": 1, "time_budget": 203.0,
                                            "epochs": None, "patience": 0}},
     # The fastest recipe to validation loss 1.47 on one GPU (Tiny Shakespeare, char-level), after what the
