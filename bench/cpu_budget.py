@@ -92,6 +92,7 @@ def run_recipe(name: str, flags: str, seed: int, threads: int | None, data: str,
                               / max(sum(m["epoch_seconds"] for m in metrics), 1e-9)),
         "best_val_loss": best["val_loss"],
         "val_losses": [m["val_loss"] for m in metrics],
+        "eval_seconds": round(sum(m.get("eval_seconds", 0.0) for m in metrics), 1),  # inside the budget
         "val_context": best.get("val_context", "windows"),
         "wall_seconds": round(wall, 1),
         "startup_seconds": round(startup, 1),
@@ -103,17 +104,18 @@ def run_recipe(name: str, flags: str, seed: int, threads: int | None, data: str,
 
 def print_over_seeds(results: list[dict]) -> None:
     """Per recipe and side: the best validation losses' median, mean, sd and worst over the seeds."""
-    print(f"\n{'recipe':<14} {'side':<6} {'prec':<4} {'seeds':>5} {'median':>7} {'mean':>7} {'sd':>6} {'worst':>7} "
-          f"{'best':>7} {'wall med':>8} {'wall max':>8}")
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in results:
         groups.setdefault((r["recipe"], r["side"]), []).append(r)
+    w = max([14] + [len(recipe) for recipe, _ in groups])
+    print(f"\n{'recipe':<{w}} {'side':<6} {'prec':<4} {'seeds':>5} {'median':>7} {'mean':>7} {'sd':>6} {'worst':>7} "
+          f"{'best':>7} {'wall med':>8} {'wall max':>8}")
     for (recipe, side), runs in groups.items():
         losses = [r["best_val_loss"] for r in runs]
         walls = [r["wall_seconds"] for r in runs]
         sd = statistics.stdev(losses) if len(losses) > 1 else 0.0
         precisions = "/".join(sorted({r["precision"] or "-" for r in runs}))
-        print(f"{recipe:<14} {side:<6} {precisions:<4} {len(runs):>5} {statistics.median(losses):>7.4f} "
+        print(f"{recipe:<{w}} {side:<6} {precisions:<4} {len(runs):>5} {statistics.median(losses):>7.4f} "
               f"{statistics.mean(losses):>7.4f} {sd:>6.4f} {max(losses):>7.4f} {min(losses):>7.4f} "
               f"{statistics.median(walls):>8.1f} {max(walls):>8.1f}")
     print(f"CPU: {results[0]['cpu']}" if results else "no runs")

@@ -138,11 +138,16 @@ def test_cpu_best_is_one_recipe_on_every_cpu_class(monkeypatch):
     assert without_bf16.train.processes == 1 and without_bf16.train.time_budget == 203.0
     assert PRESETS["cpu-best-fp32"] == PRESETS["cpu-best"]  # the old name of its fp32 side still works
     assert config("--precision", "fp32").train.precision == "fp32"
+    first_run = config_from_args(build_parser().parse_args(["train"]))
+    # the first run is cpu-best's LSTM, windows and optimiser with a shorter budget (measured together over seeds)
+    assert (first_run.model, first_run.data) == (without_bf16.model, without_bf16.data)
+    assert first_run.train.lr == without_bf16.train.lr and first_run.train.time_budget < 203.0
 
 
 def test_the_default_preset_applies_only_without_model_or_preset():
     from tinylm.cli import build_parser
     from tinylm.cli.train import config_from_args
+    from tinylm.config import DataConfig
 
     default = config_from_args(build_parser().parse_args(["train"]))
     assert default.train.stateful and default.train.time_budget and default.model.hidden == 384
@@ -150,6 +155,11 @@ def test_the_default_preset_applies_only_without_model_or_preset():
     assert not plain.train.stateful and plain.train.time_budget is None and plain.model.hidden == 256
     lines = config_from_args(build_parser().parse_args(["train", "--lines"]))
     assert not lines.train.stateful  # one sample per line: no single stream to carry the state through
+    # the short windows go with the carried state: a line or a --target last window keeps the longer default
+    assert default.data.block_size < DataConfig.block_size == lines.data.block_size
+    last = config_from_args(build_parser().parse_args(["train", "--target", "last"]))
+    assert not last.train.stateful and last.data.block_size == DataConfig.block_size
+    assert config_from_args(build_parser().parse_args(["train", "--lines", "--block-size", "48"])).data.block_size == 48
 
 
 def test_importing_tinylm_is_light_and_its_names_load_on_use():

@@ -75,8 +75,10 @@ def config_from_args(args: argparse.Namespace):
     flags = given(args, args._config_flags)
     source = flags.get("data", {}).get("source") or preset.get("data", {}).get("source") or DataConfig.source
     lines = args.lines if args.lines is not None else is_line_corpus(source)
-    if not args.preset and preset and (lines or args.target == "last"):  # no single stream to carry state
-        preset = {**preset, "train": {k: v for k, v in preset["train"].items() if k != "stateful"}}
+    if not args.preset and preset and (lines or args.target == "last"):
+        # no single stream to carry state: without it the first run's short windows would cut lines and context
+        preset = {**preset, "train": {k: v for k, v in preset["train"].items() if k != "stateful"},
+                  "data": {k: v for k, v in preset.get("data", {}).items() if k != "block_size"}}
 
     def pick(section: str) -> dict:
         return {**preset.get(section, {}), **flags.get(section, {})}

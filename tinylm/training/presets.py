@@ -11,11 +11,12 @@ DEFAULT_PRESET = "default"
 """What `tinylm train` uses when neither --preset nor --model is given."""
 
 # The LSTM recipe that the first run and cpu-best share (see "cpu-best" for how it was found): 1x384 with
-# 128-wide embeddings (824,388 parameters on Tiny Shakespeare), the state carried from batch to batch, AdamW
-# 1.6e-2 with weight decay 0.2, 50 warm-up steps, then a linear decay to zero at the end of a wall-clock budget.
+# 128-wide embeddings (824,388 parameters on Tiny Shakespeare), windows of 64 characters with the state carried
+# from batch to batch, AdamW 1.6e-2 with weight decay 0.2, 50 warm-up steps, then a linear decay to zero at the
+# end of a wall-clock budget.
 _BUDGET_LSTM = {
     "model": {"name": "lstm", "layers": 1, "hidden": 384, "embed": 128, "dropout": 0.0},
-    "data": {"block_size": 128},
+    "data": {"block_size": 64},
 }
 _BUDGET_LSTM_TRAIN = {"batch_size": 32, "lr": 1.6e-2, "optimizer": "adamw", "betas": (0.9, 0.99),
                       "weight_decay": 0.2, "grad_clip": 1.0, "warmup_steps": 50, "lr_schedule": "linear",
@@ -24,10 +25,11 @@ _BUDGET_LSTM_TRAIN = {"batch_size": 32, "lr": 1.6e-2, "optimizer": "adamw", "bet
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The first run: what `tinylm train` does with no --preset and no --model. The budget LSTM in one process (no
     # launcher) for 190 s: 194 s from launch to exit; full-val over seeds 1-5 on a 2-core AMD EPYC (Zen 4,
-    # bench/cpu_budget.py --seeds 1-5): median 1.4187, worst 1.4276 in bf16 (native), median 1.4491, worst
-    # 1.4642 in fp32 as an AVX2-only CPU (bench/README.md; the old default, LSTM 2x256 at a constant 3e-3 for 5
-    # epochs, took 408 s to 1.558 in fp32). It stops early on a small text that stops improving; --stateful is
-    # left out with --lines or --target last, which read no single stream.
+    # bench/cpu_budget.py --recipes default --sides native avx2 --seeds 1-5): median 1.4056, worst 1.4083 in bf16
+    # (native), median 1.4281, worst 1.4311 in fp32 as an AVX2-only CPU (bench/README.md; with windows of 128:
+    # median 1.4187 / 1.4491; the old default, LSTM 2x256 at a constant 3e-3 for 5 epochs, took 408 s to 1.558
+    # in fp32). It stops early on a small text that stops improving; --stateful and its windows of 64 are left
+    # out with --lines or --target last, which read no single stream (the data's default window, 128, instead).
     "default": {**_BUDGET_LSTM, "train": {**_BUDGET_LSTM_TRAIN, "time_budget": 190.0, "epochs": 30, "patience": 3}},
     # The classic char-RNN exercise: maxlen-40 / step-3 windows, many-to-one LSTM, early stopping.
     "exercise": {
@@ -53,18 +55,19 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The best < 1M-parameter recipe for a 2-core CPU at a fixed wall-clock budget (215 s from the command to
     # its exit, start-up and the final evaluation included), the same on every CPU class: the first run's budget
     # LSTM (1x384, embed 128, 824,388 parameters on Tiny Shakespeare; an LSTM runs 2.8x more tokens per second
-    # than a GPT of the same size here) in one process with all its threads, the state carried from batch to
-    # batch (--stateful), AdamW 1.6e-2 with beta2 0.99 and weight decay 0.2, 50 warm-up steps, then a linear
-    # decay to zero at the end of the 203 s budget. Over seeds 1-5 on a 2-core AMD EPYC (Zen 4,
-    # bench/cpu_budget.py --seeds 1-5): native bf16 full-val median 1.4202, worst 1.4281 (sd 0.007) in 207.5 s;
-    # as an AVX2-only CPU (fp32) median 1.4505, worst 1.4612 in 208 s. Two single-threaded DDP processes (this
-    # preset until then) ran fewer tokens/s there and ended higher: 1.4366 and 1.4606 at seeds 2 and 1. Weight
-    # decay is the regulariser that pays, dropout is not; the one-seed lever table at equal tokens (1,060 steps
-    # of 64 x 128): lr 4e-3 -> 8e-3 -> 1.2e-2: 1.531 (windows, not stateful) / 1.479 / 1.472; embed 64 -> 128:
-    # 1.472 -> 1.452; then stateful, lr 1.2e-2: no regulariser 1.454, dropout 0.1 1.460, weight decay 0.1 /
-    # 0.25 / 0.5 / 1.0: 1.435 / 1.434 / 1.443 / 1.499; with weight decay 0.2, lr 9e-3 (wd 0.15) / 1.2e-2 /
-    # 1.6e-2 / 2.2e-2: 1.443 / 1.434 / 1.424 / 1.425. Between seeds its best and worst run differ by 0.013-0.028
-    # (sd 0.005-0.011), more than several of these levers did.
+    # than a GPT of the same size here) in one process with all its threads, windows of 64 with the state carried
+    # from batch to batch (--stateful), AdamW 1.6e-2 with beta2 0.99 and weight decay 0.2, 50 warm-up steps, then
+    # a linear decay to zero at the end of the 203 s budget. Over seeds 1-5 on a 2-core AMD EPYC (Zen 4,
+    # bench/cpu_budget.py --recipes cpu-best --sides native avx2 --seeds 1-5), full-val in 206-207 s: native bf16
+    # median 1.4047, worst 1.4117 (sd 0.004); as an AVX2-only CPU (fp32, 4.3-5.0M tokens in the budget against
+    # 7.7-8.2M) median 1.4274, worst 1.4401. With windows of 128 it was 1.4202 / 1.4281 and 1.4505 / 1.4612.
+    # Levers at equal tokens (4.3M, bench/equal_tokens.py --seeds 1-3; median over the seeds): windows 128 ->
+    # 64 -> 32: 1.4431 -> 1.4294 -> 1.4285 (twice the optimizer steps for the same tokens; the carried state
+    # keeps each character's context); at 64, lr 1.2e-2 with 200 warm-up steps 1.4303 (sd 0.0003), lr 2.2e-2
+    # 1.4318, clipping at 0.25 1.4345. Earlier, one seed at equal tokens (1,060 steps of 64 x 128): embed 64 ->
+    # 128: 1.472 -> 1.452; stateful, lr 1.2e-2: no regulariser 1.454, dropout 0.1 1.460, weight decay 0.1 /
+    # 0.25 / 0.5 / 1.0: 1.435 / 1.434 / 1.443 / 1.499; weight decay 0.2 at lr 9e-3 / 1.2e-2 / 1.6e-2 / 2.2e-2:
+    # 1.443 / 1.434 / 1.424 / 1.425. Two single-threaded DDP processes (this preset once) ended higher.
     "cpu-best": {**_BUDGET_LSTM, "train": {**_BUDGET_LSTM_TRAIN, "processes": 1, "time_budget": 203.0,
                                            "epochs": None, "patience": 0}},
     # The fastest recipe to validation loss 1.47 on one GPU (Tiny Shakespeare, char-level), after what the
