@@ -60,6 +60,14 @@ SIDES = {"native": {}, "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILI
                                  "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
 
 
+def read_run(out: Path) -> tuple[dict, list[dict], list[dict]]:
+    """A finished run directory's summary.json, metrics.jsonl (one record per evaluated epoch) and samples.jsonl."""
+    def records(name: str) -> list[dict]:
+        path = out / name
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return json.loads((out / "summary.json").read_text()), records("metrics.jsonl"), records("samples.jsonl")
+
+
 def run_recipe(name: str, flags: str, seed: int, threads: int | None, data: str, side: str = "native") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
@@ -72,9 +80,7 @@ def run_recipe(name: str, flags: str, seed: int, threads: int | None, data: str,
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"{name} failed:\n{proc.stderr[-2000:]}")
-        summary = json.loads((out / "summary.json").read_text())
-        metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line.strip()]
+        summary, metrics, samples = read_run(out)
     best = min(metrics, key=lambda m: m["val_loss"])
     # outside the training phase: start-up (to the first step) and the closing work (summary, reload)
     outside = wall - summary.get("wall_seconds", summary["train_seconds"])

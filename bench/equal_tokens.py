@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cpu_budget import RECIPES, SIDES, print_over_seeds
+from cpu_budget import RECIPES, SIDES, print_over_seeds, read_run
 
 from tinylm.config import parse_seeds
 from tinylm.errors import TinyLMError
@@ -54,8 +54,7 @@ def finish(job: dict) -> dict | None:
               f"{err.strip().splitlines()[-1] if err.strip() else job['proc'].returncode}", flush=True)
         return None
     out = job["out"]
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
-    summary = json.loads((out / "summary.json").read_text())
+    summary, metrics, _ = read_run(out)
     best = min(m["val_loss"] for m in metrics)
     print(f"{name:<44} {job['side']:<6} {job['seed']:>5} {best:>9.4f} {metrics[-1]['train_loss']:>10.4f} "
           f"{metrics[0]['tokens_per_s']:>7,.0f} {wall:>7.1f}", flush=True)

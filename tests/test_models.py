@@ -58,3 +58,17 @@ def test_bad_model_settings_are_user_errors():
         model_config("gru", hidden=0)
     with pytest.raises(TinyLMError, match="--dropout"):
         model_config("lstm", dropout=1.5)
+
+
+def test_forget_bias_opens_only_the_forget_gates():
+    """--forget-bias sets the forget gates' slice (torch orders the gates input, forget, cell, output) of every
+    layer: b_ih to the value, b_hh to zero, so their sum is the value; the other gates keep torch's init."""
+    plain, opened = make("lstm", hidden=6, layers=2), make("lstm", hidden=6, layers=2, forget_bias=1.0)
+    for layer in range(2):
+        b_ih, b_hh = (getattr(opened.rnn, f"bias_{k}_l{layer}") for k in ("ih", "hh"))
+        assert torch.equal(b_ih[6:12] + b_hh[6:12], torch.ones(6))
+        for other in (slice(0, 6), slice(12, 24)):
+            assert torch.equal(b_ih[other], getattr(plain.rnn, f"bias_ih_l{layer}")[other])
+    assert not torch.equal(plain.rnn.bias_ih_l0[6:12], opened.rnn.bias_ih_l0[6:12])
+    with pytest.raises(TinyLMError, match="forget gate"):
+        model_config("gru", forget_bias=1.0)

@@ -21,7 +21,7 @@ from tinylm.data import TokenWindows
 from tinylm.errors import TinyLMError
 from tinylm.models import build_model, model_config
 from tinylm.training.checkpoint import _optimizer_from_files, _optimizer_to_files
-from tinylm.training.optim import Optimizer, build_optimizer, hidden_matrices
+from tinylm.training.optim import Optimizer, build_optimizer, hidden_matrices, orthogonalize
 
 VOCAB = 13
 MODERN = {"positions": "rope", "norm": "rmsnorm", "qk_norm": True, "activation": "relu2", "tie_head": False,
@@ -64,7 +64,8 @@ def test_adam_and_adamw_are_bit_identical_to_torch_optim(kind, fused):
     assert same_weights(ours, theirs)
 
 
-def test_muon_is_bit_identical_to_torch_optim_muon_with_adamw_for_the_rest():
+def test_muon_is_bit_identical_to_torch_optim_muon_with_adamw_for_the_rest(monkeypatch):
+    monkeypatch.setenv("TINYLM_CPU_BF16", "1")  # Newton-Schulz in bf16, as torch.optim.Muon's, on every CPU
     cfg = tinylm.TrainConfig(optimizer="muon", lr=1e-2, muon_lr=0.03, weight_decay=0.01)
     ours = make(**MODERN)
     optimizer = build_optimizer(ours, cfg)
@@ -89,6 +90,36 @@ def test_muon_is_bit_identical_to_torch_optim_muon_with_adamw_for_the_rest():
 
     train_steps(theirs, Both(), 6)
     assert same_weights(ours, theirs)
+
+
+@pytest.mark.parametrize("native", ["0", "1"])
+def test_newton_schulz_runs_in_bf16_only_where_the_cpu_has_it(monkeypatch, native):
+    """Without native bf16, emulated bf16 products made Muon's iterations most of a GPT's step: fp32 there."""
+    monkeypatch.setenv("TINYLM_CPU_BF16", native)
+    model = make(**MODERN)
+    optimizer = build_optimizer(model, tinylm.TrainConfig(optimizer="muon", lr=1e-2, muon_lr=0.03))
+    assert optimizer.ns_dtype == (torch.bfloat16 if native == "1" else torch.float32)
+    ids = (torch.arange(17)[None, :] + 3 * torch.arange(4)[:, None]) % VOCAB  # a pattern to learn
+    curve = []
+    for _ in range(10):
+        logits, _ = model(ids[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, VOCAB), ids[:, 1:].reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        curve.append(loss.item())
+    assert curve[-1] < 0.7 * curve[0] and all(math.isfinite(p.sum().item()) for p in model.parameters())
+
+
+def test_orthogonalize_in_fp32_pushes_singular_values_as_in_bf16():
+    g = torch.randn(24, 8, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.1, 5, 8)  # skewed
+    exact, rounded = orthogonalize(g, 5, torch.float32), orthogonalize(g, 5, torch.bfloat16)
+    assert exact.dtype == torch.float32 and rounded.dtype == torch.bfloat16
+    assert torch.linalg.svdvals(g).max() / torch.linalg.svdvals(g).min() > 50
+    singular = torch.linalg.svdvals(exact)
+    assert singular.min() > 0.6 and singular.max() < 1.2
+    torch.testing.assert_close(exact, rounded.float(), atol=0.05, rtol=0.05)
+    assert not torch.equal(exact, rounded.float())  # the fp32 iterations are not bf16's rounded
 
 
 def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():

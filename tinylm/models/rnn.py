@@ -43,6 +43,8 @@ class RNNConfig:
     """Dropout between layers and before the head."""
     head: str = "linear"
     """linear, or mlp (the exercise's dense + ReLU head)."""
+    forget_bias: float | None = None
+    """Initial bias of the LSTM's forget gates (Keras's unit_forget_bias sets 1; default: torch's uniform init)."""
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -52,6 +54,8 @@ class RNNConfig:
         check_choices(self)
         if not 0.0 <= self.dropout < 1.0:
             raise TinyLMError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.forget_bias is not None and self.cell != "lstm":
+            raise TinyLMError(f"--forget-bias is for an LSTM; a {self.cell} has no forget gate")
 
 
 class RecurrentLM(LanguageModel):
@@ -82,6 +86,17 @@ class RecurrentLM(LanguageModel):
             )
         else:
             self.head = nn.Linear(c.hidden, c.vocab_size)
+        if c.forget_bias is not None:
+            self._init_forget_bias(c.forget_bias)
+
+    def _init_forget_bias(self, value: float) -> None:
+        """Open the forget gates at the start, so the cell state (and its gradient) carries over many steps from the
+        first update on. torch's LSTM adds two biases; its gates are ordered input, forget, cell, output."""
+        h = self.config.hidden
+        with torch.no_grad():
+            for layer in range(self.config.layers):
+                getattr(self.rnn, f"bias_ih_l{layer}")[h : 2 * h].fill_(value)
+                getattr(self.rnn, f"bias_hh_l{layer}")[h : 2 * h].zero_()
 
     def describe(self) -> str:
         c = self.config

@@ -10,7 +10,10 @@ Muon (Keller Jordan, 2024: https://kellerjordan.github.io/posts/muon/) updates a
 momentum made orthogonal (all singular values ~1, by 5 Newton-Schulz iterations), so every direction of the
 matrix moves at the same rate however skewed the gradient is. It is meant for the 2-D weights of the hidden
 layers only: embeddings, the output head, norms and biases stay with AdamW. Here `lr` is AdamW's peak and
-`muon_lr` Muon's; each group keeps its ratio to `lr` in "lr_scale" so one schedule drives both.
+`muon_lr` Muon's; each group keeps its ratio to `lr` in "lr_scale" so one schedule drives both. The
+Newton-Schulz iterations run in bf16, as torch.optim.Muon's, where the device multiplies bf16 matrices natively
+(a GPU, a CPU with native bf16), and in fp32 elsewhere: on a CPU without native bf16 oneDNN emulates bf16, and
+the iterations took 61% of a small GPT's step (bench/README.md, "Muon without native bf16").
 
 Why not torch.optim's classes, whose updates these are: building any torch.optim.Optimizer imports
 torch._dynamo (its add_param_group, zero_grad, state_dict and load_state_dict are wrapped in
@@ -30,6 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.optim.adam import adam as adam_update
+
+from ..machine.devices import native_bf16_cpu
 
 ADAM_EPS = 1e-8  # torch.optim.Adam's default
 MUON_MOMENTUM = 0.95  # Nesterov momentum, as torch.optim.Muon and Keller Jordan's Muon
@@ -60,15 +65,25 @@ def build_optimizer(model: nn.Module, cfg) -> Optimizer:
     # AdamW first: param_groups[0]["lr"] is then the --lr schedule, as the loop's records report it
     groups = [{"params": [p for p in params if id(p) not in hidden], **adam},
               {"params": [p for p in params if id(p) in hidden], **muon}]
-    return Optimizer([g for g in groups if g["params"]])
+    return Optimizer([g for g in groups if g["params"]], ns_dtype=newton_schulz_dtype(params[0].device))
+
+
+def newton_schulz_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of Muon's Newton-Schulz iterations on `device`: bf16 where it is native, else fp32."""
+    if device.type == "cpu":
+        return torch.bfloat16 if native_bf16_cpu() else torch.float32
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float32
+    return torch.bfloat16
 
 
 class Optimizer:
     """Parameter groups, each updated by the rule its "kind" names (adam, adamw or muon), behind
     torch.optim.Optimizer's interface: param_groups, state, zero_grad, step, state_dict, load_state_dict."""
 
-    def __init__(self, param_groups: list[dict[str, Any]]):
+    def __init__(self, param_groups: list[dict[str, Any]], ns_dtype: torch.dtype = torch.bfloat16):
         self.param_groups = param_groups
+        self.ns_dtype = ns_dtype  # Muon's Newton-Schulz: this machine's choice, not saved with the state
         self.state: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -131,7 +146,7 @@ class Optimizer:
             buffer = state["momentum_buffer"]
             buffer.lerp_(p.grad, 1 - momentum)
             update = p.grad.lerp(buffer, momentum) if group["nesterov"] else buffer
-            update = orthogonalize(update, group["ns_steps"])
+            update = orthogonalize(update, group["ns_steps"], self.ns_dtype)
             if decay:
                 p.mul_(1 - lr * decay)
             # the same RMS of update whatever the shape: taller-than-wide matrices move by sqrt(rows / cols) more
@@ -179,11 +194,11 @@ def _placed(value: Any, p: nn.Parameter, is_step: bool, fused: bool) -> Any:
     return value.to(dtype=p.dtype if value.is_floating_point() else value.dtype, device=p.device, copy=True)
 
 
-def orthogonalize(g: torch.Tensor, steps: int) -> torch.Tensor:
+def orthogonalize(g: torch.Tensor, steps: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """The matrix g with its singular values pushed towards 1 (roughly U S' V^T with S' in [0.5, 1.5] for
-    g = U S V^T) by `steps` quintic Newton-Schulz iterations in bf16: torch.optim.Muon's computation."""
+    g = U S V^T) by `steps` quintic Newton-Schulz iterations in `dtype`: torch.optim.Muon's computation (bf16)."""
     a, b, c = NS_COEFFICIENTS
-    x = g.bfloat16()
+    x = g.to(dtype)
     tall = g.size(0) > g.size(1)
     if tall:  # iterate on the smaller Gram matrix
         x = x.T
