@@ -68,6 +68,11 @@ def read_run(out: Path) -> tuple[dict, list[dict], list[dict]]:
     return json.loads((out / "summary.json").read_text()), records("metrics.jsonl"), records("samples.jsonl")
 
 
+def cpu_label(summary: dict) -> str:
+    """The CPU a run's summary.json names, with the capability it ran with ("AMD EPYC (avx2)")."""
+    return f"{summary.get('cpu')} ({summary.get('cpu_capability')})"
+
+
 def run_recipe(name: str, flags: str, seed: int, threads: int | None, data: str, side: str = "native") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
@@ -89,7 +94,7 @@ def run_recipe(name: str, flags: str, seed: int, threads: int | None, data: str,
         "recipe": name,
         "side": side,
         "precision": summary.get("precision"),
-        "cpu": f"{summary.get('cpu')} ({summary.get('cpu_capability')})",
+        "cpu": cpu_label(summary),
         "last_sample": samples[-1]["text"] if samples else "",
         "seed": seed,
         "parameters": summary["parameters"],

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cpu_budget import RECIPES, SIDES, print_over_seeds, read_run
+from cpu_budget import RECIPES, SIDES, cpu_label, print_over_seeds, read_run
 
 from tinylm.config import parse_seeds
 from tinylm.errors import TinyLMError
@@ -60,7 +60,7 @@ def finish(job: dict) -> dict | None:
           f"{metrics[0]['tokens_per_s']:>7,.0f} {wall:>7.1f}", flush=True)
     return {"recipe": name, "side": job["side"], "seed": job["seed"], "best_val_loss": best,
             "wall_seconds": round(wall, 1), "precision": summary.get("precision"),
-            "cpu": f"{summary.get('cpu')} ({summary.get('cpu_capability')})"}
+            "cpu": cpu_label(summary)}
 
 
 def main() -> None:

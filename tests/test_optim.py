@@ -34,13 +34,14 @@ def make(seed: int = 0, **options) -> torch.nn.Module:
                                     dropout=0.0, **options))
 
 
-def train_steps(model: torch.nn.Module, optimizer, steps: int, seed: int = 1) -> list[float]:
+def train_steps(model: torch.nn.Module, optimizer, steps: int, seed: int = 1, ids=None) -> list[float]:
+    """Training losses of `steps` steps on random batches (or on the batch `ids` every step)."""
     generator = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(steps):
-        ids = torch.randint(0, VOCAB, (4, 17), generator=generator)
-        logits, _ = model(ids[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB), ids[:, 1:].reshape(-1))
+        batch = torch.randint(0, VOCAB, (4, 17), generator=generator) if ids is None else ids
+        logits, _ = model(batch[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, VOCAB), batch[:, 1:].reshape(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -99,15 +100,8 @@ def test_newton_schulz_runs_in_bf16_only_where_the_cpu_has_it(monkeypatch, nativ
     model = make(**MODERN)
     optimizer = build_optimizer(model, tinylm.TrainConfig(optimizer="muon", lr=1e-2, muon_lr=0.03))
     assert optimizer.ns_dtype == (torch.bfloat16 if native == "1" else torch.float32)
-    ids = (torch.arange(17)[None, :] + 3 * torch.arange(4)[:, None]) % VOCAB  # a pattern to learn
-    curve = []
-    for _ in range(10):
-        logits, _ = model(ids[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB), ids[:, 1:].reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        curve.append(loss.item())
+    pattern = (torch.arange(17)[None, :] + 3 * torch.arange(4)[:, None]) % VOCAB  # a pattern to learn
+    curve = train_steps(model, optimizer, 10, ids=pattern)
     assert curve[-1] < 0.7 * curve[0] and all(math.isfinite(p.sum().item()) for p in model.parameters())
 
 
