@@ -142,6 +142,8 @@ def test_cpu_best_is_one_recipe_on_every_cpu_class(monkeypatch):
     # the first run is cpu-best's LSTM, windows and optimiser with a shorter budget (measured together over seeds)
     assert (first_run.model, first_run.data) == (without_bf16.model, without_bf16.data)
     assert first_run.train.lr == without_bf16.train.lr and first_run.train.time_budget < 203.0
+    # cpu-best trains the LSTM's weight matrices with Muon (measured over seeds); the first run keeps AdamW
+    assert (without_bf16.train.optimizer, first_run.train.optimizer) == ("muon", "adamw")
     # no early stopping under a decay to zero: a plateau before the last epochs is no end (Faust, bench/README.md)
     assert first_run.train.patience == 0 == without_bf16.train.patience and first_run.train.epochs == 30
 

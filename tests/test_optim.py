@@ -116,6 +116,30 @@ def test_orthogonalize_in_fp32_pushes_singular_values_as_in_bf16():
     assert not torch.equal(exact, rounded.float())  # the fp32 iterations are not bf16's rounded
 
 
+@pytest.mark.parametrize("shape", [(96, 24), (24, 96), (40, 24)])
+def test_orthogonalize_in_fp32_takes_the_gram_form_with_the_direct_iterations_result(shape):
+    """fp32 iterates a matrix at least twice as long as wide on its small Gram matrix (the LSTM's 4h x h
+    recurrent weights): the same quintic steps, so the same result as the direct iterations in float64."""
+    g = torch.randn(*shape, generator=torch.Generator().manual_seed(1)) * torch.linspace(0.1, 5, shape[1])
+    direct = orthogonalize(g.double(), 5, torch.float64)
+    torch.testing.assert_close(orthogonalize(g, 5, torch.float32), direct.float(), atol=2e-5, rtol=1e-4)
+    assert orthogonalize(g, 0, torch.float32).shape == g.shape  # no step: the normalised matrix itself
+    singular = torch.linalg.svdvals(orthogonalize(g, 5, torch.float32))
+    assert singular.min() > 0.3 and singular.max() < 1.25  # the quintic steps stop near [0.7, 1.2]
+
+
+def test_muon_trains_an_lstm_through_the_gram_form_without_native_bf16(monkeypatch):
+    """cpu-best's optimiser: Muon for the LSTM's 4h x h weights, which fp32 orthogonalises in the Gram form."""
+    monkeypatch.setenv("TINYLM_CPU_BF16", "0")
+    torch.manual_seed(0)
+    lstm = build_model(model_config("lstm", vocab_size=VOCAB, embed=8, hidden=16, layers=1, dropout=0.0))
+    optimizer = build_optimizer(lstm, tinylm.TrainConfig(optimizer="muon", lr=1e-2, muon_lr=0.04, weight_decay=0.05))
+    assert optimizer.ns_dtype == torch.float32 and lstm.rnn.weight_hh_l0.shape == (64, 16)
+    pattern = (torch.arange(17)[None, :] + 3 * torch.arange(4)[:, None]) % VOCAB
+    curve = train_steps(lstm, optimizer, 20, ids=pattern)
+    assert curve[-1] < 0.7 * curve[0] and all(math.isfinite(p.sum().item()) for p in lstm.parameters())
+
+
 def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
     tied = make()
     names = {id(p): n for n, p in tied.named_parameters()}

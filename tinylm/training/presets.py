@@ -13,7 +13,7 @@ DEFAULT_PRESET = "default"
 # The LSTM recipe that the first run and cpu-best share (see "cpu-best" for how it was found): 1x384 with
 # 128-wide embeddings (824,388 parameters on Tiny Shakespeare), windows of 64 characters with the state carried
 # from batch to batch, AdamW 1.6e-2 with weight decay 0.2, 50 warm-up steps, then a linear decay to zero at the
-# end of a wall-clock budget.
+# end of a wall-clock budget. cpu-best trains the LSTM's weight matrices with Muon instead (measured there).
 _BUDGET_LSTM = {
     "model": {"name": "lstm", "layers": 1, "hidden": 384, "embed": 128, "dropout": 0.0},
     "data": {"block_size": 64},
@@ -59,19 +59,24 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # its exit, start-up and the final evaluation included), the same on every CPU class: the first run's budget
     # LSTM (1x384, embed 128, 824,388 parameters on Tiny Shakespeare; an LSTM runs 2.8x more tokens per second
     # than a GPT of the same size here) in one process with all its threads, windows of 64 with the state carried
-    # from batch to batch (--stateful), AdamW 1.6e-2 with beta2 0.99 and weight decay 0.2, 50 warm-up steps, then
-    # a linear decay to zero at the end of the 203 s budget. Over seeds 1-5 on a 2-core AMD EPYC (Zen 4,
-    # bench/cpu_budget.py --recipes cpu-best --sides native avx2 --seeds 1-5), full-val in 206-207 s: native bf16
-    # median 1.4047, worst 1.4117 (sd 0.004); as an AVX2-only CPU (fp32, 4.3-5.0M tokens in the budget against
-    # 7.7-8.2M) median 1.4274, worst 1.4401. With windows of 128 it was 1.4202 / 1.4281 and 1.4505 / 1.4612.
-    # Levers at equal tokens (4.3M, bench/equal_tokens.py --seeds 1-3; median over the seeds): windows 128 ->
-    # 64 -> 32: 1.4431 -> 1.4294 -> 1.4285 (twice the optimizer steps for the same tokens; the carried state
-    # keeps each character's context); at 64, lr 1.2e-2 with 200 warm-up steps 1.4303 (sd 0.0003), lr 2.2e-2
-    # 1.4318, clipping at 0.25 1.4345. Earlier, one seed at equal tokens (1,060 steps of 64 x 128): embed 64 ->
-    # 128: 1.472 -> 1.452; stateful, lr 1.2e-2: no regulariser 1.454, dropout 0.1 1.460, weight decay 0.1 /
-    # 0.25 / 0.5 / 1.0: 1.435 / 1.434 / 1.443 / 1.499; weight decay 0.2 at lr 9e-3 / 1.2e-2 / 1.6e-2 / 2.2e-2:
-    # 1.443 / 1.434 / 1.424 / 1.425. Two single-threaded DDP processes (this preset once) ended higher.
-    "cpu-best": {**_BUDGET_LSTM, "train": {**_BUDGET_LSTM_TRAIN, "processes": 1, "time_budget": 203.0,
+    # from batch to batch (--stateful), Muon 0.04 for the LSTM's two weight matrices and AdamW 1.6e-2 (beta2
+    # 0.99) for the embedding, head and biases, weight decay 0.05, 50 warm-up steps, then a linear decay to zero
+    # at the end of the 203 s budget. Over seeds 1-5 on a 2-core AMD EPYC (Zen 4, bench/cpu_budget.py --recipes
+    # cpu-best --sides native avx2 --seeds 1-5), full-val in 206-212 s: native bf16 median 1.4068, worst 1.4071;
+    # as an AVX2-only CPU (fp32) median 1.4130, worst 1.4185 (bench/README.md). With AdamW for every weight
+    # (weight decay 0.2, the first run's optimiser) it was 1.4047 / 1.4117 and 1.4274 / 1.4401: at equal tokens
+    # (4.3M, bench/equal_tokens.py --seeds 1-3) Muon 0.04 ends at a median of 1.4097 against AdamW's 1.4294; its
+    # iterations cost tokens/s (0.72x with bf16, 0.83x in fp32, where they run in their Gram form: training/
+    # optim.py), which the fp32 side, with the fewer tokens, wins back most. At equal tokens, Muon 0.02 with
+    # weight decay 0.05 / 0.1 / 0.2: 1.4177 / 1.4224 / 1.4528; Muon 0.06: 1.4112; weight decay 0.02: 1.4267;
+    # AdamW alone with weight decay 0.05: 1.4521. Windows 128 -> 64 -> 32 (AdamW): 1.4431 -> 1.4294 -> 1.4285
+    # (twice the optimizer steps for the same tokens; the carried state keeps each character's context); at 64,
+    # lr 1.2e-2 with 200 warm-up steps 1.4303, lr 2.2e-2 1.4318, clipping at 0.25 1.4345; embed 192 / 256:
+    # 1.4276 / 1.4277. Earlier, one seed at equal tokens (1,060 steps of 64 x 128): embed 64 -> 128: 1.472 ->
+    # 1.452; stateful, lr 1.2e-2: dropout 0.1 1.460 against none 1.454. Two single-threaded DDP processes (this
+    # preset once) ended higher.
+    "cpu-best": {**_BUDGET_LSTM, "train": {**_BUDGET_LSTM_TRAIN, "optimizer": "muon", "muon_lr": 0.04,
+                                           "weight_decay": 0.05, "processes": 1, "time_budget": 203.0,
                                            "epochs": None, "patience": 0}},
     # The fastest recipe to validation loss 1.47 on one GPU (Tiny Shakespeare, char-level), after what the
     # Performance issue's experimental trainer measured: nanoGPT's 6 x 384 shape (10.6M parameters) with the
