@@ -87,7 +87,6 @@ def iterations_ms(name: str, variant: str, repeats: int = 5) -> float:
     return (time.perf_counter() - start) / repeats * 1000
 
 
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=list(MODELS), default="gpt")
@@ -103,7 +102,6 @@ def main() -> None:
     for variant, speed in speeds.items():
         print(f"Newton-Schulz {variant:<12} {speed:9,.0f} tokens/s ({speed / speeds['bf16']:.2f}x)  "
               f"iterations alone: {iterations_ms(args.model, variant):7.1f} ms a step")
-    gram_form(True)
 
 
 if __name__ == "__main__":

@@ -128,13 +128,16 @@ def test_orthogonalize_in_fp32_takes_the_gram_form_with_the_direct_iterations_re
     assert singular.min() > 0.3 and singular.max() < 1.25  # the quintic steps stop near [0.7, 1.2]
 
 
-def test_muon_trains_an_lstm_through_the_gram_form_without_native_bf16(monkeypatch):
-    """cpu-best's optimiser: Muon for the LSTM's 4h x h weights, which fp32 orthogonalises in the Gram form."""
-    monkeypatch.setenv("TINYLM_CPU_BF16", "0")
+@pytest.mark.parametrize("native", ["0", "1"])
+def test_muon_trains_an_lstm_on_both_cpu_classes(monkeypatch, native):
+    """cpu-best's optimiser: Muon for the LSTM's 4h x h weights, which fp32 (no native bf16) orthogonalises in the
+    Gram form and native bf16 in the direct form."""
+    monkeypatch.setenv("TINYLM_CPU_BF16", native)
     torch.manual_seed(0)
     lstm = build_model(model_config("lstm", vocab_size=VOCAB, embed=8, hidden=16, layers=1, dropout=0.0))
     optimizer = build_optimizer(lstm, tinylm.TrainConfig(optimizer="muon", lr=1e-2, muon_lr=0.04, weight_decay=0.05))
-    assert optimizer.ns_dtype == torch.float32 and lstm.rnn.weight_hh_l0.shape == (64, 16)
+    assert optimizer.ns_dtype == (torch.bfloat16 if native == "1" else torch.float32)
+    assert lstm.rnn.weight_hh_l0.shape == (64, 16)
     pattern = (torch.arange(17)[None, :] + 3 * torch.arange(4)[:, None]) % VOCAB
     curve = train_steps(lstm, optimizer, 20, ids=pattern)
     assert curve[-1] < 0.7 * curve[0] and all(math.isfinite(p.sum().item()) for p in lstm.parameters())

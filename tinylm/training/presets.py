@@ -63,10 +63,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # 0.99) for the embedding, head and biases, weight decay 0.05, 50 warm-up steps, then a linear decay to zero
     # at the end of the 203 s budget. Over seeds 1-5 on a 2-core AMD EPYC (Zen 4, bench/cpu_budget.py --recipes
     # cpu-best --sides native avx2 --seeds 1-5), full-val in 206-212 s: native bf16 median 1.4068, worst 1.4071;
-    # as an AVX2-only CPU (fp32) median 1.4130, worst 1.4185 (bench/README.md). With AdamW for every weight
+    # as an AVX2-only CPU (fp32) median 1.4185, worst 1.4431 (a run at 12k tokens/s, the others 17-20k; run again,
+    # 1.4075: median 1.4130, worst 1.4231; bench/README.md). With AdamW for every weight
     # (weight decay 0.2, the first run's optimiser) it was 1.4047 / 1.4117 and 1.4274 / 1.4401: at equal tokens
     # (4.3M, bench/equal_tokens.py --seeds 1-3) Muon 0.04 ends at a median of 1.4097 against AdamW's 1.4294; its
-    # iterations cost tokens/s (0.72x with bf16, 0.83x in fp32, where they run in their Gram form: training/
+    # iterations cost tokens/s (0.72x with bf16, about 0.8x in fp32, where they run in their Gram form: training/
     # optim.py), which the fp32 side, with the fewer tokens, wins back most. At equal tokens, Muon 0.02 with
     # weight decay 0.05 / 0.1 / 0.2: 1.4177 / 1.4224 / 1.4528; Muon 0.06: 1.4112; weight decay 0.02: 1.4267;
     # AdamW alone with weight decay 0.05: 1.4521. Windows 128 -> 64 -> 32 (AdamW): 1.4431 -> 1.4294 -> 1.4285
